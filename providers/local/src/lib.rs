@@ -1,0 +1,234 @@
+//! # skyform-provider-local — the embedded default "cloud"
+//!
+//! The local provider runs tasks as real processes on this host and keeps objects in
+//! directories. This crate currently holds the parts the planner needs:
+//!
+//! - [`LocalConfig`]: the zones, slots and instance types of the `local` cloud, read from
+//!   a job's `provider "local" { }` block (every field has a default), which the catalog
+//!   turns into offerings;
+//! - [`SyntheticMarket`]: a seeded, deterministic spot market for `skyform tracker
+//!   refresh` (no I/O; the time is injected).
+//!
+//! Nothing here does I/O.
+
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use skyform_provider::{
+    Location, Market, ProviderError, SpotPrice, SpotPricesRequest, SpotPricesResponse,
+};
+
+/// The cloud name of the local provider.
+pub const CLOUD: &str = "local";
+/// The single region of the local provider.
+pub const REGION: &str = "local";
+
+/// One instance type of the local cloud.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalInstanceType {
+    pub name: String,
+    pub vcpus: f64,
+    pub memory_gb: f64,
+    /// A fake accelerator such as `"LocalGPU:1"`, so GPU jobs can be planned and run here.
+    #[serde(default)]
+    pub accelerator: Option<String>,
+    /// Demo on-demand price, USD per hour.
+    pub price: f64,
+    /// Demo spot price, USD per hour (none: no spot offer).
+    #[serde(default)]
+    pub spot_price: Option<f64>,
+}
+
+/// The configuration of the local provider (`provider "local" { ... }`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalConfig {
+    /// Zone names of the simulated region `local`.
+    pub zones: Vec<String>,
+    /// How many allocations a zone holds at once.
+    pub slots: u32,
+    /// Instance types offered in every zone.
+    pub instance_types: Vec<LocalInstanceType>,
+    /// Seed of the synthetic spot market.
+    pub market_seed: u64,
+    /// Where sandboxes and the object store live (relative to the job directory).
+    pub root: String,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        let it =
+            |name: &str, vcpus: f64, mem: f64, acc: Option<&str>, price: f64| LocalInstanceType {
+                name: name.to_string(),
+                vcpus,
+                memory_gb: mem,
+                accelerator: acc.map(str::to_string),
+                price,
+                spot_price: Some((price * 0.3 * 10_000.0).round() / 10_000.0),
+            };
+        LocalConfig {
+            zones: vec!["zone-a".into(), "zone-b".into(), "zone-c".into()],
+            slots: 8,
+            instance_types: vec![
+                it("local.small", 2.0, 4.0, None, 0.02),
+                it("local.medium", 4.0, 16.0, None, 0.08),
+                it("local.large", 8.0, 32.0, None, 0.16),
+                it("local.gpu", 8.0, 64.0, Some("LocalGPU:1"), 0.40),
+                it("local.gpu4", 32.0, 128.0, Some("LocalGPU:4"), 1.60),
+            ],
+            market_seed: 42,
+            root: ".skyform/local".into(),
+        }
+    }
+}
+
+impl LocalConfig {
+    /// Parses the body of a `provider "local"` block (as JSON), with defaults for absent
+    /// fields.
+    pub fn from_json(v: &serde_json::Value) -> Result<Self, String> {
+        let cfg: LocalConfig = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Validates the configuration.
+    pub fn check(&self) -> Result<(), String> {
+        if self.zones.is_empty() {
+            return Err("provider \"local\": `zones` must name at least one zone".into());
+        }
+        if self.slots == 0 {
+            return Err("provider \"local\": `slots` must be at least 1".into());
+        }
+        for t in &self.instance_types {
+            if t.vcpus <= 0.0 || t.memory_gb <= 0.0 || t.price < 0.0 {
+                return Err(format!(
+                    "provider \"local\": instance type `{}` needs positive vcpus and memory_gb and a non-negative price",
+                    t.name
+                ));
+            }
+            if let Some(acc) = &t.accelerator {
+                let ok = acc
+                    .split_once(':')
+                    .map(|(n, c)| !n.is_empty() && c.parse::<f64>().is_ok_and(|c| c > 0.0))
+                    .unwrap_or(!acc.is_empty());
+                if !ok {
+                    return Err(format!(
+                        "provider \"local\": instance type `{}` has accelerator `{acc}`; expected NAME or NAME:COUNT",
+                        t.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The locations of the local cloud.
+    pub fn locations(&self) -> Vec<Location> {
+        self.zones
+            .iter()
+            .map(|z| Location::new(CLOUD, REGION, z.clone()))
+            .collect()
+    }
+}
+
+/// A seeded synthetic spot market: each (zone, type) price moves around 30% of on-demand,
+/// changing once an hour, deterministic for a given seed and time.
+#[derive(Debug, Clone)]
+pub struct SyntheticMarket {
+    config: LocalConfig,
+}
+
+impl SyntheticMarket {
+    pub fn new(config: LocalConfig) -> Self {
+        SyntheticMarket { config }
+    }
+}
+
+fn mix(seed: u64, s: &str, hour: u64) -> u64 {
+    // FNV-1a over the key, folded with seed and hour.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for b in s.bytes().chain(hour.to_le_bytes()) {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+impl Market for SyntheticMarket {
+    fn cloud(&self) -> &str {
+        CLOUD
+    }
+
+    fn spot_prices(&self, req: &SpotPricesRequest) -> Result<SpotPricesResponse, ProviderError> {
+        let hour = req.now / 3600;
+        let mut prices = Vec::new();
+        if !req.regions.is_empty() && !req.regions.iter().any(|r| r == REGION) {
+            return Ok(SpotPricesResponse { prices });
+        }
+        for zone in &self.config.zones {
+            for t in &self.config.instance_types {
+                if !req.instance_types.is_empty() && !req.instance_types.contains(&t.name) {
+                    continue;
+                }
+                let Some(base) = t.spot_price else { continue };
+                let key = format!("{zone}/{}", t.name);
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(mix(
+                    self.config.market_seed,
+                    &key,
+                    hour,
+                ));
+                let factor: f64 = rng.gen_range(0.75..1.35);
+                let price = ((base * factor) * 1e5).round() / 1e5;
+                prices.push(SpotPrice {
+                    location: Location::new(CLOUD, REGION, zone.clone()),
+                    instance_type: t.name.clone(),
+                    price,
+                    at: hour * 3600,
+                });
+            }
+        }
+        Ok(SpotPricesResponse { prices })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        LocalConfig::default().check().unwrap();
+    }
+
+    #[test]
+    fn partial_config_keeps_defaults() {
+        let cfg =
+            LocalConfig::from_json(&serde_json::json!({"zones": ["a", "b"], "slots": 2})).unwrap();
+        assert_eq!(cfg.zones, vec!["a", "b"]);
+        assert_eq!(cfg.instance_types, LocalConfig::default().instance_types);
+    }
+
+    #[test]
+    fn unknown_field_is_refused() {
+        let err = LocalConfig::from_json(&serde_json::json!({"zonez": ["a"]})).unwrap_err();
+        assert!(err.contains("zonez"), "{err}");
+    }
+
+    #[test]
+    fn market_is_deterministic_and_moves_hourly() {
+        let m = SyntheticMarket::new(LocalConfig::default());
+        let req = |now| SpotPricesRequest {
+            now,
+            ..Default::default()
+        };
+        let a = m.spot_prices(&req(7200)).unwrap();
+        let b = m.spot_prices(&req(7200 + 1800)).unwrap();
+        let c = m.spot_prices(&req(7200 + 3600)).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a.prices[0].price, c.prices[0].price);
+        assert_eq!(a.prices.len(), 3 * 5);
+        for p in &a.prices {
+            assert!(p.price > 0.0);
+        }
+    }
+}

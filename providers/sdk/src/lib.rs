@@ -1,0 +1,248 @@
+//! # skyform-provider — the provider seam
+//!
+//! The types every cloud provider of skyform speaks, and nothing else: no I/O happens in
+//! this crate.
+//!
+//! - [`Location`]: a `(cloud, region, zone)` triple, the unit that prices, egress and
+//!   failover reason about.
+//! - [`ErrorKind`] + [`Scope`]: what went wrong in a provider call and which part of the
+//!   location space it blocks. Failover branches on the kind, never on a cloud's text.
+//! - [`Market`]: the read-only side of a provider (spot price observations), used by
+//!   `skyform tracker refresh`.
+//!
+//! The compute/storage `Provider` trait with one request and one response struct per verb
+//! arrives with the apply engine; new capabilities arrive as optional traits with a flag,
+//! not as more methods on existing traits.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A place where compute can be bought: cloud, region and zone.
+///
+/// Clouds without zones in their data (Azure) use the region name as the zone.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Location {
+    pub cloud: String,
+    pub region: String,
+    pub zone: String,
+}
+
+impl Location {
+    pub fn new(
+        cloud: impl Into<String>,
+        region: impl Into<String>,
+        zone: impl Into<String>,
+    ) -> Self {
+        Location {
+            cloud: cloud.into(),
+            region: region.into(),
+            zone: zone.into(),
+        }
+    }
+
+    /// True when `self` lies inside the part of the location space that `scope` names
+    /// around `other` (same zone, same region or same cloud).
+    pub fn within(&self, scope: Scope, other: &Location) -> bool {
+        match scope {
+            Scope::Zone => self == other,
+            Scope::Region => self.cloud == other.cloud && self.region == other.region,
+            Scope::Cloud => self.cloud == other.cloud,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.zone == self.region {
+            write!(f, "{}/{}", self.cloud, self.region)
+        } else {
+            write!(f, "{}/{}/{}", self.cloud, self.region, self.zone)
+        }
+    }
+}
+
+/// How much of the location space an error blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Zone,
+    Region,
+    Cloud,
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Scope::Zone => "zone",
+            Scope::Region => "region",
+            Scope::Cloud => "cloud",
+        })
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "zone" => Ok(Scope::Zone),
+            "region" => Ok(Scope::Region),
+            "cloud" => Ok(Scope::Cloud),
+            other => Err(format!(
+                "unknown scope `{other}` (expected zone, region or cloud)"
+            )),
+        }
+    }
+}
+
+/// The typed kind of a provider error. Failover and retries branch on this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    CapacityUnavailable,
+    QuotaExceeded,
+    Preempted,
+    Unauthorized,
+    Throttled,
+    Transient,
+    Unsupported,
+    Other,
+}
+
+impl ErrorKind {
+    /// The scope this kind blocks by default (a provider may say otherwise per error).
+    pub fn default_scope(self) -> Scope {
+        match self {
+            ErrorKind::CapacityUnavailable | ErrorKind::Preempted => Scope::Zone,
+            ErrorKind::QuotaExceeded => Scope::Region,
+            ErrorKind::Unauthorized => Scope::Cloud,
+            _ => Scope::Zone,
+        }
+    }
+
+    /// True for kinds after which the location should be avoided (failover), as opposed to
+    /// kinds that are retried in place.
+    pub fn blocks_location(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::CapacityUnavailable
+                | ErrorKind::QuotaExceeded
+                | ErrorKind::Preempted
+                | ErrorKind::Unauthorized
+        )
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::CapacityUnavailable => "capacity_unavailable",
+            ErrorKind::QuotaExceeded => "quota_exceeded",
+            ErrorKind::Preempted => "preempted",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::Transient => "transient",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Other => "other",
+        })
+    }
+}
+
+impl std::str::FromStr for ErrorKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "capacity_unavailable" | "capacity" => ErrorKind::CapacityUnavailable,
+            "quota_exceeded" | "quota" => ErrorKind::QuotaExceeded,
+            "preempted" => ErrorKind::Preempted,
+            "unauthorized" => ErrorKind::Unauthorized,
+            "throttled" => ErrorKind::Throttled,
+            "transient" => ErrorKind::Transient,
+            "unsupported" => ErrorKind::Unsupported,
+            "other" => ErrorKind::Other,
+            other => return Err(format!("unknown error kind `{other}`")),
+        })
+    }
+}
+
+/// An error returned by a provider call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{kind} at {location:?} ({scope}): {message}")]
+pub struct ProviderError {
+    pub kind: ErrorKind,
+    /// The scope this error blocks.
+    pub scope: Scope,
+    /// Where the call was made, when it was about a place.
+    pub location: Option<Location>,
+    /// The cloud's own code (e.g. `InsufficientInstanceCapacity`), kept for display.
+    pub code: Option<String>,
+    pub message: String,
+}
+
+/// One observed spot price.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpotPrice {
+    pub location: Location,
+    pub instance_type: String,
+    /// USD per hour.
+    pub price: f64,
+    /// Seconds since the Unix epoch at which the price was observed.
+    pub at: u64,
+}
+
+/// Request of [`Market::spot_prices`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpotPricesRequest {
+    /// Restrict to these instance types (empty: all the market knows).
+    pub instance_types: Vec<String>,
+    /// Restrict to these regions (empty: all).
+    pub regions: Vec<String>,
+    /// The time of the observation (injected: markets are deterministic given it).
+    pub now: u64,
+}
+
+/// Response of [`Market::spot_prices`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpotPricesResponse {
+    pub prices: Vec<SpotPrice>,
+}
+
+/// The read-only market side of a provider.
+pub trait Market {
+    /// The cloud this market speaks for (`aws`, `gcp`, `azure`, `local`).
+    fn cloud(&self) -> &str;
+    /// Current spot prices.
+    fn spot_prices(&self, req: &SpotPricesRequest) -> Result<SpotPricesResponse, ProviderError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn within_scopes() {
+        let a = Location::new("aws", "us-east-1", "us-east-1a");
+        let b = Location::new("aws", "us-east-1", "us-east-1b");
+        let c = Location::new("aws", "us-west-2", "us-west-2a");
+        assert!(a.within(Scope::Zone, &a));
+        assert!(!b.within(Scope::Zone, &a));
+        assert!(b.within(Scope::Region, &a));
+        assert!(!c.within(Scope::Region, &a));
+        assert!(c.within(Scope::Cloud, &a));
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in [
+            ErrorKind::CapacityUnavailable,
+            ErrorKind::QuotaExceeded,
+            ErrorKind::Preempted,
+            ErrorKind::Unauthorized,
+            ErrorKind::Throttled,
+            ErrorKind::Transient,
+            ErrorKind::Unsupported,
+            ErrorKind::Other,
+        ] {
+            assert_eq!(k.to_string().parse::<ErrorKind>().unwrap(), k);
+        }
+    }
+}
