@@ -1,13 +1,32 @@
 //! # skyform — an intercloud broker for batch jobs, driven like Terraform
 //!
-//! The pipeline (data flows one way; each stage is a function from one noun to the next):
+//! A tour of the pipeline (data flows one way; each stage is a function from one noun to
+//! the next, and only the marked stages do I/O):
 //!
 //! ```text
-//! *.sky.hcl ──config::load──▶ JobSpec                  (typed, validated, with source spans)
-//! JobSpec × Catalog ──resolve──▶ ResolvedJob           (every feasible candidate per task)
-//! ResolvedJob × Market ──optimize──▶ Assignment        (ILP; chosen + ranked fallbacks + report)
+//! *.sky.hcl ──config::load──▶ JobSpec                 (typed, validated, with source spans)   [reads files]
+//! JobSpec × Catalog ──resolve──▶ ResolvedJob          (every feasible candidate per task)
+//! ResolvedJob ──optimize──▶ Assignment                (exact: DP or ILP; ranked fallbacks)
 //! ```
 //!
-//! - [`config`]: HCL → [`config::JobSpec`] (variables, locals, modules, functions,
-//!   diagnostics, `fmt`).
+//! - [`config`]: HCL → [`config::JobSpec`]: variables, locals, modules, functions,
+//!   diagnostics with file:line:col, `fmt`.
+//! - [`catalog`]: instance offerings and prices of AWS, GCP, Azure (embedded snapshot built
+//!   from SkyPilot-format CSVs) and the local cloud; egress prices and transfer times.
+//! - [`tracker`]: observed spot prices, blocked locations, preemptions (sled).
+//!   [`tracker::TrackerView`] is the pure snapshot the planner reads.
+//! - [`resolve`]: JobSpec × Catalog × TrackerView → candidates per task.
+//! - [`optimize`]: candidates → the optimal placement of every task.
+//! - [`bench`]: the benchmarks behind `skyform bench`.
+//! - [`cli`]: the command line and its views.
+//!
+//! Files skyform reads and writes: `*.sky.hcl` and `*.auto.skyvars` in the job directory;
+//! `.skyform/tracker` (sled); `$SKYFORM_HOME/catalog.bin` when a catalog was imported.
+
+pub mod bench;
+pub mod catalog;
+pub mod cli;
 pub mod config;
+pub mod optimize;
+pub mod resolve;
+pub mod tracker;

@@ -59,10 +59,7 @@ impl Diagnostic {
     }
 
     pub fn warning(summary: impl Into<String>, detail: impl Into<String>) -> Self {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(summary, detail)
-        }
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(summary, detail) }
     }
 
     pub fn at(mut self, pos: Option<(Pos, String)>) -> Self {
@@ -120,11 +117,7 @@ pub struct Diagnostics(pub Vec<Diagnostic>);
 impl Diagnostics {
     pub fn push(&mut self, d: Diagnostic) {
         // The same problem reported twice at the same place is one problem.
-        if !self
-            .0
-            .iter()
-            .any(|e| e.summary == d.summary && e.pos == d.pos && e.detail == d.detail)
-        {
+        if !self.0.iter().any(|e| e.summary == d.summary && e.pos == d.pos && e.detail == d.detail) {
             self.0.push(d);
         }
     }
@@ -139,16 +132,11 @@ impl Diagnostics {
     }
     /// Errors first, then by position.
     pub fn sorted(mut self) -> Self {
-        self.0
-            .sort_by(|a, b| (!a.is_error(), &a.pos).cmp(&(!b.is_error(), &b.pos)));
+        self.0.sort_by(|a, b| (!a.is_error(), &a.pos).cmp(&(!b.is_error(), &b.pos)));
         self
     }
     pub fn render(&self, color: bool) -> String {
-        self.0
-            .iter()
-            .map(|d| d.render(color))
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.0.iter().map(|d| d.render(color)).collect::<Vec<_>>().join("\n")
     }
 }
 
@@ -181,11 +169,7 @@ impl SourceMap {
     pub fn add(&mut self, display: String, text: String) -> FileId {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        self.files.push(SourceFile {
-            display,
-            text,
-            line_starts,
-        });
+        self.files.push(SourceFile { display, text, line_starts });
         FileId(self.files.len() - 1)
     }
 
@@ -204,22 +188,9 @@ impl SourceMap {
         let line = f.line_starts.partition_point(|&s| s <= offset) - 1;
         let start = f.line_starts[line];
         let col = f.text[start..offset].chars().count() + 1;
-        let end = f
-            .line_starts
-            .get(line + 1)
-            .map(|e| e - 1)
-            .unwrap_or(f.text.len());
-        let text = f.text[start..end.max(start)]
-            .trim_end_matches('\r')
-            .to_string();
-        (
-            Pos {
-                file: f.display.clone(),
-                line: line as u32 + 1,
-                col: col as u32,
-            },
-            text,
-        )
+        let end = f.line_starts.get(line + 1).map(|e| e - 1).unwrap_or(f.text.len());
+        let text = f.text[start..end.max(start)].trim_end_matches('\r').to_string();
+        (Pos { file: f.display.clone(), line: line as u32 + 1, col: col as u32 }, text)
     }
 
     pub fn span_pos(&self, id: FileId, span: Option<Range<usize>>) -> Option<(Pos, String)> {
@@ -233,10 +204,7 @@ impl SourceMap {
 }
 
 /// "did you mean" over a set of candidates (Jaro-Winkler, then a prefix match).
-pub fn did_you_mean<'a>(
-    given: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
+pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
         let score = strsim::jaro_winkler(&given.to_lowercase(), &c.to_lowercase());
@@ -266,10 +234,7 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(
-            did_you_mean("prpe", ["prep", "train"]).as_deref(),
-            Some("prep")
-        );
+        assert_eq!(did_you_mean("prpe", ["prep", "train"]).as_deref(), Some("prep"));
         assert_eq!(did_you_mean("zzz", ["prep", "train"]), None);
     }
 }

@@ -12,13 +12,8 @@ use super::diag::{Diagnostic, Pos};
 pub fn format_source(display: &str, text: &str) -> Result<String, Diagnostic> {
     if let Err(e) = hcl_edit::parser::parse_body(text) {
         let loc = e.location();
-        let pos = Pos {
-            file: display.to_string(),
-            line: loc.line() as u32,
-            col: loc.column() as u32,
-        };
-        return Err(Diagnostic::error("Syntax error", e.message().to_string())
-            .at(Some((pos, e.line().to_string()))));
+        let pos = Pos { file: display.to_string(), line: loc.line() as u32, col: loc.column() as u32 };
+        return Err(Diagnostic::error("Syntax error", e.message().to_string()).at(Some((pos, e.line().to_string()))));
     }
     Ok(layout(text))
 }
@@ -48,12 +43,7 @@ fn layout(text: &str) -> String {
     for raw in text.lines() {
         if let Some(tag) = &heredoc {
             let done = raw.trim() == tag;
-            lines.push(Line {
-                text: raw.trim_end().to_string(),
-                indent: 0,
-                verbatim: !done,
-                one_line_attr: false,
-            });
+            lines.push(Line { text: raw.trim_end().to_string(), indent: 0, verbatim: !done, one_line_attr: false });
             if done {
                 // The terminator is indented like the line that opened the heredoc.
                 let l = lines.last_mut().expect("pushed");
@@ -66,14 +56,8 @@ fn layout(text: &str) -> String {
         let in_block_comment = stack.last().map(|s| s.0) == Some(Mode::BlockComment);
         let trimmed = raw.trim();
         let start_depth = depth;
-        let leading_closers = if in_block_comment {
-            0
-        } else {
-            trimmed
-                .chars()
-                .take_while(|c| matches!(c, '}' | ']' | ')'))
-                .count()
-        };
+        let leading_closers =
+            if in_block_comment { 0 } else { trimmed.chars().take_while(|c| matches!(c, '}' | ']' | ')')).count() };
         let chars: Vec<char> = raw.chars().collect();
         let mut i = 0;
         let mut line_heredoc = None;
@@ -135,26 +119,11 @@ fn layout(text: &str) -> String {
             }
             i += 1;
         }
-        let indent = if in_block_comment {
-            0
-        } else {
-            start_depth.saturating_sub(leading_closers)
-        };
-        let one_line = !in_block_comment
-            && depth == start_depth
-            && line_heredoc.is_none()
-            && attr_key(trimmed).is_some();
-        let text = if in_block_comment {
-            raw.trim_end().to_string()
-        } else {
-            normalize_assign(trimmed)
-        };
-        lines.push(Line {
-            text,
-            indent,
-            verbatim: in_block_comment,
-            one_line_attr: one_line,
-        });
+        let indent = if in_block_comment { 0 } else { start_depth.saturating_sub(leading_closers) };
+        let one_line =
+            !in_block_comment && depth == start_depth && line_heredoc.is_none() && attr_key(trimmed).is_some();
+        let text = if in_block_comment { raw.trim_end().to_string() } else { normalize_assign(trimmed) };
+        lines.push(Line { text, indent, verbatim: in_block_comment, one_line_attr: one_line });
         if let Some(tag) = line_heredoc {
             heredoc = Some(tag);
         }
@@ -171,19 +140,11 @@ fn layout(text: &str) -> String {
         while j < lines.len() && lines[j].one_line_attr && lines[j].indent == lines[i].indent {
             j += 1;
         }
-        let width = lines[i..j]
-            .iter()
-            .filter_map(|l| attr_key(&l.text).map(|k| k.chars().count()))
-            .max()
-            .unwrap_or(0);
+        let width = lines[i..j].iter().filter_map(|l| attr_key(&l.text).map(|k| k.chars().count())).max().unwrap_or(0);
         for l in &mut lines[i..j] {
             if let Some(k) = attr_key(&l.text) {
                 let key = k.to_string();
-                let rest = l.text[key.len()..]
-                    .trim_start()
-                    .trim_start_matches('=')
-                    .trim_start()
-                    .to_string();
+                let rest = l.text[key.len()..].trim_start().trim_start_matches('=').trim_start().to_string();
                 l.text = format!("{key:<width$} = {rest}");
             }
         }
@@ -271,14 +232,8 @@ mod tests {
     fn heredocs_and_templates_are_kept() {
         let src = "task \"a\" {\n  run = <<-EOT\n    echo ${var.x} {\n  weird   =  indent\n  EOT\n  env = { A = \"${upper(\"}\")}\" }\n}\n";
         let out = format_source("t", src).unwrap();
-        assert!(
-            out.contains("    echo ${var.x} {\n  weird   =  indent\n"),
-            "{out}"
-        );
-        assert!(
-            out.ends_with("  env = { A = \"${upper(\"}\")}\" }\n}\n"),
-            "{out}"
-        );
+        assert!(out.contains("    echo ${var.x} {\n  weird   =  indent\n"), "{out}");
+        assert!(out.ends_with("  env = { A = \"${upper(\"}\")}\" }\n}\n"), "{out}");
     }
 
     #[test]

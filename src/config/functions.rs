@@ -63,95 +63,39 @@ pub fn declare_all(ctx: &mut Context) {
     use ParamType as P;
     let any_arr = || P::array_of(P::Any);
     let any_obj = || P::object_of(P::Any);
-    ctx.declare_func(
-        "concat",
-        FuncDef::builder().variadic_param(any_arr()).build(concat),
-    );
-    ctx.declare_func(
-        "merge",
-        FuncDef::builder()
-            .variadic_param(P::Nullable(Box::new(any_obj())))
-            .build(merge),
-    );
+    ctx.declare_func("concat", FuncDef::builder().variadic_param(any_arr()).build(concat));
+    ctx.declare_func("merge", FuncDef::builder().variadic_param(P::Nullable(Box::new(any_obj()))).build(merge));
     ctx.declare_func(
         "lookup",
-        FuncDef::builder()
-            .param(any_obj())
-            .param(P::String)
-            .variadic_param(P::Any)
-            .build(lookup),
+        FuncDef::builder().param(any_obj()).param(P::String).variadic_param(P::Any).build(lookup),
     );
     ctx.declare_func("length", FuncDef::builder().param(P::Any).build(length));
     ctx.declare_func("keys", FuncDef::builder().param(any_obj()).build(keys));
     ctx.declare_func("values", FuncDef::builder().param(any_obj()).build(values));
-    ctx.declare_func(
-        "format",
-        FuncDef::builder()
-            .param(P::String)
-            .variadic_param(P::Any)
-            .build(format),
-    );
-    ctx.declare_func(
-        "join",
-        FuncDef::builder()
-            .param(P::String)
-            .param(P::array_of(P::Any))
-            .build(join),
-    );
-    ctx.declare_func(
-        "split",
-        FuncDef::builder()
-            .param(P::String)
-            .param(P::String)
-            .build(split),
-    );
+    ctx.declare_func("format", FuncDef::builder().param(P::String).variadic_param(P::Any).build(format));
+    ctx.declare_func("join", FuncDef::builder().param(P::String).param(P::array_of(P::Any)).build(join));
+    ctx.declare_func("split", FuncDef::builder().param(P::String).param(P::String).build(split));
     ctx.declare_func("upper", FuncDef::builder().param(P::String).build(upper));
     ctx.declare_func("lower", FuncDef::builder().param(P::String).build(lower));
-    ctx.declare_func(
-        "min",
-        FuncDef::builder().variadic_param(P::Number).build(min),
-    );
-    ctx.declare_func(
-        "max",
-        FuncDef::builder().variadic_param(P::Number).build(max),
-    );
+    ctx.declare_func("min", FuncDef::builder().variadic_param(P::Number).build(min));
+    ctx.declare_func("max", FuncDef::builder().variadic_param(P::Number).build(max));
     ctx.declare_func("ceil", FuncDef::builder().param(P::Number).build(ceil));
     ctx.declare_func("floor", FuncDef::builder().param(P::Number).build(floor));
     ctx.declare_func("file", FuncDef::builder().param(P::String).build(file));
-    ctx.declare_func(
-        "jsonencode",
-        FuncDef::builder().param(P::Any).build(jsonencode),
-    );
-    ctx.declare_func(
-        "jsondecode",
-        FuncDef::builder().param(P::String).build(jsondecode),
-    );
+    ctx.declare_func("jsonencode", FuncDef::builder().param(P::Any).build(jsonencode));
+    ctx.declare_func("jsondecode", FuncDef::builder().param(P::String).build(jsondecode));
     ctx.declare_func("tostring", FuncDef::builder().param(P::Any).build(tostring));
     ctx.declare_func("tonumber", FuncDef::builder().param(P::Any).build(tonumber));
-    ctx.declare_func(
-        "coalesce",
-        FuncDef::builder().variadic_param(P::Any).build(coalesce),
-    );
-    ctx.declare_func(
-        "contains",
-        FuncDef::builder()
-            .param(P::array_of(P::Any))
-            .param(P::Any)
-            .build(contains),
-    );
-    ctx.declare_func(
-        "range",
-        FuncDef::builder().variadic_param(P::Number).build(range),
-    );
+    ctx.declare_func("coalesce", FuncDef::builder().variadic_param(P::Any).build(coalesce));
+    ctx.declare_func("contains", FuncDef::builder().param(P::array_of(P::Any)).param(P::Any).build(contains));
+    ctx.declare_func("range", FuncDef::builder().variadic_param(P::Number).build(range));
 }
 
 fn num(f: f64) -> Value {
     if f.fract() == 0.0 && f.abs() < 9.0e15 {
         Value::Number(Number::from(f as i64))
     } else {
-        Number::from_f64(f)
-            .map(Value::Number)
-            .unwrap_or(Value::Null)
+        Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
     }
 }
 
@@ -160,11 +104,7 @@ fn f(v: &Value) -> f64 {
 }
 
 fn concat(args: FuncArgs) -> Result<Value, String> {
-    Ok(Value::Array(
-        args.iter()
-            .flat_map(|a| a.as_array().cloned().unwrap_or_default())
-            .collect(),
-    ))
+    Ok(Value::Array(args.iter().flat_map(|a| a.as_array().cloned().unwrap_or_default()).collect()))
 }
 
 fn merge(args: FuncArgs) -> Result<Value, String> {
@@ -185,9 +125,7 @@ fn lookup(args: FuncArgs) -> Result<Value, String> {
     match (obj.get(key), args.get(2)) {
         (Some(v), _) => Ok(v.clone()),
         (None, Some(d)) => Ok(d.clone()),
-        (None, None) => Err(format!(
-            "the given key `{key}` does not exist in the map and no default was given"
-        )),
+        (None, None) => Err(format!("the given key `{key}` does not exist in the map and no default was given")),
     }
 }
 
@@ -196,19 +134,12 @@ fn length(args: FuncArgs) -> Result<Value, String> {
         Value::Array(a) => Ok(num(a.len() as f64)),
         Value::Object(o) => Ok(num(o.len() as f64)),
         Value::String(s) => Ok(num(s.chars().count() as f64)),
-        other => Err(format!(
-            "length() takes a list, map or string, got `{other}`"
-        )),
+        other => Err(format!("length() takes a list, map or string, got `{other}`")),
     }
 }
 
 fn keys(args: FuncArgs) -> Result<Value, String> {
-    let mut k: Vec<_> = args[0]
-        .as_object()
-        .expect("checked")
-        .keys()
-        .cloned()
-        .collect();
+    let mut k: Vec<_> = args[0].as_object().expect("checked").keys().cloned().collect();
     k.sort();
     Ok(Value::Array(k.into_iter().map(Value::String).collect()))
 }
@@ -254,37 +185,19 @@ fn format(args: FuncArgs) -> Result<Value, String> {
             out.push('%');
             continue;
         }
-        let arg = rest
-            .next()
-            .ok_or_else(|| format!("not enough arguments for format verb `%{verb}`"))?;
-        let precision = flags
-            .split_once('.')
-            .and_then(|(_, p)| p.parse::<usize>().ok());
-        let width = flags
-            .split('.')
-            .next()
-            .and_then(|w| w.trim_start_matches(['-', '+']).parse::<usize>().ok());
+        let arg = rest.next().ok_or_else(|| format!("not enough arguments for format verb `%{verb}`"))?;
+        let precision = flags.split_once('.').and_then(|(_, p)| p.parse::<usize>().ok());
+        let width = flags.split('.').next().and_then(|w| w.trim_start_matches(['-', '+']).parse::<usize>().ok());
         let s = match verb {
-            's' | 'v' => {
-                display(arg).or_else(|_| serde_json::to_string(arg).map_err(|e| e.to_string()))?
-            }
-            'd' => format!(
-                "{}",
-                arg.as_f64()
-                    .ok_or_else(|| format!("%d needs a number, got `{arg}`"))?
-                    .trunc() as i64
-            ),
+            's' | 'v' => display(arg).or_else(|_| serde_json::to_string(arg).map_err(|e| e.to_string()))?,
+            'd' => format!("{}", arg.as_f64().ok_or_else(|| format!("%d needs a number, got `{arg}`"))?.trunc() as i64),
             'f' => format!(
                 "{:.*}",
                 precision.unwrap_or(6),
-                arg.as_f64()
-                    .ok_or_else(|| format!("%f needs a number, got `{arg}`"))?
+                arg.as_f64().ok_or_else(|| format!("%f needs a number, got `{arg}`"))?
             ),
             'q' => serde_json::to_string(&display(arg)?).map_err(|e| e.to_string())?,
-            't' => arg
-                .as_bool()
-                .ok_or_else(|| format!("%t needs a bool, got `{arg}`"))?
-                .to_string(),
+            't' => arg.as_bool().ok_or_else(|| format!("%t needs a bool, got `{arg}`"))?.to_string(),
             other => return Err(format!("unsupported format verb `%{other}`")),
         };
         match width {
@@ -298,49 +211,30 @@ fn format(args: FuncArgs) -> Result<Value, String> {
 
 fn join(args: FuncArgs) -> Result<Value, String> {
     let sep = args[0].as_str().expect("checked");
-    let parts: Result<Vec<String>, String> = args[1]
-        .as_array()
-        .expect("checked")
-        .iter()
-        .map(display)
-        .collect();
+    let parts: Result<Vec<String>, String> = args[1].as_array().expect("checked").iter().map(display).collect();
     Ok(Value::String(parts?.join(sep)))
 }
 
 fn split(args: FuncArgs) -> Result<Value, String> {
     let sep = args[0].as_str().expect("checked");
     let s = args[1].as_str().expect("checked");
-    Ok(Value::Array(
-        s.split(sep).map(|p| Value::String(p.to_string())).collect(),
-    ))
+    Ok(Value::Array(s.split(sep).map(|p| Value::String(p.to_string())).collect()))
 }
 
 fn upper(args: FuncArgs) -> Result<Value, String> {
-    Ok(Value::String(
-        args[0].as_str().expect("checked").to_uppercase(),
-    ))
+    Ok(Value::String(args[0].as_str().expect("checked").to_uppercase()))
 }
 
 fn lower(args: FuncArgs) -> Result<Value, String> {
-    Ok(Value::String(
-        args[0].as_str().expect("checked").to_lowercase(),
-    ))
+    Ok(Value::String(args[0].as_str().expect("checked").to_lowercase()))
 }
 
 fn min(args: FuncArgs) -> Result<Value, String> {
-    args.iter()
-        .map(f)
-        .reduce(f64::min)
-        .map(num)
-        .ok_or_else(|| "min() needs at least one number".into())
+    args.iter().map(f).reduce(f64::min).map(num).ok_or_else(|| "min() needs at least one number".into())
 }
 
 fn max(args: FuncArgs) -> Result<Value, String> {
-    args.iter()
-        .map(f)
-        .reduce(f64::max)
-        .map(num)
-        .ok_or_else(|| "max() needs at least one number".into())
+    args.iter().map(f).reduce(f64::max).map(num).ok_or_else(|| "max() needs at least one number".into())
 }
 
 fn ceil(args: FuncArgs) -> Result<Value, String> {
@@ -355,20 +249,16 @@ fn file(args: FuncArgs) -> Result<Value, String> {
     let rel = args[0].as_str().expect("checked");
     let base = BASE_DIR.with(|b| b.borrow().clone()).unwrap_or_default();
     let path = base.join(rel);
-    std::fs::read_to_string(&path)
-        .map(Value::String)
-        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))
+    std::fs::read_to_string(&path).map(Value::String).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
 }
 
 fn jsonencode(args: FuncArgs) -> Result<Value, String> {
-    serde_json::to_string(&args[0])
-        .map(Value::String)
-        .map_err(|e| e.to_string())
+    serde_json::to_string(&args[0]).map(Value::String).map_err(|e| e.to_string())
 }
 
 fn jsondecode(args: FuncArgs) -> Result<Value, String> {
-    let v: serde_json::Value = serde_json::from_str(args[0].as_str().expect("checked"))
-        .map_err(|e| format!("invalid JSON: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(args[0].as_str().expect("checked")).map_err(|e| format!("invalid JSON: {e}"))?;
     hcl::to_value(v).map_err(|e| e.to_string())
 }
 
@@ -379,11 +269,7 @@ fn tostring(args: FuncArgs) -> Result<Value, String> {
 fn tonumber(args: FuncArgs) -> Result<Value, String> {
     match &args[0] {
         Value::Number(_) => Ok(args[0].clone()),
-        Value::String(s) => s
-            .trim()
-            .parse::<f64>()
-            .map(num)
-            .map_err(|_| format!("cannot convert \"{s}\" to a number")),
+        Value::String(s) => s.trim().parse::<f64>().map(num).map_err(|_| format!("cannot convert \"{s}\" to a number")),
         Value::Null => Ok(Value::Null),
         other => Err(format!("cannot convert `{other}` to a number")),
     }
@@ -397,9 +283,7 @@ fn coalesce(args: FuncArgs) -> Result<Value, String> {
 }
 
 fn contains(args: FuncArgs) -> Result<Value, String> {
-    Ok(Value::Bool(
-        args[0].as_array().expect("checked").contains(&args[1]),
-    ))
+    Ok(Value::Bool(args[0].as_array().expect("checked").contains(&args[1])))
 }
 
 fn range(args: FuncArgs) -> Result<Value, String> {
@@ -436,53 +320,30 @@ mod tests {
 
     #[test]
     fn library() {
-        assert_eq!(
-            eval(r#"concat([1], [2, 3])"#).unwrap(),
-            eval("[1, 2, 3]").unwrap()
-        );
-        assert_eq!(
-            eval(r#"merge({a = 1}, {b = 2, a = 3})"#).unwrap(),
-            eval("{a = 3, b = 2}").unwrap()
-        );
+        assert_eq!(eval(r#"concat([1], [2, 3])"#).unwrap(), eval("[1, 2, 3]").unwrap());
+        assert_eq!(eval(r#"merge({a = 1}, {b = 2, a = 3})"#).unwrap(), eval("{a = 3, b = 2}").unwrap());
         assert_eq!(eval(r#"lookup({a = 1}, "b", 7)"#).unwrap(), Value::from(7));
-        assert!(eval(r#"lookup({a = 1}, "b")"#)
-            .unwrap_err()
-            .contains("does not exist"));
+        assert!(eval(r#"lookup({a = 1}, "b")"#).unwrap_err().contains("does not exist"));
         assert_eq!(eval(r#"length("héllo")"#).unwrap(), Value::from(5));
-        assert_eq!(
-            eval(r#"keys({b = 1, a = 2})"#).unwrap(),
-            eval(r#"["a", "b"]"#).unwrap()
-        );
-        assert_eq!(
-            eval(r#"values({b = 1, a = 2})"#).unwrap(),
-            eval("[2, 1]").unwrap()
-        );
+        assert_eq!(eval(r#"keys({b = 1, a = 2})"#).unwrap(), eval(r#"["a", "b"]"#).unwrap());
+        assert_eq!(eval(r#"values({b = 1, a = 2})"#).unwrap(), eval("[2, 1]").unwrap());
         assert_eq!(
             eval(r#"format("%s-%03d %.2f %q %%", "x", 7, 3.14159, "y")"#).unwrap(),
             Value::from("x-  7 3.14 \"y\" %")
         );
         assert_eq!(eval(r#"join(",", ["a", 1])"#).unwrap(), Value::from("a,1"));
-        assert_eq!(
-            eval(r#"split(",", "a,b")"#).unwrap(),
-            eval(r#"["a", "b"]"#).unwrap()
-        );
+        assert_eq!(eval(r#"split(",", "a,b")"#).unwrap(), eval(r#"["a", "b"]"#).unwrap());
         assert_eq!(eval(r#"upper("ab")"#).unwrap(), Value::from("AB"));
         assert_eq!(eval(r#"lower("AB")"#).unwrap(), Value::from("ab"));
         assert_eq!(eval("min(3, 1, 2)").unwrap(), Value::from(1));
         assert_eq!(eval("max(3, 1.5)").unwrap(), Value::from(3));
         assert_eq!(eval("ceil(1.2)").unwrap(), Value::from(2));
         assert_eq!(eval("floor(1.8)").unwrap(), Value::from(1));
-        assert_eq!(
-            eval(r#"jsondecode(jsonencode({a = [1, "x"]}))"#).unwrap(),
-            eval(r#"{a = [1, "x"]}"#).unwrap()
-        );
+        assert_eq!(eval(r#"jsondecode(jsonencode({a = [1, "x"]}))"#).unwrap(), eval(r#"{a = [1, "x"]}"#).unwrap());
         assert_eq!(eval("tostring(5)").unwrap(), Value::from("5"));
         assert_eq!(eval(r#"tonumber("2.5")"#).unwrap(), eval("2.5").unwrap());
         assert!(eval(r#"tonumber("x")"#).is_err());
-        assert_eq!(
-            eval(r#"coalesce(null, "", "z")"#).unwrap(),
-            Value::from("z")
-        );
+        assert_eq!(eval(r#"coalesce(null, "", "z")"#).unwrap(), Value::from("z"));
         assert_eq!(eval(r#"contains(["a"], "a")"#).unwrap(), Value::from(true));
         assert_eq!(eval("range(3)").unwrap(), eval("[0, 1, 2]").unwrap());
         assert_eq!(eval("range(1, 7, 2)").unwrap(), eval("[1, 3, 5]").unwrap());
@@ -494,8 +355,6 @@ mod tests {
         std::fs::write(dir.path().join("x.txt"), "hello").unwrap();
         let _g = BaseDirGuard::set(dir.path().to_path_buf());
         assert_eq!(eval(r#"file("x.txt")"#).unwrap(), Value::from("hello"));
-        assert!(eval(r#"file("nope.txt")"#)
-            .unwrap_err()
-            .contains("cannot read"));
+        assert!(eval(r#"file("nope.txt")"#).unwrap_err().contains("cannot read"));
     }
 }

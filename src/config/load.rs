@@ -41,28 +41,15 @@ pub struct Loaded {
 /// The clouds skyform knows.
 pub const CLOUDS: &[&str] = &["aws", "gcp", "azure", "local"];
 /// Attributes `resource.*` offers to an estimate expression.
-pub const RESOURCE_ATTRS: &[&str] = &[
-    "cloud",
-    "region",
-    "zone",
-    "instance_type",
-    "vcpus",
-    "memory_gb",
-    "accelerator",
-    "accelerator_count",
-    "spot",
-];
+pub const RESOURCE_ATTRS: &[&str] =
+    &["cloud", "region", "zone", "instance_type", "vcpus", "memory_gb", "accelerator", "accelerator_count", "spot"];
 const REF_MARK: &str = "__skyform_ref";
 const MAX_SIZE_GB: f64 = 1_000_000.0;
 
 /// Loads the job in `dir`.
 pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Loaded, Diagnostics> {
-    let mut l = Loader {
-        sm: SourceMap::default(),
-        diags: Diagnostics::default(),
-        out: Out::default(),
-        stack: Vec::new(),
-    };
+    let mut l =
+        Loader { sm: SourceMap::default(), diags: Diagnostics::default(), out: Out::default(), stack: Vec::new() };
     let name = dir
         .canonicalize()
         .ok()
@@ -91,11 +78,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Loaded, Diagnostics> {
     if diags.has_errors() {
         return Err(diags);
     }
-    Ok(Loaded {
-        spec,
-        warnings: diags,
-        sources: l.sm,
-    })
+    Ok(Loaded { spec, warnings: diags, sources: l.sm })
 }
 
 #[derive(Default)]
@@ -111,10 +94,7 @@ struct Out {
 
 enum ModuleInputs<'a> {
     Root(&'a LoadOptions),
-    Module {
-        values: BTreeMap<String, (Value, Option<(Pos, String)>)>,
-        block_pos: Option<(Pos, String)>,
-    },
+    Module { values: BTreeMap<String, (Value, Option<(Pos, String)>)>, block_pos: Option<(Pos, String)> },
 }
 
 struct ModuleResult {
@@ -194,14 +174,7 @@ impl Root {
 }
 
 const CONFIG_ROOTS: &[Root] = &[Root::Var, Root::Local, Root::Path];
-const BODY_ROOTS: &[Root] = &[
-    Root::Var,
-    Root::Local,
-    Root::Path,
-    Root::Storage,
-    Root::Task,
-    Root::Module,
-];
+const BODY_ROOTS: &[Root] = &[Root::Var, Root::Local, Root::Path, Root::Storage, Root::Task, Root::Module];
 const ESTIMATE_ROOTS: &[Root] = &[Root::Var, Root::Local, Root::Path, Root::Resource];
 
 struct Loader {
@@ -236,22 +209,14 @@ impl Visit for RefCollector {
                     _ => None,
                 })
                 .collect();
-            self.refs.push(Ref {
-                root: v.as_str().to_string(),
-                attrs,
-                span: node.span(),
-            });
+            self.refs.push(Ref { root: v.as_str().to_string(), attrs, span: node.span() });
         }
         visit::visit_traversal(self, node);
     }
 
     fn visit_expr(&mut self, node: &EExpr) {
         if let EExpr::Variable(v) = node {
-            self.refs.push(Ref {
-                root: v.as_str().to_string(),
-                attrs: vec![],
-                span: v.span(),
-            });
+            self.refs.push(Ref { root: v.as_str().to_string(), attrs: vec![], span: v.span() });
         }
         visit::visit_expr(self, node);
     }
@@ -269,16 +234,13 @@ fn label(b: &Block, i: usize) -> Option<&str> {
 
 fn is_ident(s: &str) -> bool {
     let mut c = s.chars();
-    c.next()
-        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
         && c.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn is_env_name(s: &str) -> bool {
     let mut c = s.chars();
-    c.next()
-        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
-        && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn num_of(v: &Value) -> Option<f64> {
@@ -305,15 +267,8 @@ impl Loader {
         self.sm.span_pos(file, span)
     }
 
-    fn err(
-        &mut self,
-        at: Option<(Pos, String)>,
-        summary: &str,
-        detail: impl Into<String>,
-        hint: Option<String>,
-    ) {
-        self.diags
-            .push(Diagnostic::error(summary, detail).at(at).hint(hint));
+    fn err(&mut self, at: Option<(Pos, String)>, summary: &str, detail: impl Into<String>, hint: Option<String>) {
+        self.diags.push(Diagnostic::error(summary, detail).at(at).hint(hint));
     }
 
     fn warn(&mut self, at: Option<(Pos, String)>, summary: &str, detail: impl Into<String>) {
@@ -322,31 +277,17 @@ impl Loader {
 
     // ---------------------------------------------------------------- parsing
 
-    fn parse_dir(
-        &mut self,
-        dir: &Path,
-        display_dir: &str,
-        at: Option<(Pos, String)>,
-    ) -> Option<RawModule> {
+    fn parse_dir(&mut self, dir: &Path, display_dir: &str, at: Option<(Pos, String)>) -> Option<RawModule> {
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) => {
-                self.err(
-                    at,
-                    "Cannot read job directory",
-                    format!("{}: {e}", dir.display()),
-                    None,
-                );
+                self.err(at, "Cannot read job directory", format!("{}: {e}", dir.display()), None);
                 return None;
             }
         };
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.is_file()
-                    && p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().ends_with(".sky.hcl"))
-            })
+            .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".sky.hcl")))
             .collect();
         files.sort();
         if files.is_empty() {
@@ -360,16 +301,8 @@ impl Loader {
         }
         let mut raw = RawModule::default();
         for path in files {
-            let fname = path
-                .file_name()
-                .expect("file")
-                .to_string_lossy()
-                .into_owned();
-            let display = if display_dir.is_empty() {
-                fname
-            } else {
-                format!("{display_dir}/{fname}")
-            };
+            let fname = path.file_name().expect("file").to_string_lossy().into_owned();
+            let display = if display_dir.is_empty() { fname } else { format!("{display_dir}/{fname}") };
             let text = match std::fs::read_to_string(&path) {
                 Ok(t) => t,
                 Err(e) => {
@@ -385,12 +318,7 @@ impl Loader {
                     let (mut p, _) = self.sm.pos(id, 0);
                     p.line = loc.line() as u32;
                     p.col = loc.column() as u32;
-                    self.err(
-                        Some((p, e.line().to_string())),
-                        "Syntax error",
-                        e.message().to_string(),
-                        None,
-                    );
+                    self.err(Some((p, e.line().to_string())), "Syntax error", e.message().to_string(), None);
                 }
             }
         }
@@ -398,10 +326,8 @@ impl Loader {
     }
 
     fn collect(&mut self, raw: &mut RawModule, body: Body, file: FileId) {
-        const BLOCKS: &[&str] = &[
-            "variable", "locals", "policy", "storage", "task", "module", "output", "provider",
-            "skyform",
-        ];
+        const BLOCKS: &[&str] =
+            &["variable", "locals", "policy", "storage", "task", "module", "output", "provider", "skyform"];
         for s in body.into_iter() {
             match s {
                 Structure::Attribute(a) => {
@@ -410,9 +336,7 @@ impl Loader {
                     self.err(
                         at,
                         "Unexpected attribute",
-                        format!(
-                            "An attribute `{key}` is not expected at the top level of a job file."
-                        ),
+                        format!("An attribute `{key}` is not expected at the top level of a job file."),
                         Some("put values in a `locals { }` block or a `variable` block".into()),
                     );
                 }
@@ -423,12 +347,15 @@ impl Loader {
                         "variable" | "storage" | "task" | "module" | "output" | "provider" => 1,
                         "locals" | "policy" | "skyform" => 0,
                         _ => {
-                            let hint = did_you_mean(&ident, BLOCKS.iter().copied())
-                                .map(|s| format!("did you mean `{s}`?"));
+                            let hint =
+                                did_you_mean(&ident, BLOCKS.iter().copied()).map(|s| format!("did you mean `{s}`?"));
                             self.err(
                                 at,
                                 "Unsupported block type",
-                                format!("Blocks of type `{ident}` are not expected here. Expected one of: {}.", BLOCKS.join(", ")),
+                                format!(
+                                    "Blocks of type `{ident}` are not expected here. Expected one of: {}.",
+                                    BLOCKS.join(", ")
+                                ),
                                 hint,
                             );
                             continue;
@@ -456,29 +383,18 @@ impl Loader {
                     if ident == "locals" {
                         for s in b.body.into_iter() {
                             match s {
-                                Structure::Attribute(a) => raw.locals.push(Item {
-                                    name: a.key.as_str().to_string(),
-                                    node: a,
-                                    file,
-                                }),
+                                Structure::Attribute(a) => {
+                                    raw.locals.push(Item { name: a.key.as_str().to_string(), node: a, file })
+                                }
                                 Structure::Block(inner) => {
                                     let at = self.pos(file, inner.span());
-                                    self.err(
-                                        at,
-                                        "Unexpected block",
-                                        "A `locals` block holds only attributes.",
-                                        None,
-                                    )
+                                    self.err(at, "Unexpected block", "A `locals` block holds only attributes.", None)
                                 }
                             }
                         }
                         continue;
                     }
-                    let item = Item {
-                        name,
-                        node: b,
-                        file,
-                    };
+                    let item = Item { name, node: b, file };
                     match ident.as_str() {
                         "variable" => raw.variables.push(item),
                         "policy" => raw.policy.push(item),
@@ -502,14 +418,14 @@ impl Loader {
         for it in items.drain(..) {
             let at = self.pos(it.file, it.node.span());
             if let Some(first) = seen.get(&it.name) {
-                let first = first
-                    .as_ref()
-                    .map(|(p, _)| p.to_string())
-                    .unwrap_or_default();
+                let first = first.as_ref().map(|(p, _)| p.to_string()).unwrap_or_default();
                 self.err(
                     at,
                     &format!("Duplicate {what}"),
-                    format!("A {what} named \"{}\" was already declared at {first}. Names must be unique within a module.", it.name),
+                    format!(
+                        "A {what} named \"{}\" was already declared at {first}. Names must be unique within a module.",
+                        it.name
+                    ),
                     None,
                 );
                 continue;
@@ -521,14 +437,7 @@ impl Loader {
     }
 
     /// Checks that a block body has only the allowed attributes and blocks, each once.
-    fn check_schema(
-        &mut self,
-        body: &Body,
-        file: FileId,
-        ctx: &str,
-        attrs: &[&str],
-        blocks: &[&str],
-    ) {
+    fn check_schema(&mut self, body: &Body, file: FileId, ctx: &str, attrs: &[&str], blocks: &[&str]) {
         let mut seen = BTreeSet::new();
         for s in body.iter() {
             match s {
@@ -536,14 +445,9 @@ impl Loader {
                     let k = a.key.as_str();
                     let at = self.pos(file, a.span());
                     if !attrs.contains(&k) {
-                        let hint =
-                            did_you_mean(k, attrs.iter().copied().chain(blocks.iter().copied()))
-                                .map(|s| format!("did you mean `{s}`?"));
-                        let expected = if attrs.is_empty() {
-                            "none".to_string()
-                        } else {
-                            attrs.join(", ")
-                        };
+                        let hint = did_you_mean(k, attrs.iter().copied().chain(blocks.iter().copied()))
+                            .map(|s| format!("did you mean `{s}`?"));
+                        let expected = if attrs.is_empty() { "none".to_string() } else { attrs.join(", ") };
                         self.err(
                             at,
                             "Unsupported attribute",
@@ -563,14 +467,9 @@ impl Loader {
                     let k = b.ident.as_str();
                     if !blocks.contains(&k) {
                         let at = self.pos(file, b.span());
-                        let hint =
-                            did_you_mean(k, blocks.iter().copied().chain(attrs.iter().copied()))
-                                .map(|s| format!("did you mean `{s}`?"));
-                        let expected = if blocks.is_empty() {
-                            "none".to_string()
-                        } else {
-                            blocks.join(", ")
-                        };
+                        let hint = did_you_mean(k, blocks.iter().copied().chain(attrs.iter().copied()))
+                            .map(|s| format!("did you mean `{s}`?"));
+                        let expected = if blocks.is_empty() { "none".to_string() } else { blocks.join(", ") };
                         self.err(
                             at,
                             "Unsupported block type",
@@ -613,10 +512,7 @@ impl Loader {
                     self.err(
                         at,
                         "Invalid reference",
-                        format!(
-                            "`{}` must be followed by a name, as in `{}.NAME`.",
-                            r.root, r.root
-                        ),
+                        format!("`{}` must be followed by a name, as in `{}.NAME`.", r.root, r.root),
                         None,
                     );
                     ok = false;
@@ -624,32 +520,16 @@ impl Loader {
                 continue;
             };
             let (set, what): (Vec<&str>, &str) = match root {
-                Root::Var => (
-                    scope.names.vars.iter().map(String::as_str).collect(),
-                    "variable",
-                ),
-                Root::Local => (
-                    scope.names.locals.iter().map(String::as_str).collect(),
-                    "local value",
-                ),
-                Root::Storage => (
-                    scope.names.storage.iter().map(String::as_str).collect(),
-                    "storage",
-                ),
-                Root::Task => (
-                    scope.names.tasks.keys().map(String::as_str).collect(),
-                    "task",
-                ),
-                Root::Module => (
-                    scope.names.modules.iter().map(String::as_str).collect(),
-                    "module",
-                ),
+                Root::Var => (scope.names.vars.iter().map(String::as_str).collect(), "variable"),
+                Root::Local => (scope.names.locals.iter().map(String::as_str).collect(), "local value"),
+                Root::Storage => (scope.names.storage.iter().map(String::as_str).collect(), "storage"),
+                Root::Task => (scope.names.tasks.keys().map(String::as_str).collect(), "task"),
+                Root::Module => (scope.names.modules.iter().map(String::as_str).collect(), "module"),
                 Root::Resource => (RESOURCE_ATTRS.to_vec(), "resource attribute"),
                 Root::Path => (vec!["module", "root", "cwd"], "path attribute"),
             };
             if !set.contains(&first.as_str()) {
-                let hint = did_you_mean(&first, set.iter().copied())
-                    .map(|s| format!("did you mean `{}.{s}`?", r.root));
+                let hint = did_you_mean(&first, set.iter().copied()).map(|s| format!("did you mean `{}.{s}`?", r.root));
                 let summary = match root {
                     Root::Var => "Undefined variable",
                     Root::Local => "Undefined local value",
@@ -668,10 +548,7 @@ impl Loader {
                     _ => String::new(),
                 };
                 let detail = if decl.is_empty() {
-                    format!(
-                        "There is no {what} named `{first}`. Available: {}.",
-                        set.join(", ")
-                    )
+                    format!("There is no {what} named `{first}`. Available: {}.", set.join(", "))
                 } else {
                     format!("There is no {what} named `{first}` in this module; declare it with `{decl}`.")
                 };
@@ -682,9 +559,7 @@ impl Loader {
             if root == Root::Task {
                 match r.attrs.get(1).map(String::as_str) {
                     Some("outputs") => {
-                        if let (Some(out), Some(Some(outs))) =
-                            (r.attrs.get(2), scope.names.tasks.get(&first))
-                        {
+                        if let (Some(out), Some(Some(outs))) = (r.attrs.get(2), scope.names.tasks.get(&first)) {
                             if !outs.contains(out) {
                                 let hint = did_you_mean(out, outs.iter().map(String::as_str))
                                     .map(|s| format!("did you mean `task.{first}.outputs.{s}`?"));
@@ -692,7 +567,10 @@ impl Loader {
                                 self.err(
                                     at,
                                     "Undefined task output",
-                                    format!("Task \"{first}\" has no output named `{out}`. Its outputs: {}.", if list.is_empty() { "none".into() } else { list }),
+                                    format!(
+                                        "Task \"{first}\" has no output named `{out}`. Its outputs: {}.",
+                                        if list.is_empty() { "none".into() } else { list }
+                                    ),
                                     hint,
                                 );
                                 ok = false;
@@ -706,9 +584,7 @@ impl Loader {
                         self.err(
                             at,
                             "Unsupported task attribute",
-                            format!(
-                                "A task reference offers `outputs` and `address`, not `{other}`."
-                            ),
+                            format!("A task reference offers `outputs` and `address`, not `{other}`."),
                             hint,
                         );
                         ok = false;
@@ -730,39 +606,21 @@ impl Loader {
         ctx.declare_var("task", Value::Object(scope.task.clone()));
         ctx.declare_var("module", Value::Object(scope.module.clone()));
         let mut path = Map::new();
-        path.insert(
-            "module".into(),
-            Value::String(scope.dir.display().to_string()),
-        );
+        path.insert("module".into(), Value::String(scope.dir.display().to_string()));
         path.insert(
             "root".into(),
-            Value::String(
-                self.stack
-                    .first()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            ),
+            Value::String(self.stack.first().map(|p| p.display().to_string()).unwrap_or_default()),
         );
         path.insert(
             "cwd".into(),
-            Value::String(
-                std::env::current_dir()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            ),
+            Value::String(std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default()),
         );
         ctx.declare_var("path", Value::Object(path));
         ctx
     }
 
     /// Evaluates an expression after checking its references. None on error (reported).
-    fn eval(
-        &mut self,
-        expr: &EExpr,
-        file: FileId,
-        scope: &Scope,
-        allowed: &[Root],
-    ) -> Option<Value> {
+    fn eval(&mut self, expr: &EExpr, file: FileId, scope: &Scope, allowed: &[Root]) -> Option<Value> {
         if !self.check_refs(expr, file, scope, allowed) {
             return None;
         }
@@ -808,23 +666,12 @@ impl Loader {
         self.err(
             at,
             "Incorrect attribute value type",
-            format!(
-                "`{key}` must be {want}; got {} `{}`.",
-                type_name(got),
-                short(got)
-            ),
+            format!("`{key}` must be {want}; got {} `{}`.", type_name(got), short(got)),
             None,
         );
     }
 
-    fn get_string(
-        &mut self,
-        body: &Body,
-        key: &str,
-        file: FileId,
-        scope: &Scope,
-        allowed: &[Root],
-    ) -> Option<String> {
+    fn get_string(&mut self, body: &Body, key: &str, file: FileId, scope: &Scope, allowed: &[Root]) -> Option<String> {
         let (v, at) = self.attr_value(body, key, file, scope, allowed)?;
         match v {
             Value::String(s) => Some(s),
@@ -848,9 +695,7 @@ impl Loader {
         let (v, at) = self.attr_value(body, key, file, scope, allowed)?;
         match &v {
             Value::Number(_) => Some((num_of(&v).unwrap_or(0.0), at)),
-            Value::String(s) if s.trim().parse::<f64>().is_ok() => {
-                Some((s.trim().parse().expect("checked"), at))
-            }
+            Value::String(s) if s.trim().parse::<f64>().is_ok() => Some((s.trim().parse().expect("checked"), at)),
             Value::Null => None,
             other => {
                 self.type_err(at, key, "a number", other);
@@ -859,14 +704,7 @@ impl Loader {
         }
     }
 
-    fn get_bool(
-        &mut self,
-        body: &Body,
-        key: &str,
-        file: FileId,
-        scope: &Scope,
-        allowed: &[Root],
-    ) -> Option<bool> {
+    fn get_bool(&mut self, body: &Body, key: &str, file: FileId, scope: &Scope, allowed: &[Root]) -> Option<bool> {
         let (v, at) = self.attr_value(body, key, file, scope, allowed)?;
         match v {
             Value::Bool(b) => Some(b),
@@ -922,32 +760,16 @@ impl Loader {
             return true;
         }
         let at = self.pos(file, block_span);
-        self.err(
-            at,
-            "Missing required attribute",
-            format!("The attribute `{key}` is required in {ctx}."),
-            None,
-        );
+        self.err(at, "Missing required attribute", format!("The attribute `{key}` is required in {ctx}."), None);
         false
     }
 
-    fn single_block<'b>(
-        &mut self,
-        body: &'b Body,
-        ident: &'b str,
-        file: FileId,
-        ctx: &str,
-    ) -> Option<&'b Block> {
+    fn single_block<'b>(&mut self, body: &'b Body, ident: &'b str, file: FileId, ctx: &str) -> Option<&'b Block> {
         let mut it = body.get_blocks(ident);
         let first = it.next();
         for extra in it {
             let at = self.pos(file, extra.span());
-            self.err(
-                at,
-                "Duplicate block",
-                format!("Only one `{ident}` block is allowed in {ctx}."),
-                None,
-            );
+            self.err(at, "Duplicate block", format!("Only one `{ident}` block is allowed in {ctx}."), None);
         }
         first
     }
@@ -964,28 +786,13 @@ impl Loader {
     ) -> Option<ModuleResult> {
         let canon = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         if self.stack.contains(&canon) {
-            let chain = self
-                .stack
-                .iter()
-                .chain([&canon])
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" → ");
-            self.err(
-                at,
-                "Module cycle",
-                format!("Modules include each other: {chain}."),
-                None,
-            );
+            let chain =
+                self.stack.iter().chain([&canon]).map(|p| p.display().to_string()).collect::<Vec<_>>().join(" → ");
+            self.err(at, "Module cycle", format!("Modules include each other: {chain}."), None);
             return None;
         }
         if self.stack.len() > 16 {
-            self.err(
-                at,
-                "Modules nested too deeply",
-                "Module nesting is limited to 16 levels.",
-                None,
-            );
+            self.err(at, "Modules nested too deeply", "Module nesting is limited to 16 levels.", None);
             return None;
         }
         let mut raw = self.parse_dir(dir, display_dir, at.clone())?;
@@ -1025,24 +832,18 @@ impl Loader {
         scope.names.storage = raw.storage.iter().map(|v| v.name.clone()).collect();
         scope.names.modules = raw.modules.iter().map(|v| v.name.clone()).collect();
         for t in &raw.tasks {
-            let outs = t
-                .node
-                .body
-                .get_attribute("outputs")
-                .and_then(|a| match &a.value {
-                    EExpr::Object(o) => Some(
-                        o.iter()
-                            .filter_map(|(k, _)| match k {
-                                ObjectKey::Ident(i) => Some(i.as_str().to_string()),
-                                ObjectKey::Expression(EExpr::String(s)) => {
-                                    Some(s.value().to_string())
-                                }
-                                _ => None,
-                            })
-                            .collect(),
-                    ),
-                    _ => None,
-                });
+            let outs = t.node.body.get_attribute("outputs").and_then(|a| match &a.value {
+                EExpr::Object(o) => Some(
+                    o.iter()
+                        .filter_map(|(k, _)| match k {
+                            ObjectKey::Ident(i) => Some(i.as_str().to_string()),
+                            ObjectKey::Expression(EExpr::String(s)) => Some(s.value().to_string()),
+                            _ => None,
+                        })
+                        .collect(),
+                ),
+                _ => None,
+            });
             scope.names.tasks.insert(t.name.clone(), outs);
         }
 
@@ -1051,11 +852,7 @@ impl Loader {
         if is_root {
             self.eval_root_settings(raw, &scope);
         } else {
-            for (items, what) in [
-                (&raw.policy, "policy"),
-                (&raw.providers, "provider"),
-                (&raw.settings, "skyform"),
-            ] {
+            for (items, what) in [(&raw.policy, "policy"), (&raw.providers, "provider"), (&raw.settings, "skyform")] {
                 for it in items.iter() {
                     let at = self.pos(it.file, it.node.span());
                     self.err(
@@ -1076,16 +873,8 @@ impl Loader {
 
     fn eval_variables(&mut self, raw: &RawModule, scope: &mut Scope, inputs: ModuleInputs<'_>) {
         // Declarations first: type, default, sensitive.
-        let mut decls: BTreeMap<
-            String,
-            (
-                VarType,
-                Option<Value>,
-                bool,
-                FileId,
-                Option<std::ops::Range<usize>>,
-            ),
-        > = BTreeMap::new();
+        let mut decls: BTreeMap<String, (VarType, Option<Value>, bool, FileId, Option<std::ops::Range<usize>>)> =
+            BTreeMap::new();
         for it in &raw.variables {
             let b = &it.node;
             self.check_schema(
@@ -1101,7 +890,12 @@ impl Loader {
                     Ok(t) => t,
                     Err(e) => {
                         let at = self.pos(it.file, a.value.span());
-                        self.err(at, "Invalid type specification", e, Some("use string, number, bool, any, list(T), set(T), map(T) or object({...})".into()));
+                        self.err(
+                            at,
+                            "Invalid type specification",
+                            e,
+                            Some("use string, number, bool, any, list(T), set(T), map(T) or object({...})".into()),
+                        );
                         VarType::Any
                     }
                 },
@@ -1137,9 +931,7 @@ impl Loader {
                     }
                 }
             };
-            let sensitive = self
-                .get_bool(&b.body, "sensitive", it.file, &empty, &[])
-                .unwrap_or(false);
+            let sensitive = self.get_bool(&b.body, "sensitive", it.file, &empty, &[]).unwrap_or(false);
             decls.insert(it.name.clone(), (ty, default, sensitive, it.file, b.span()));
         }
 
@@ -1153,22 +945,16 @@ impl Loader {
                             Ok(v) => {
                                 values.insert(name.clone(), v);
                             }
-                            Err(e) => self.err(
-                                None,
-                                "Invalid value for variable",
-                                format!("SKYFORM_VAR_{name}: {e}"),
-                                None,
-                            ),
+                            Err(e) => {
+                                self.err(None, "Invalid value for variable", format!("SKYFORM_VAR_{name}: {e}"), None)
+                            }
                         }
                     }
                 }
                 let mut auto: Vec<PathBuf> = std::fs::read_dir(&scope.dir)
                     .map(|rd| {
                         rd.filter_map(|e| e.ok().map(|e| e.path()))
-                            .filter(|p| {
-                                p.file_name()
-                                    .is_some_and(|n| n.to_string_lossy().ends_with(".auto.skyvars"))
-                            })
+                            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".auto.skyvars")))
                             .collect()
                     })
                     .unwrap_or_default();
@@ -1182,9 +968,7 @@ impl Loader {
                                 self.err(
                                     None,
                                     "Invalid -var option",
-                                    format!(
-                                        "The option `-var {kv}` is not of the form NAME=VALUE."
-                                    ),
+                                    format!("The option `-var {kv}` is not of the form NAME=VALUE."),
                                     None,
                                 );
                                 continue;
@@ -1193,18 +977,20 @@ impl Loader {
                                 None => {
                                     let hint = did_you_mean(k, decls.keys().map(String::as_str))
                                         .map(|s| format!("did you mean `{s}`?"));
-                                    self.err(None, "Value for undeclared variable", format!("-var {k}=...: the job declares no variable named \"{k}\"."), hint);
+                                    self.err(
+                                        None,
+                                        "Value for undeclared variable",
+                                        format!("-var {k}=...: the job declares no variable named \"{k}\"."),
+                                        hint,
+                                    );
                                 }
                                 Some((ty, ..)) => match vars::parse_cli_value(ty, v) {
                                     Ok(val) => {
                                         values.insert(k.trim().to_string(), val);
                                     }
-                                    Err(e) => self.err(
-                                        None,
-                                        "Invalid value for variable",
-                                        format!("-var {k}: {e}"),
-                                        None,
-                                    ),
+                                    Err(e) => {
+                                        self.err(None, "Invalid value for variable", format!("-var {k}: {e}"), None)
+                                    }
                                 },
                             }
                         }
@@ -1212,10 +998,7 @@ impl Loader {
                     }
                 }
             }
-            ModuleInputs::Module {
-                values: given,
-                block_pos,
-            } => {
+            ModuleInputs::Module { values: given, block_pos } => {
                 for (k, (v, at)) in given {
                     match decls.get(&k) {
                         None => {
@@ -1253,12 +1036,7 @@ impl Loader {
                     Ok(v) => v,
                     Err(e) => {
                         let at = self.pos(*file, span.clone());
-                        self.err(
-                            at,
-                            "Invalid value for variable",
-                            format!("variable \"{name}\": {e}"),
-                            None,
-                        );
+                        self.err(at, "Invalid value for variable", format!("variable \"{name}\": {e}"), None);
                         Value::Null
                     }
                 },
@@ -1280,44 +1058,20 @@ impl Loader {
             };
             scope.var.insert(name.clone(), v.clone());
             if root {
-                self.out.variables.insert(
-                    name.clone(),
-                    VariableValue {
-                        value: hjson(&v),
-                        sensitive: *sensitive,
-                    },
-                );
+                self.out.variables.insert(name.clone(), VariableValue { value: hjson(&v), sensitive: *sensitive });
             }
         }
 
         // Validations, now that every value is known.
         for it in &raw.variables {
             for vb in it.node.body.get_blocks("validation") {
-                self.check_schema(
-                    &vb.body,
-                    it.file,
-                    "a validation block",
-                    &["condition", "error_message"],
-                    &[],
-                );
-                if !self.require(
-                    &vb.body,
-                    "condition",
-                    it.file,
-                    vb.span(),
-                    "a validation block",
-                ) || !self.require(
-                    &vb.body,
-                    "error_message",
-                    it.file,
-                    vb.span(),
-                    "a validation block",
-                ) {
+                self.check_schema(&vb.body, it.file, "a validation block", &["condition", "error_message"], &[]);
+                if !self.require(&vb.body, "condition", it.file, vb.span(), "a validation block")
+                    || !self.require(&vb.body, "error_message", it.file, vb.span(), "a validation block")
+                {
                     continue;
                 }
-                let msg = self
-                    .get_string(&vb.body, "error_message", it.file, scope, &[Root::Var])
-                    .unwrap_or_default();
+                let msg = self.get_string(&vb.body, "error_message", it.file, scope, &[Root::Var]).unwrap_or_default();
                 if scope.var.get(&it.name).is_some_and(Value::is_null) {
                     continue;
                 }
@@ -1348,27 +1102,13 @@ impl Loader {
     fn read_var_file(
         &mut self,
         path: &Path,
-        decls: &BTreeMap<
-            String,
-            (
-                VarType,
-                Option<Value>,
-                bool,
-                FileId,
-                Option<std::ops::Range<usize>>,
-            ),
-        >,
+        decls: &BTreeMap<String, (VarType, Option<Value>, bool, FileId, Option<std::ops::Range<usize>>)>,
         values: &mut BTreeMap<String, Value>,
     ) {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) => {
-                self.err(
-                    None,
-                    "Cannot read variables file",
-                    format!("{}: {e}", path.display()),
-                    None,
-                );
+                self.err(None, "Cannot read variables file", format!("{}: {e}", path.display()), None);
                 return;
             }
         };
@@ -1379,12 +1119,7 @@ impl Loader {
                 let (mut p, _) = self.sm.pos(id, 0);
                 p.line = e.location().line() as u32;
                 p.col = e.location().column() as u32;
-                self.err(
-                    Some((p, e.line().to_string())),
-                    "Syntax error",
-                    e.message().to_string(),
-                    None,
-                );
+                self.err(Some((p, e.line().to_string())), "Syntax error", e.message().to_string(), None);
                 return;
             }
         };
@@ -1404,7 +1139,11 @@ impl Loader {
                     let k = a.key.as_str();
                     let at = self.pos(id, a.span());
                     if !decls.contains_key(k) {
-                        self.warn(at, "Value for undeclared variable", format!("The file sets \"{k}\", which the job does not declare; it is ignored."));
+                        self.warn(
+                            at,
+                            "Value for undeclared variable",
+                            format!("The file sets \"{k}\", which the job does not declare; it is ignored."),
+                        );
                         continue;
                     }
                     if let Some(v) = self.eval(&a.value, id, &empty, &[]) {
@@ -1413,24 +1152,14 @@ impl Loader {
                 }
                 Structure::Block(b) => {
                     let at = self.pos(id, b.span());
-                    self.err(
-                        at,
-                        "Unexpected block",
-                        "A variables file holds only `name = value` attributes.",
-                        None,
-                    );
+                    self.err(at, "Unexpected block", "A variables file holds only `name = value` attributes.", None);
                 }
             }
         }
     }
 
     fn eval_locals(&mut self, raw: &RawModule, scope: &mut Scope) {
-        let idx: BTreeMap<&str, usize> = raw
-            .locals
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.name.as_str(), i))
-            .collect();
+        let idx: BTreeMap<&str, usize> = raw.locals.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
         let deps: Vec<Vec<usize>> = raw
             .locals
             .iter()
@@ -1471,31 +1200,18 @@ impl Loader {
         let mut cycles = Vec::new();
         for i in 0..raw.locals.len() {
             if state[i] == 0 {
-                dfs(
-                    i,
-                    &deps,
-                    &mut state,
-                    &mut order,
-                    &mut Vec::new(),
-                    &mut cycles,
-                );
+                dfs(i, &deps, &mut state, &mut order, &mut Vec::new(), &mut cycles);
             }
         }
         for c in cycles {
-            let names: Vec<String> = c
-                .iter()
-                .chain(c.first())
-                .map(|&i| format!("local.{}", raw.locals[i].name))
-                .collect();
+            let names: Vec<String> =
+                c.iter().chain(c.first()).map(|&i| format!("local.{}", raw.locals[i].name)).collect();
             let first = &raw.locals[c[0]];
             let at = self.pos(first.file, first.node.span());
             self.err(
                 at,
                 "Cycle in local values",
-                format!(
-                    "Local values refer to each other in a cycle: {}.",
-                    names.join(" → ")
-                ),
+                format!("Local values refer to each other in a cycle: {}.", names.join(" → ")),
                 None,
             );
             for &i in &c {
@@ -1508,9 +1224,7 @@ impl Loader {
                 scope.local.insert(l.name.clone(), Value::Null);
                 continue;
             }
-            let v = self
-                .eval(&l.node.value, l.file, scope, CONFIG_ROOTS)
-                .unwrap_or(Value::Null);
+            let v = self.eval(&l.node.value, l.file, scope, CONFIG_ROOTS).unwrap_or(Value::Null);
             scope.local.insert(l.name.clone(), v);
         }
     }
@@ -1520,12 +1234,7 @@ impl Loader {
         if raw.policy.len() > 1 {
             for p in &raw.policy[1..] {
                 let at = self.pos(p.file, p.node.span());
-                self.err(
-                    at,
-                    "Duplicate block",
-                    "Only one `policy` block is allowed in a job.",
-                    None,
-                );
+                self.err(at, "Duplicate block", "Only one `policy` block is allowed in a job.", None);
             }
         }
         let mut policy = Policy::default();
@@ -1536,15 +1245,7 @@ impl Loader {
                 b,
                 f,
                 "the policy block",
-                &[
-                    "minimize",
-                    "deadline",
-                    "budget",
-                    "regions",
-                    "spot",
-                    "max_price",
-                    "max_cost_drift",
-                ],
+                &["minimize", "deadline", "budget", "regions", "spot", "max_price", "max_cost_drift"],
                 &["failover", "fail_if"],
             );
             if let Some(m) = self.get_string(b, "minimize", f, scope, CONFIG_ROOTS) {
@@ -1552,10 +1253,8 @@ impl Loader {
                     "cost" => policy.minimize = Objective::Cost,
                     "time" => policy.minimize = Objective::Time,
                     other => {
-                        let at =
-                            self.pos(f, b.get_attribute("minimize").and_then(|a| a.value.span()));
-                        let hint = did_you_mean(other, ["cost", "time"])
-                            .map(|s| format!("did you mean \"{s}\"?"));
+                        let at = self.pos(f, b.get_attribute("minimize").and_then(|a| a.value.span()));
+                        let hint = did_you_mean(other, ["cost", "time"]).map(|s| format!("did you mean \"{s}\"?"));
                         self.err(
                             at,
                             "Invalid objective",
@@ -1569,42 +1268,25 @@ impl Loader {
                 match parse_hours(&d) {
                     Ok(h) if h > 0.0 => policy.deadline_hours = Some(h),
                     Ok(_) => {
-                        let at =
-                            self.pos(f, b.get_attribute("deadline").and_then(|a| a.value.span()));
-                        self.err(
-                            at,
-                            "Invalid deadline",
-                            "`deadline` must be longer than zero.",
-                            None,
-                        )
+                        let at = self.pos(f, b.get_attribute("deadline").and_then(|a| a.value.span()));
+                        self.err(at, "Invalid deadline", "`deadline` must be longer than zero.", None)
                     }
                     Err(e) => {
-                        let at =
-                            self.pos(f, b.get_attribute("deadline").and_then(|a| a.value.span()));
+                        let at = self.pos(f, b.get_attribute("deadline").and_then(|a| a.value.span()));
                         self.err(at, "Invalid deadline", e, None)
                     }
                 }
             }
             if let Some((v, at)) = self.get_number(b, "budget", f, scope, CONFIG_ROOTS) {
                 if v <= 0.0 {
-                    self.err(
-                        at,
-                        "Invalid budget",
-                        "`budget` must be a positive amount of USD.",
-                        None,
-                    );
+                    self.err(at, "Invalid budget", "`budget` must be a positive amount of USD.", None);
                 } else {
                     policy.budget = Some(v);
                 }
             }
             if let Some((v, at)) = self.get_number(b, "max_price", f, scope, CONFIG_ROOTS) {
                 if v <= 0.0 {
-                    self.err(
-                        at,
-                        "Invalid max_price",
-                        "`max_price` must be a positive USD per hour.",
-                        None,
-                    );
+                    self.err(at, "Invalid max_price", "`max_price` must be a positive USD per hour.", None);
                 } else {
                     policy.max_hourly_price = Some(v);
                 }
@@ -1624,19 +1306,11 @@ impl Loader {
                 policy.max_cost_drift = d;
             }
             if let Some(fo) = self.single_block(b, "failover", f, "the policy block") {
-                self.check_schema(
-                    &fo.body,
-                    f,
-                    "the failover block",
-                    &["max_cost_increase", "max_attempts"],
-                    &[],
-                );
+                self.check_schema(&fo.body, f, "the failover block", &["max_cost_increase", "max_attempts"], &[]);
                 if let Some(x) = self.fraction_attr(&fo.body, "max_cost_increase", f, scope) {
                     policy.failover.max_cost_increase = x;
                 }
-                if let Some((n, at)) =
-                    self.get_number(&fo.body, "max_attempts", f, scope, CONFIG_ROOTS)
-                {
+                if let Some((n, at)) = self.get_number(&fo.body, "max_attempts", f, scope, CONFIG_ROOTS) {
                     if n < 1.0 || n.fract() != 0.0 || n > 100.0 {
                         self.err(
                             at,
@@ -1650,18 +1324,10 @@ impl Loader {
                 }
             }
             if let Some(fi) = self.single_block(b, "fail_if", f, "the policy block") {
-                self.check_schema(
-                    &fi.body,
-                    f,
-                    "the fail_if block",
-                    &["total_cost_over", "increase_over"],
-                    &[],
-                );
-                policy.fail_if.total_cost_over = self
-                    .get_number(&fi.body, "total_cost_over", f, scope, CONFIG_ROOTS)
-                    .map(|x| x.0);
-                policy.fail_if.increase_over =
-                    self.fraction_attr(&fi.body, "increase_over", f, scope);
+                self.check_schema(&fi.body, f, "the fail_if block", &["total_cost_over", "increase_over"], &[]);
+                policy.fail_if.total_cost_over =
+                    self.get_number(&fi.body, "total_cost_over", f, scope, CONFIG_ROOTS).map(|x| x.0);
+                policy.fail_if.increase_over = self.fraction_attr(&fi.body, "increase_over", f, scope);
             }
         }
         self.out.policy = Some(policy);
@@ -1672,12 +1338,7 @@ impl Loader {
             let (b, f) = (&s.node.body, s.file);
             if i > 0 {
                 let at = self.pos(f, s.node.span());
-                self.err(
-                    at,
-                    "Duplicate block",
-                    "Only one `skyform` block is allowed in a job.",
-                    None,
-                );
+                self.err(at, "Duplicate block", "Only one `skyform` block is allowed in a job.", None);
                 continue;
             }
             self.check_schema(
@@ -1713,16 +1374,11 @@ impl Loader {
         for p in &raw.providers {
             if !CLOUDS.contains(&p.name.as_str()) {
                 let at = self.pos(p.file, p.node.span());
-                let hint = did_you_mean(&p.name, CLOUDS.iter().copied())
-                    .map(|s| format!("did you mean \"{s}\"?"));
+                let hint = did_you_mean(&p.name, CLOUDS.iter().copied()).map(|s| format!("did you mean \"{s}\"?"));
                 self.err(
                     at,
                     "Unknown provider",
-                    format!(
-                        "There is no provider named \"{}\". Known: {}.",
-                        p.name,
-                        CLOUDS.join(", ")
-                    ),
+                    format!("There is no provider named \"{}\". Known: {}.", p.name, CLOUDS.join(", ")),
                     hint,
                 );
                 continue;
@@ -1788,23 +1444,17 @@ impl Loader {
     }
 
     fn prefix(scope: &Scope) -> String {
-        scope
-            .module_path
-            .iter()
-            .map(|m| format!("module.{m}."))
-            .collect()
+        scope.module_path.iter().map(|m| format!("module.{m}.")).collect()
     }
 
     fn eval_storage(&mut self, raw: &RawModule, scope: &mut Scope) {
         for s in &raw.storage {
             let (b, f) = (&s.node.body, s.file);
             let ctx = format!("storage \"{}\"", s.name);
-            self.check_schema(b, f, &ctx, &["uri", "size_gb"], &[]);
+            self.check_schema(b, f, &ctx, &["uri", "size_gb", "region"], &[]);
             let address = format!("{}storage.{}", Self::prefix(scope), s.name);
             let mut ok = self.require(b, "uri", f, s.node.span(), &ctx);
-            let uri = self
-                .get_string(b, "uri", f, scope, CONFIG_ROOTS)
-                .unwrap_or_default();
+            let uri = self.get_string(b, "uri", f, scope, CONFIG_ROOTS).unwrap_or_default();
             if ok {
                 if let Err(e) = check_uri(&uri) {
                     let at = self.pos(f, b.get_attribute("uri").and_then(|a| a.value.span()));
@@ -1818,35 +1468,26 @@ impl Loader {
                 }
             }
             let size_gb = self.size_attr(b, "size_gb", f, scope).unwrap_or(0.0);
+            let region = self.get_string(b, "region", f, scope, CONFIG_ROOTS);
             let pos = self.pos(f, s.node.span()).map(|x| x.0);
             let mut obj = Map::new();
             obj.insert(REF_MARK.into(), Value::from("storage"));
             obj.insert("address".into(), Value::from(address.clone()));
             obj.insert("uri".into(), Value::from(uri.clone()));
-            obj.insert(
-                "size_gb".into(),
-                hcl::to_value(size_gb).unwrap_or(Value::Null),
-            );
+            obj.insert("size_gb".into(), hcl::to_value(size_gb).unwrap_or(Value::Null));
+            if let Some(r) = &region {
+                obj.insert("region".into(), Value::from(r.clone()));
+            }
             scope.storage.insert(s.name.clone(), Value::Object(obj));
             if ok {
-                self.out.storage.insert(
-                    address.clone(),
-                    Storage {
-                        address,
-                        uri,
-                        size_gb,
-                        pos,
-                    },
-                );
+                self.out.storage.insert(address.clone(), Storage { address, uri, size_gb, region, pos });
             }
         }
     }
 
     fn size_attr(&mut self, b: &Body, key: &str, f: FileId, scope: &Scope) -> Option<f64> {
         let (v, at) = self.get_number(b, key, f, scope, CONFIG_ROOTS)?;
-        check_size(v)
-            .map_err(|e| self.err(at, "Invalid size", format!("`{key}` = {v}: {e}"), None))
-            .ok()
+        check_size(v).map_err(|e| self.err(at, "Invalid size", format!("`{key}` = {v}: {e}"), None)).ok()
     }
 
     fn eval_task_outputs(&mut self, raw: &RawModule, scope: &mut Scope) {
@@ -1856,12 +1497,7 @@ impl Loader {
             let mut outs = Map::new();
             if let Some(a) = t.node.body.get_attribute("outputs") {
                 let at = self.pos(t.file, a.value.span());
-                match self.eval(
-                    &a.value,
-                    t.file,
-                    scope,
-                    &[Root::Var, Root::Local, Root::Path, Root::Storage],
-                ) {
+                match self.eval(&a.value, t.file, scope, &[Root::Var, Root::Local, Root::Path, Root::Storage]) {
                     Some(Value::Object(o)) => {
                         for (name, spec) in o {
                             let (size, uri) = match &spec {
@@ -1873,10 +1509,7 @@ impl Loader {
                                             self.err(at.clone(), "Unsupported attribute", format!("output \"{name}\" of task \"{}\": `{k}` is not expected; an output takes size_gb and uri.", t.name), hint);
                                         }
                                     }
-                                    (
-                                        so.get("size_gb").cloned().unwrap_or(Value::from(0)),
-                                        so.get("uri").cloned(),
-                                    )
+                                    (so.get("size_gb").cloned().unwrap_or(Value::from(0)), so.get("uri").cloned())
                                 }
                                 other => {
                                     self.type_err(
@@ -1892,15 +1525,9 @@ impl Loader {
                                 self.err(at.clone(), "Invalid output name", format!("`{name}` cannot name an output: it becomes SKYFORM_OUTPUT_{}, so use letters, digits and `_`.", name.to_uppercase()), None);
                                 continue;
                             }
-                            let Some(size) = num_of(&size)
-                                .or_else(|| size.as_str().and_then(|s| s.parse().ok()))
+                            let Some(size) = num_of(&size).or_else(|| size.as_str().and_then(|s| s.parse().ok()))
                             else {
-                                self.type_err(
-                                    at.clone(),
-                                    &format!("outputs.{name}.size_gb"),
-                                    "a number",
-                                    &size,
-                                );
+                                self.type_err(at.clone(), &format!("outputs.{name}.size_gb"), "a number", &size);
                                 continue;
                             };
                             if let Err(e) = check_size(size) {
@@ -1926,12 +1553,7 @@ impl Loader {
                                     Some(u)
                                 }
                                 Some(other) => {
-                                    self.type_err(
-                                        at.clone(),
-                                        &format!("outputs.{name}.uri"),
-                                        "a string",
-                                        &other,
-                                    );
+                                    self.type_err(at.clone(), &format!("outputs.{name}.uri"), "a string", &other);
                                     None
                                 }
                             };
@@ -1964,12 +1586,7 @@ impl Loader {
 
     fn eval_modules(&mut self, raw: &RawModule, scope: &mut Scope) {
         // Order modules by their references to each other.
-        let names: BTreeMap<&str, usize> = raw
-            .modules
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.name.as_str(), i))
-            .collect();
+        let names: BTreeMap<&str, usize> = raw.modules.iter().enumerate().map(|(i, m)| (m.name.as_str(), i)).collect();
         let deps: Vec<BTreeSet<usize>> = raw
             .modules
             .iter()
@@ -2018,10 +1635,7 @@ impl Loader {
                 self.err(
                     at,
                     "Cycle between modules",
-                    format!(
-                        "These modules use each other's outputs: {}.",
-                        cycle.join(", ")
-                    ),
+                    format!("These modules use each other's outputs: {}.", cycle.join(", ")),
                     None,
                 );
             }
@@ -2031,13 +1645,7 @@ impl Loader {
     fn eval_module_call(&mut self, m: &Item<Block>, scope: &mut Scope) {
         let (b, f) = (&m.node.body, m.file);
         let block_at = self.pos(f, m.node.span());
-        if !self.require(
-            b,
-            "source",
-            f,
-            m.node.span(),
-            &format!("module \"{}\"", m.name),
-        ) {
+        if !self.require(b, "source", f, m.node.span(), &format!("module \"{}\"", m.name)) {
             return;
         }
         let src_attr = b.get_attribute("source").expect("required");
@@ -2049,9 +1657,7 @@ impl Loader {
             self.err(
                 src_at,
                 "Unsupported module source",
-                format!(
-                    "`{source}` is not a local path; module sources must start with ./, ../ or /."
-                ),
+                format!("`{source}` is not a local path; module sources must start with ./, ../ or /."),
                 None,
             );
             return;
@@ -2061,10 +1667,7 @@ impl Loader {
             self.err(
                 src_at,
                 "Module source not found",
-                format!(
-                    "The module directory `{source}` ({}) does not exist.",
-                    dir.display()
-                ),
+                format!("The module directory `{source}` ({}) does not exist.", dir.display()),
                 None,
             );
             return;
@@ -2091,19 +1694,9 @@ impl Loader {
         }
         let display = {
             let parent = self.sm.display(f);
-            let parent_dir = Path::new(parent)
-                .parent()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let joined = if parent_dir.is_empty() {
-                source.clone()
-            } else {
-                format!("{parent_dir}/{source}")
-            };
-            joined
-                .trim_start_matches("./")
-                .trim_end_matches('/')
-                .to_string()
+            let parent_dir = Path::new(parent).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+            let joined = if parent_dir.is_empty() { source.clone() } else { format!("{parent_dir}/{source}") };
+            joined.trim_start_matches("./").trim_end_matches('/').to_string()
         };
         let mut path = scope.module_path.clone();
         path.push(m.name.clone());
@@ -2111,19 +1704,12 @@ impl Loader {
             &dir,
             &display,
             &path,
-            ModuleInputs::Module {
-                values,
-                block_pos: block_at.clone(),
-            },
+            ModuleInputs::Module { values, block_pos: block_at.clone() },
             src_at,
         ) {
-            scope
-                .module
-                .insert(m.name.clone(), Value::Object(r.outputs));
+            scope.module.insert(m.name.clone(), Value::Object(r.outputs));
         } else {
-            scope
-                .module
-                .insert(m.name.clone(), Value::Object(Map::new()));
+            scope.module.insert(m.name.clone(), Value::Object(Map::new()));
         }
     }
 
@@ -2136,33 +1722,18 @@ impl Loader {
                 b,
                 f,
                 &ctx,
-                &[
-                    "inputs",
-                    "outputs",
-                    "depends_on",
-                    "setup",
-                    "run",
-                    "env",
-                    "workdir",
-                    "retries",
-                    "recovery",
-                ],
+                &["inputs", "outputs", "depends_on", "setup", "run", "env", "workdir", "retries", "recovery"],
                 &["resources", "estimate"],
             );
             let address = TaskAddr(format!("{prefix}task.{}", t.name));
             let pos = self.pos(f, t.node.span()).map(|x| x.0);
             self.require(b, "run", f, t.node.span(), &ctx);
-            let run = self
-                .get_string(b, "run", f, scope, BODY_ROOTS)
-                .unwrap_or_default();
+            let run = self.get_string(b, "run", f, scope, BODY_ROOTS).unwrap_or_default();
             let setup = self.get_string(b, "setup", f, scope, BODY_ROOTS);
             let workdir = self.get_string(b, "workdir", f, scope, BODY_ROOTS);
             let resources = match self.single_block(b, "resources", f, &ctx) {
                 Some(rb) => self.eval_resources(rb, f, scope, &t.name),
-                None => Resources {
-                    num_nodes: 1,
-                    ..Default::default()
-                },
+                None => Resources { num_nodes: 1, ..Default::default() },
             };
             // env
             let mut env = BTreeMap::new();
@@ -2189,12 +1760,7 @@ impl Loader {
                                 Value::Bool(x) => {
                                     env.insert(k, x.to_string());
                                 }
-                                other => self.type_err(
-                                    at.clone(),
-                                    &format!("env.{k}"),
-                                    "a string",
-                                    &other,
-                                ),
+                                other => self.type_err(at.clone(), &format!("env.{k}"), "a string", &other),
                             }
                         }
                     }
@@ -2224,12 +1790,9 @@ impl Loader {
                             }
                         }
                     }
-                    other => self.type_err(
-                        at,
-                        "inputs",
-                        "an object mapping input names to storage or task outputs",
-                        &other,
-                    ),
+                    other => {
+                        self.type_err(at, "inputs", "an object mapping input names to storage or task outputs", &other)
+                    }
                 }
             }
             let mut uppers: BTreeMap<String, String> = BTreeMap::new();
@@ -2239,21 +1802,15 @@ impl Loader {
                     self.err(
                         at,
                         "Conflicting input names",
-                        format!(
-                            "inputs `{prev}` and `{k}` both become SKYFORM_INPUT_{}.",
-                            k.to_uppercase()
-                        ),
+                        format!("inputs `{prev}` and `{k}` both become SKYFORM_INPUT_{}.", k.to_uppercase()),
                         None,
                     );
                 }
             }
             // outputs (already evaluated for references)
             let mut outputs = BTreeMap::new();
-            if let Some(Value::Object(o)) = scope
-                .task
-                .get(&t.name)
-                .and_then(|v| v.as_object())
-                .and_then(|o| o.get("outputs"))
+            if let Some(Value::Object(o)) =
+                scope.task.get(&t.name).and_then(|v| v.as_object()).and_then(|o| o.get("outputs"))
             {
                 for (k, v) in o {
                     let m = v.as_object().expect("marker");
@@ -2285,11 +1842,17 @@ impl Loader {
                                 Some(("module", [name])) => {
                                     if self.check_refs(e, f, scope, &[Root::Module]) {
                                         let mp = format!("{prefix}module.{name}.");
-                                        let found: Vec<TaskAddr> = self.out.tasks.keys().filter(|k| k.0.starts_with(&mp)).cloned().collect();
+                                        let found: Vec<TaskAddr> =
+                                            self.out.tasks.keys().filter(|k| k.0.starts_with(&mp)).cloned().collect();
                                         depends_on.extend(found);
                                     }
                                 }
-                                _ => self.err(eat, "Invalid depends_on", "Each element of depends_on must be a reference such as task.prep or module.train.", None),
+                                _ => self.err(
+                                    eat,
+                                    "Invalid depends_on",
+                                    "Each element of depends_on must be a reference such as task.prep or module.train.",
+                                    None,
+                                ),
                             }
                         }
                     }
@@ -2304,12 +1867,7 @@ impl Loader {
             // retries, recovery
             let retries = match self.get_number(b, "retries", f, scope, BODY_ROOTS) {
                 Some((n, at)) if n < 0.0 || n.fract() != 0.0 || n > 100.0 => {
-                    self.err(
-                        at,
-                        "Invalid retries",
-                        "`retries` must be a whole number from 0 to 100.",
-                        None,
-                    );
+                    self.err(at, "Invalid retries", "`retries` must be a whole number from 0 to 100.", None);
                     0
                 }
                 Some((n, _)) => n as u32,
@@ -2317,19 +1875,20 @@ impl Loader {
             };
             let recovery = match self.get_string(b, "recovery", f, scope, BODY_ROOTS) {
                 None => Recovery::default(),
-                Some(r) => match r.as_str() {
-                    "same_zone" => Recovery::SameZone,
-                    "next_zone" => Recovery::NextZone,
-                    "next_region" => Recovery::NextRegion,
-                    other => {
-                        let at =
-                            self.pos(f, b.get_attribute("recovery").and_then(|a| a.value.span()));
-                        let hint = did_you_mean(other, ["same_zone", "next_zone", "next_region"])
-                            .map(|s| format!("did you mean \"{s}\"?"));
-                        self.err(at, "Invalid recovery", format!("`recovery` must be \"same_zone\", \"next_zone\" or \"next_region\", not \"{other}\"."), hint);
-                        Recovery::default()
+                Some(r) => {
+                    match r.as_str() {
+                        "same_zone" => Recovery::SameZone,
+                        "next_zone" => Recovery::NextZone,
+                        "next_region" => Recovery::NextRegion,
+                        other => {
+                            let at = self.pos(f, b.get_attribute("recovery").and_then(|a| a.value.span()));
+                            let hint = did_you_mean(other, ["same_zone", "next_zone", "next_region"])
+                                .map(|s| format!("did you mean \"{s}\"?"));
+                            self.err(at, "Invalid recovery", format!("`recovery` must be \"same_zone\", \"next_zone\" or \"next_region\", not \"{other}\"."), hint);
+                            Recovery::default()
+                        }
                     }
-                },
+                }
             };
             // estimate
             let estimate = match self.single_block(b, "estimate", f, &ctx) {
@@ -2353,10 +1912,7 @@ impl Loader {
                                 let source = self.sm.slice(f, span).to_string();
                                 let mut sc = serde_json::Map::new();
                                 sc.insert("var".into(), hjson(&Value::Object(scope.var.clone())));
-                                sc.insert(
-                                    "local".into(),
-                                    hjson(&Value::Object(scope.local.clone())),
-                                );
+                                sc.insert("local".into(), hjson(&Value::Object(scope.local.clone())));
                                 Some(Estimate {
                                     source,
                                     scope: serde_json::Value::Object(sc),
@@ -2411,24 +1967,17 @@ impl Loader {
             ],
             &[],
         );
-        let mut r = Resources {
-            num_nodes: 1,
-            ..Default::default()
-        };
+        let mut r = Resources { num_nodes: 1, ..Default::default() };
         for (key, slot) in [("cpus", 0), ("memory", 1)] {
             if let Some(s) = self.get_string(b, key, f, scope, BODY_ROOTS) {
                 let at = self.pos(f, b.get_attribute(key).and_then(|a| a.value.span()));
                 match Quantity::parse(&s) {
-                    Ok(q)
-                        if (slot == 0 && q.value > 1024.0) || (slot == 1 && q.value > 65536.0) =>
-                    {
-                        self.err(
-                            at,
-                            "Absurd resource request",
-                            format!("`{key}` = \"{s}\" is larger than any machine offers."),
-                            None,
-                        )
-                    }
+                    Ok(q) if (slot == 0 && q.value > 1024.0) || (slot == 1 && q.value > 65536.0) => self.err(
+                        at,
+                        "Absurd resource request",
+                        format!("`{key}` = \"{s}\" is larger than any machine offers."),
+                        None,
+                    ),
                     Ok(q) => {
                         if slot == 0 {
                             r.cpus = Some(q)
@@ -2498,15 +2047,11 @@ impl Loader {
                 r.cloud = Some(c);
             } else {
                 let at = self.pos(f, b.get_attribute("cloud").and_then(|a| a.value.span()));
-                let hint = did_you_mean(&c, CLOUDS.iter().copied())
-                    .map(|s| format!("did you mean \"{s}\"?"));
+                let hint = did_you_mean(&c, CLOUDS.iter().copied()).map(|s| format!("did you mean \"{s}\"?"));
                 self.err(
                     at,
                     "Unknown cloud",
-                    format!(
-                        "`{c}` is not a cloud skyform knows ({}).",
-                        CLOUDS.join(", ")
-                    ),
+                    format!("`{c}` is not a cloud skyform knows ({}).", CLOUDS.join(", ")),
                     hint,
                 );
             }
@@ -2515,12 +2060,7 @@ impl Loader {
         r.zone = self.get_string(b, "zone", f, scope, BODY_ROOTS);
         if let Some((n, at)) = self.get_number(b, "num_nodes", f, scope, BODY_ROOTS) {
             if n < 1.0 || n.fract() != 0.0 || n > 1000.0 {
-                self.err(
-                    at,
-                    "Invalid num_nodes",
-                    "`num_nodes` must be a whole number from 1 to 1000.",
-                    None,
-                );
+                self.err(at, "Invalid num_nodes", "`num_nodes` must be a whole number from 1 to 1000.", None);
             } else {
                 r.num_nodes = n as u32;
             }
@@ -2542,9 +2082,7 @@ impl Loader {
                 continue;
             };
             let description = self.get_string(b, "description", f, scope, CONFIG_ROOTS);
-            let sensitive = self
-                .get_bool(b, "sensitive", f, scope, CONFIG_ROOTS)
-                .unwrap_or(false);
+            let sensitive = self.get_bool(b, "sensitive", f, scope, CONFIG_ROOTS).unwrap_or(false);
             if is_root {
                 outputs_root.insert(
                     o.name.clone(),
@@ -2558,10 +2096,7 @@ impl Loader {
             }
             outputs.insert(o.name.clone(), v);
         }
-        ModuleResult {
-            outputs,
-            outputs_root,
-        }
+        ModuleResult { outputs, outputs_root }
     }
 
     // ---------------------------------------------------------------- DAG
@@ -2570,20 +2105,12 @@ impl Loader {
         let mut edges = Vec::new();
         for t in spec.tasks.values() {
             for (name, i) in &t.inputs {
-                if let InputSource::TaskOutput {
-                    task,
-                    output,
-                    size_gb,
-                } = i
-                {
+                if let InputSource::TaskOutput { task, output, size_gb } = i {
                     if !spec.tasks.contains_key(task) {
                         self.err(
                             t.pos.clone().map(|p| (p, String::new())),
                             "Undefined task",
-                            format!(
-                                "input `{name}` of {} reads {task}, which does not exist.",
-                                t.address
-                            ),
+                            format!("input `{name}` of {} reads {task}, which does not exist.", t.address),
                             None,
                         );
                         continue;
@@ -2606,16 +2133,8 @@ impl Loader {
                     );
                     continue;
                 }
-                if !edges
-                    .iter()
-                    .any(|e: &Edge| &e.from == d && e.to == t.address)
-                {
-                    edges.push(Edge {
-                        from: d.clone(),
-                        to: t.address.clone(),
-                        size_gb: 0.0,
-                        output: None,
-                    });
+                if !edges.iter().any(|e: &Edge| &e.from == d && e.to == t.address) {
+                    edges.push(Edge { from: d.clone(), to: t.address.clone(), size_gb: 0.0, output: None });
                 }
             }
         }
@@ -2646,8 +2165,7 @@ impl Loader {
                         }
                         1 => {
                             let pos = stack.iter().position(|(n, _)| *n == k).unwrap_or(0);
-                            let mut cyc: Vec<String> =
-                                stack[pos..].iter().map(|(n, _)| n.to_string()).collect();
+                            let mut cyc: Vec<String> = stack[pos..].iter().map(|(n, _)| n.to_string()).collect();
                             cyc.push(k.to_string());
                             let key = {
                                 let mut s = cyc.clone();
@@ -2655,12 +2173,13 @@ impl Loader {
                                 s.join(",")
                             };
                             if reported.insert(key) {
-                                let at = spec
-                                    .tasks
-                                    .get(k)
-                                    .and_then(|t| t.pos.clone())
-                                    .map(|p| (p, String::new()));
-                                self.err(at, "Dependency cycle", format!("Tasks wait for each other in a cycle: {}.", cyc.join(" → ")), Some("remove one of the inputs or depends_on entries that close the cycle".into()));
+                                let at = spec.tasks.get(k).and_then(|t| t.pos.clone()).map(|p| (p, String::new()));
+                                self.err(
+                                    at,
+                                    "Dependency cycle",
+                                    format!("Tasks wait for each other in a cycle: {}.", cyc.join(" → ")),
+                                    Some("remove one of the inputs or depends_on entries that close the cycle".into()),
+                                );
                             }
                         }
                         _ => {}
@@ -2681,6 +2200,7 @@ fn input_source(v: &Value) -> Option<InputSource> {
             address: o.get("address")?.as_str()?.to_string(),
             uri: o.get("uri")?.as_str()?.to_string(),
             size_gb: o.get("size_gb").and_then(num_of).unwrap_or(0.0),
+            region: o.get("region").and_then(Value::as_str).map(str::to_string),
         }),
         "task_output" => Some(InputSource::TaskOutput {
             task: TaskAddr(o.get("task")?.as_str()?.to_string()),
@@ -2707,9 +2227,7 @@ fn user_json(v: &Value) -> serde_json::Value {
                 }
                 m
             }
-            _ => serde_json::Value::Object(
-                o.iter().map(|(k, v)| (k.clone(), user_json(v))).collect(),
-            ),
+            _ => serde_json::Value::Object(o.iter().map(|(k, v)| (k.clone(), user_json(v))).collect()),
         },
         Value::Array(a) => serde_json::Value::Array(a.iter().map(user_json).collect()),
         other => hjson(other),
@@ -2729,9 +2247,7 @@ fn check_size(v: f64) -> Result<f64, String> {
     if !v.is_finite() || v < 0.0 {
         Err("a size cannot be negative".into())
     } else if v > MAX_SIZE_GB {
-        Err(format!(
-            "larger than {MAX_SIZE_GB} GB (1 PB); sizes are in GB"
-        ))
+        Err(format!("larger than {MAX_SIZE_GB} GB (1 PB); sizes are in GB"))
     } else {
         Ok(v)
     }
@@ -2741,16 +2257,10 @@ fn check_size(v: f64) -> Result<f64, String> {
 pub fn check_uri(uri: &str) -> Result<(), String> {
     const SCHEMES: &[&str] = &["s3", "gs", "az", "file", "local"];
     let Some((scheme, rest)) = uri.split_once("://") else {
-        return Err(format!(
-            "`{uri}` has no scheme; expected one of {}://",
-            SCHEMES.join("://, ")
-        ));
+        return Err(format!("`{uri}` has no scheme; expected one of {}://", SCHEMES.join("://, ")));
     };
     if !SCHEMES.contains(&scheme) {
-        return Err(format!(
-            "`{scheme}://` is not a supported scheme; expected one of {}://",
-            SCHEMES.join("://, ")
-        ));
+        return Err(format!("`{scheme}://` is not a supported scheme; expected one of {}://", SCHEMES.join("://, ")));
     }
     if rest.is_empty() || (scheme != "file" && rest.starts_with('/')) {
         return Err(format!("`{uri}` names no bucket or path"));
@@ -2772,13 +2282,14 @@ fn check_output_uri(uri: &str) -> Result<(), String> {
 pub fn check_location_glob(g: &str) -> Result<(), String> {
     let parts: Vec<&str> = g.split(':').collect();
     if parts.is_empty() || parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
-        return Err(format!("`{g}` is not a location pattern; expected CLOUD, CLOUD:REGION or CLOUD:REGION:ZONE, as in \"aws:us-*\""));
+        return Err(format!(
+            "`{g}` is not a location pattern; expected CLOUD, CLOUD:REGION or CLOUD:REGION:ZONE, as in \"aws:us-*\""
+        ));
     }
     let cloud = parts[0];
     if !cloud.contains('*') && !CLOUDS.contains(&cloud) {
-        let hint = did_you_mean(cloud, CLOUDS.iter().copied())
-            .map(|s| format!(" (did you mean `{s}`?)"))
-            .unwrap_or_default();
+        let hint =
+            did_you_mean(cloud, CLOUDS.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
         return Err(format!("`{g}`: unknown cloud `{cloud}`{hint}"));
     }
     for p in &parts {

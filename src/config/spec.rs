@@ -49,17 +49,12 @@ impl std::str::FromStr for TaskAddr {
         let ok = parts.len() >= 2
             && parts.len() % 2 == 0
             && parts[parts.len() - 2] == "task"
-            && parts
-                .chunks(2)
-                .take(parts.len() / 2 - 1)
-                .all(|c| c[0] == "module" && !c[1].is_empty())
+            && parts.chunks(2).take(parts.len() / 2 - 1).all(|c| c[0] == "module" && !c[1].is_empty())
             && !parts[parts.len() - 1].is_empty();
         if ok {
             Ok(TaskAddr(s.to_string()))
         } else {
-            Err(format!(
-                "`{s}` is not a task address (expected task.NAME or module.M.task.NAME)"
-            ))
+            Err(format!("`{s}` is not a task address (expected task.NAME or module.M.task.NAME)"))
         }
     }
 }
@@ -130,10 +125,7 @@ pub struct Failover {
 
 impl Default for Failover {
     fn default() -> Self {
-        Failover {
-            max_cost_increase: 0.25,
-            max_attempts: 8,
-        }
+        Failover { max_cost_increase: 0.25, max_attempts: 8 }
     }
 }
 
@@ -151,6 +143,8 @@ pub struct Storage {
     pub address: String,
     pub uri: String,
     pub size_gb: f64,
+    /// The region the bucket lives in, when known (prices reading it).
+    pub region: Option<String>,
     pub pos: Option<Pos>,
 }
 
@@ -168,9 +162,8 @@ impl Quantity {
             Some(n) => (n.trim(), true),
             None => (t, false),
         };
-        let value: f64 = num.parse().map_err(|_| {
-            format!("`{s}` is not a count; expected a number such as \"8\" or \"8+\"")
-        })?;
+        let value: f64 =
+            num.parse().map_err(|_| format!("`{s}` is not a count; expected a number such as \"8\" or \"8+\""))?;
         if !value.is_finite() || value <= 0.0 {
             return Err(format!("`{s}` must be a positive number"));
         }
@@ -204,29 +197,21 @@ impl Accel {
         let t = s.trim();
         let (name, count) = match t.split_once(':') {
             Some((n, c)) => {
-                let count: f64 = c.trim().parse().map_err(|_| {
-                    format!("`{s}`: the count after `:` must be a number, as in \"V100:8\"")
-                })?;
+                let count: f64 = c
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{s}`: the count after `:` must be a number, as in \"V100:8\""))?;
                 (n.trim(), count)
             }
             None => (t, 1.0),
         };
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return Err(format!(
-                "`{s}` is not an accelerator; expected NAME or NAME:COUNT, as in \"V100:8\""
-            ));
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(format!("`{s}` is not an accelerator; expected NAME or NAME:COUNT, as in \"V100:8\""));
         }
         if !count.is_finite() || count <= 0.0 || count > 64.0 {
             return Err(format!("`{s}`: accelerator count must be between 0 and 64"));
         }
-        Ok(Accel {
-            name: name.to_string(),
-            count,
-        })
+        Ok(Accel { name: name.to_string(), count })
     }
 }
 
@@ -269,24 +254,14 @@ pub struct Resources {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum InputSource {
-    Storage {
-        address: String,
-        uri: String,
-        size_gb: f64,
-    },
-    TaskOutput {
-        task: TaskAddr,
-        output: String,
-        size_gb: f64,
-    },
+    Storage { address: String, uri: String, size_gb: f64, region: Option<String> },
+    TaskOutput { task: TaskAddr, output: String, size_gb: f64 },
 }
 
 impl InputSource {
     pub fn size_gb(&self) -> f64 {
         match self {
-            InputSource::Storage { size_gb, .. } | InputSource::TaskOutput { size_gb, .. } => {
-                *size_gb
-            }
+            InputSource::Storage { size_gb, .. } | InputSource::TaskOutput { size_gb, .. } => *size_gb,
         }
     }
 }
@@ -430,11 +405,8 @@ impl JobSpec {
                 }
             }
         }
-        let mut ready: std::collections::BTreeSet<&TaskAddr> = indeg
-            .iter()
-            .filter(|(_, &d)| d == 0)
-            .map(|(k, _)| *k)
-            .collect();
+        let mut ready: std::collections::BTreeSet<&TaskAddr> =
+            indeg.iter().filter(|(_, &d)| d == 0).map(|(k, _)| *k).collect();
         let mut out = Vec::with_capacity(self.tasks.len());
         while let Some(t) = ready.pop_first() {
             out.push(t.clone());
@@ -464,11 +436,7 @@ impl JobSpec {
 pub fn parse_hours(s: &str) -> Result<f64, String> {
     let t = s.trim();
     if let Ok(h) = t.parse::<f64>() {
-        return if h >= 0.0 && h.is_finite() {
-            Ok(h)
-        } else {
-            Err(format!("`{s}` must be a non-negative duration"))
-        };
+        return if h >= 0.0 && h.is_finite() { Ok(h) } else { Err(format!("`{s}` must be a non-negative duration")) };
     }
     let mut total = 0.0;
     let mut num = String::new();
@@ -478,9 +446,8 @@ pub fn parse_hours(s: &str) -> Result<f64, String> {
             num.push(c);
             continue;
         }
-        let n: f64 = num.parse().map_err(|_| {
-            format!("`{s}` is not a duration; expected e.g. \"12h\", \"90m\" or \"1h30m\"")
-        })?;
+        let n: f64 =
+            num.parse().map_err(|_| format!("`{s}` is not a duration; expected e.g. \"12h\", \"90m\" or \"1h30m\""))?;
         total += n * match c {
             'd' => 24.0,
             'h' => 1.0,
@@ -492,9 +459,7 @@ pub fn parse_hours(s: &str) -> Result<f64, String> {
         any = true;
     }
     if !num.is_empty() || !any {
-        return Err(format!(
-            "`{s}` is not a duration; expected e.g. \"12h\", \"90m\" or \"1h30m\""
-        ));
+        return Err(format!("`{s}` is not a duration; expected e.g. \"12h\", \"90m\" or \"1h30m\""));
     }
     Ok(total)
 }
@@ -519,20 +484,8 @@ mod tests {
 
     #[test]
     fn quantities() {
-        assert_eq!(
-            Quantity::parse("8+").unwrap(),
-            Quantity {
-                value: 8.0,
-                at_least: true
-            }
-        );
-        assert_eq!(
-            Quantity::parse(" 16 ").unwrap(),
-            Quantity {
-                value: 16.0,
-                at_least: false
-            }
-        );
+        assert_eq!(Quantity::parse("8+").unwrap(), Quantity { value: 8.0, at_least: true });
+        assert_eq!(Quantity::parse(" 16 ").unwrap(), Quantity { value: 16.0, at_least: false });
         assert!(Quantity::parse("-1").is_err());
         assert!(Quantity::parse("eight").is_err());
         assert!(Quantity::parse("8+").unwrap().admits(16.0));
@@ -541,13 +494,7 @@ mod tests {
 
     #[test]
     fn accelerators() {
-        assert_eq!(
-            Accel::parse("V100:8").unwrap(),
-            Accel {
-                name: "V100".into(),
-                count: 8.0
-            }
-        );
+        assert_eq!(Accel::parse("V100:8").unwrap(), Accel { name: "V100".into(), count: 8.0 });
         assert_eq!(Accel::parse("T4").unwrap().count, 1.0);
         assert!(Accel::parse("V100:").is_err());
         assert!(Accel::parse(":8").is_err());
@@ -570,10 +517,7 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(
-            TaskAddr::new(&["train".into()], "fit").as_str(),
-            "module.train.task.fit"
-        );
+        assert_eq!(TaskAddr::new(&["train".into()], "fit").as_str(), "module.train.task.fit");
         assert!("task.a".parse::<TaskAddr>().is_ok());
         assert!("module.m.task.a".parse::<TaskAddr>().is_ok());
         assert!("tusk.a".parse::<TaskAddr>().is_err());

@@ -79,10 +79,7 @@ impl VarType {
             VarType::Map(i) => format!("map({})", i.describe()),
             VarType::Object(f) => format!(
                 "object({{{}}})",
-                f.iter()
-                    .map(|(k, t)| format!("{k} = {}", t.describe()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                f.iter().map(|(k, t)| format!("{k} = {}", t.describe())).collect::<Vec<_>>().join(", ")
             ),
         }
     }
@@ -94,11 +91,7 @@ impl VarType {
             return Ok(Value::Null);
         }
         let bad = || {
-            Err(format!(
-                "a {} is required, got `{}`",
-                self.describe(),
-                serde_json::to_string(v).unwrap_or_default()
-            ))
+            Err(format!("a {} is required, got `{}`", self.describe(), serde_json::to_string(v).unwrap_or_default()))
         };
         match self {
             VarType::Any => Ok(v.clone()),
@@ -123,23 +116,14 @@ impl VarType {
                 _ => bad(),
             },
             VarType::List(inner) => match v {
-                Value::Array(a) => a
-                    .iter()
-                    .map(|x| inner.convert(x))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Value::Array),
+                Value::Array(a) => a.iter().map(|x| inner.convert(x)).collect::<Result<Vec<_>, _>>().map(Value::Array),
                 _ => bad(),
             },
             VarType::Map(inner) => match v {
                 Value::Object(o) => {
                     let mut m = Map::new();
                     for (k, x) in o {
-                        m.insert(
-                            k.clone(),
-                            inner
-                                .convert(x)
-                                .map_err(|e| format!("element \"{k}\": {e}"))?,
-                        );
+                        m.insert(k.clone(), inner.convert(x).map_err(|e| format!("element \"{k}\": {e}"))?);
                     }
                     Ok(Value::Object(m))
                 }
@@ -149,14 +133,8 @@ impl VarType {
                 Value::Object(o) => {
                     let mut m = Map::new();
                     for (k, t) in fields {
-                        let x = o
-                            .get(k)
-                            .ok_or_else(|| format!("attribute \"{k}\" is required"))?;
-                        m.insert(
-                            k.clone(),
-                            t.convert(x)
-                                .map_err(|e| format!("attribute \"{k}\": {e}"))?,
-                        );
+                        let x = o.get(k).ok_or_else(|| format!("attribute \"{k}\" is required"))?;
+                        m.insert(k.clone(), t.convert(x).map_err(|e| format!("attribute \"{k}\": {e}"))?);
                     }
                     Ok(Value::Object(m))
                 }
@@ -173,9 +151,7 @@ pub fn parse_cli_value(ty: &VarType, raw: &str) -> Result<Value, String> {
         VarType::String | VarType::Any => Ok(Value::String(raw.to_string())),
         VarType::Number | VarType::Bool => ty.convert(&Value::String(raw.trim().to_string())),
         _ => {
-            let e: hcl::Expression = raw
-                .parse()
-                .map_err(|e: hcl::Error| format!("cannot parse `{raw}`: {e}"))?;
+            let e: hcl::Expression = raw.parse().map_err(|e: hcl::Error| format!("cannot parse `{raw}`: {e}"))?;
             let v = hcl::eval::Evaluate::evaluate(&e, &hcl::eval::Context::new())
                 .map_err(|e| format!("`{raw}` must be a literal value: {e}"))?;
             ty.convert(&v)
@@ -195,35 +171,17 @@ mod tests {
     fn types_and_conversion() {
         assert_eq!(ty("list(string)"), VarType::List(Box::new(VarType::String)));
         assert!(VarType::from_expr(&hcl_edit::parser::parse_expr("strng").unwrap()).is_err());
-        assert_eq!(
-            ty("number").convert(&Value::from("3")).unwrap(),
-            Value::from(3.0)
-        );
+        assert_eq!(ty("number").convert(&Value::from("3")).unwrap(), Value::from(3.0));
         assert!(ty("number").convert(&Value::from("x")).is_err());
-        assert_eq!(
-            ty("string").convert(&Value::from(3)).unwrap(),
-            Value::from("3")
-        );
-        assert!(ty("object({a = number})")
-            .convert(&hcl::value!({ b = 1 }))
-            .unwrap_err()
-            .contains("\"a\" is required"));
+        assert_eq!(ty("string").convert(&Value::from(3)).unwrap(), Value::from("3"));
+        assert!(ty("object({a = number})").convert(&hcl::value!({ b = 1 })).unwrap_err().contains("\"a\" is required"));
     }
 
     #[test]
     fn cli_values() {
-        assert_eq!(
-            parse_cli_value(&VarType::String, "a b").unwrap(),
-            Value::from("a b")
-        );
-        assert_eq!(
-            parse_cli_value(&VarType::Number, "5").unwrap(),
-            Value::from(5.0)
-        );
-        assert_eq!(
-            parse_cli_value(&ty("list(number)"), "[1, 2]").unwrap(),
-            hcl::value!([1, 2])
-        );
+        assert_eq!(parse_cli_value(&VarType::String, "a b").unwrap(), Value::from("a b"));
+        assert_eq!(parse_cli_value(&VarType::Number, "5").unwrap(), Value::from(5.0));
+        assert_eq!(parse_cli_value(&ty("list(number)"), "[1, 2]").unwrap(), hcl::value!([1, 2]));
         assert!(parse_cli_value(&ty("list(number)"), "[x]").is_err());
     }
 }

@@ -13,9 +13,7 @@
 
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use skyform_provider::{
-    Location, Market, ProviderError, SpotPrice, SpotPricesRequest, SpotPricesResponse,
-};
+use skyform_provider::{Location, Market, ProviderError, SpotPrice, SpotPricesRequest, SpotPricesResponse};
 
 /// The cloud name of the local provider.
 pub const CLOUD: &str = "local";
@@ -57,15 +55,14 @@ pub struct LocalConfig {
 
 impl Default for LocalConfig {
     fn default() -> Self {
-        let it =
-            |name: &str, vcpus: f64, mem: f64, acc: Option<&str>, price: f64| LocalInstanceType {
-                name: name.to_string(),
-                vcpus,
-                memory_gb: mem,
-                accelerator: acc.map(str::to_string),
-                price,
-                spot_price: Some((price * 0.3 * 10_000.0).round() / 10_000.0),
-            };
+        let it = |name: &str, vcpus: f64, mem: f64, acc: Option<&str>, price: f64| LocalInstanceType {
+            name: name.to_string(),
+            vcpus,
+            memory_gb: mem,
+            accelerator: acc.map(str::to_string),
+            price,
+            spot_price: Some((price * 0.3 * 10_000.0).round() / 10_000.0),
+        };
         LocalConfig {
             zones: vec!["zone-a".into(), "zone-b".into(), "zone-c".into()],
             slots: 8,
@@ -124,10 +121,7 @@ impl LocalConfig {
 
     /// The locations of the local cloud.
     pub fn locations(&self) -> Vec<Location> {
-        self.zones
-            .iter()
-            .map(|z| Location::new(CLOUD, REGION, z.clone()))
-            .collect()
+        self.zones.iter().map(|z| Location::new(CLOUD, REGION, z.clone())).collect()
     }
 }
 
@@ -172,11 +166,7 @@ impl Market for SyntheticMarket {
                 }
                 let Some(base) = t.spot_price else { continue };
                 let key = format!("{zone}/{}", t.name);
-                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(mix(
-                    self.config.market_seed,
-                    &key,
-                    hour,
-                ));
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(mix(self.config.market_seed, &key, hour));
                 let factor: f64 = rng.gen_range(0.75..1.35);
                 let price = ((base * factor) * 1e5).round() / 1e5;
                 prices.push(SpotPrice {
@@ -202,8 +192,7 @@ mod tests {
 
     #[test]
     fn partial_config_keeps_defaults() {
-        let cfg =
-            LocalConfig::from_json(&serde_json::json!({"zones": ["a", "b"], "slots": 2})).unwrap();
+        let cfg = LocalConfig::from_json(&serde_json::json!({"zones": ["a", "b"], "slots": 2})).unwrap();
         assert_eq!(cfg.zones, vec!["a", "b"]);
         assert_eq!(cfg.instance_types, LocalConfig::default().instance_types);
     }
@@ -217,10 +206,7 @@ mod tests {
     #[test]
     fn market_is_deterministic_and_moves_hourly() {
         let m = SyntheticMarket::new(LocalConfig::default());
-        let req = |now| SpotPricesRequest {
-            now,
-            ..Default::default()
-        };
+        let req = |now| SpotPricesRequest { now, ..Default::default() };
         let a = m.spot_prices(&req(7200)).unwrap();
         let b = m.spot_prices(&req(7200 + 1800)).unwrap();
         let c = m.spot_prices(&req(7200 + 3600)).unwrap();

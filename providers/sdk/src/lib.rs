@@ -28,16 +28,8 @@ pub struct Location {
 }
 
 impl Location {
-    pub fn new(
-        cloud: impl Into<String>,
-        region: impl Into<String>,
-        zone: impl Into<String>,
-    ) -> Self {
-        Location {
-            cloud: cloud.into(),
-            region: region.into(),
-            zone: zone.into(),
-        }
+    pub fn new(cloud: impl Into<String>, region: impl Into<String>, zone: impl Into<String>) -> Self {
+        Location { cloud: cloud.into(), region: region.into(), zone: zone.into() }
     }
 
     /// True when `self` lies inside the part of the location space that `scope` names
@@ -87,9 +79,7 @@ impl std::str::FromStr for Scope {
             "zone" => Ok(Scope::Zone),
             "region" => Ok(Scope::Region),
             "cloud" => Ok(Scope::Cloud),
-            other => Err(format!(
-                "unknown scope `{other}` (expected zone, region or cloud)"
-            )),
+            other => Err(format!("unknown scope `{other}` (expected zone, region or cloud)")),
         }
     }
 }
@@ -124,10 +114,7 @@ impl ErrorKind {
     pub fn blocks_location(self) -> bool {
         matches!(
             self,
-            ErrorKind::CapacityUnavailable
-                | ErrorKind::QuotaExceeded
-                | ErrorKind::Preempted
-                | ErrorKind::Unauthorized
+            ErrorKind::CapacityUnavailable | ErrorKind::QuotaExceeded | ErrorKind::Preempted | ErrorKind::Unauthorized
         )
     }
 }

@@ -1,0 +1,425 @@
+//! The catalog: what can be bought where, at what list price.
+//!
+//! One [`Offering`] per (cloud, region, zone, instance type, accelerator) with vCPUs,
+//! memory, accelerator, on-demand and spot $/h and architecture. Offerings of the same
+//! machine shape are stored contiguously and indexed by [`Shape`], so a search filters a
+//! few thousand shapes and then expands their zones.
+//!
+//! Sources, in order: `skyform { catalog = PATH }`, `$SKYFORM_CATALOG`,
+//! `$SKYFORM_HOME/catalog.bin` (what `skyform catalog import` installs), and the embedded
+//! snapshot in `data/catalog.bin` (built from the SkyPilot CSVs of `../shared/catalog`).
+//! The `local` cloud is added from the local provider's configuration at load time.
+//!
+//! [`egress`] prices data movement between locations. I/O: reading a snapshot file.
+
+pub mod egress;
+pub mod import;
+
+use crate::config::JobSpec;
+use serde::{Deserialize, Serialize};
+use skyform_provider::Location;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"SKYCAT\x00\x02";
+static EMBEDDED: &[u8] = include_bytes!("data/catalog.bin");
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot read catalog {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error(
+        "{path} is not a skyform catalog snapshot (or of another version); rebuild it with `skyform catalog import`"
+    )]
+    Format { path: String },
+    #[error("catalog import failed with {} problem(s):\n{}", .0.len(), .0.join("\n"))]
+    Import(Vec<String>),
+    #[error("provider \"local\": {0}")]
+    Local(String),
+}
+
+/// CPU architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    X86_64,
+    Arm64,
+}
+
+/// One machine shape: a cloud's instance type with a given accelerator attachment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shape {
+    pub cloud: String,
+    pub instance_type: String,
+    pub vcpus: f64,
+    pub memory_gb: f64,
+    /// Accelerator name (None: CPU only).
+    pub accelerator: Option<String>,
+    pub accelerator_count: f64,
+    pub arch: Arch,
+    /// Index range into [`Catalog::zones`] of the places this shape is offered.
+    pub start: u32,
+    pub end: u32,
+}
+
+/// Where and at what price a shape is offered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZoneOffer {
+    pub region: u16,
+    pub zone: u16,
+    /// On-demand USD/h.
+    pub price: f64,
+    /// Spot USD/h (None: no spot offer).
+    pub spot_price: Option<f64>,
+}
+
+/// The persisted snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Snapshot {
+    pub source: String,
+    /// Date of the data, as the import found it.
+    pub created: String,
+    pub names: Vec<String>,
+    pub shapes: Vec<Shape>,
+    pub zones: Vec<ZoneOffer>,
+    /// rows imported and skipped, per cloud.
+    pub counts: BTreeMap<String, (u64, u64)>,
+}
+
+/// A whole catalog in memory.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub snap: Snapshot,
+    /// Where it came from (path or "embedded").
+    pub origin: String,
+}
+
+/// A flattened offering (for display and the resolver).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Offering<'a> {
+    pub cloud: &'a str,
+    pub region: &'a str,
+    pub zone: &'a str,
+    pub instance_type: &'a str,
+    pub vcpus: f64,
+    pub memory_gb: f64,
+    pub accelerator: Option<&'a str>,
+    pub accelerator_count: f64,
+    pub arch: Arch,
+    pub price: f64,
+    pub spot_price: Option<f64>,
+}
+
+impl Offering<'_> {
+    pub fn location(&self) -> Location {
+        Location::new(self.cloud, self.region, self.zone)
+    }
+    pub fn accelerator_label(&self) -> String {
+        match self.accelerator {
+            Some(a) => format!("{a}:{}", fmt_count(self.accelerator_count)),
+            None => "-".into(),
+        }
+    }
+}
+
+/// Formats a count without a needless `.0`.
+pub fn fmt_count(c: f64) -> String {
+    if c.fract() == 0.0 {
+        format!("{}", c as i64)
+    } else {
+        format!("{c}")
+    }
+}
+
+/// Search filters (all optional).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Accelerator name and optional exact count.
+    pub gpu: Option<(String, Option<f64>)>,
+    pub cpus: Option<crate::config::Quantity>,
+    pub memory: Option<crate::config::Quantity>,
+    pub cloud: Option<String>,
+    pub region_glob: Option<globset::GlobMatcher>,
+    pub instance_type: Option<String>,
+    /// Only offerings with a spot price (and sort by it).
+    pub spot: bool,
+    pub max_price: Option<f64>,
+}
+
+impl Snapshot {
+    pub fn encode(&self) -> Vec<u8> {
+        let body = postcard::to_stdvec(self).expect("serializable");
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut enc, &body).expect("in memory");
+        let mut out = MAGIC.to_vec();
+        out.extend(enc.finish().expect("in memory"));
+        out
+    }
+
+    pub fn decode(bytes: &[u8], path: &str) -> Result<Snapshot, CatalogError> {
+        let fmt = || CatalogError::Format { path: path.to_string() };
+        let rest = bytes.strip_prefix(MAGIC.as_slice()).ok_or_else(fmt)?;
+        let mut body = Vec::with_capacity(rest.len() * 4);
+        flate2::read::DeflateDecoder::new(rest).read_to_end(&mut body).map_err(|_| fmt())?;
+        postcard::from_bytes(&body).map_err(|_| fmt())
+    }
+}
+
+/// `$SKYFORM_HOME` (default `~/.skyform`).
+pub fn skyform_home() -> PathBuf {
+    if let Some(h) = std::env::var_os("SKYFORM_HOME") {
+        return PathBuf::from(h);
+    }
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".skyform")
+}
+
+/// The default install path of an imported catalog.
+pub fn installed_path() -> PathBuf {
+    skyform_home().join("catalog.bin")
+}
+
+impl Catalog {
+    /// The embedded snapshot.
+    pub fn embedded() -> Catalog {
+        Catalog {
+            snap: Snapshot::decode(EMBEDDED, "embedded").expect("the embedded catalog is valid"),
+            origin: "embedded".into(),
+        }
+    }
+
+    /// Source and counts of the embedded snapshot (for `version -json`).
+    pub fn embedded_info() -> serde_json::Value {
+        let c = Catalog::embedded();
+        serde_json::json!({"source": c.snap.source, "created": c.snap.created})
+    }
+
+    /// Loads a snapshot file.
+    pub fn from_file(path: &Path) -> Result<Catalog, CatalogError> {
+        let p = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| CatalogError::Io { path: p.clone(), source: e })?;
+        Ok(Catalog { snap: Snapshot::decode(&bytes, &p)?, origin: p })
+    }
+
+    /// The catalog of the clouds (without `local`), from the first source that exists.
+    pub fn default_source(job_setting: Option<&Path>) -> Result<Catalog, CatalogError> {
+        if let Some(p) = job_setting {
+            return Catalog::from_file(p);
+        }
+        if let Some(p) = std::env::var_os("SKYFORM_CATALOG") {
+            return Catalog::from_file(Path::new(&p));
+        }
+        let inst = installed_path();
+        if inst.is_file() {
+            return Catalog::from_file(&inst);
+        }
+        Ok(Catalog::embedded())
+    }
+
+    /// The catalog a job plans against: its catalog source plus its `local` cloud.
+    pub fn for_job(spec: &JobSpec) -> Result<Catalog, CatalogError> {
+        let setting = spec.settings.catalog_path.as_deref().map(Path::new);
+        let mut c = Catalog::default_source(setting)?;
+        let local = match spec.providers.get("local") {
+            Some(v) => skyform_provider_local::LocalConfig::from_json(v).map_err(CatalogError::Local)?,
+            None => skyform_provider_local::LocalConfig::default(),
+        };
+        c.add_local(&local);
+        Ok(c)
+    }
+
+    /// Adds the `local` cloud's offerings from the local provider's configuration.
+    pub fn add_local(&mut self, cfg: &skyform_provider_local::LocalConfig) {
+        self.snap.shapes.retain(|s| s.cloud != "local");
+        let region = self.intern("local");
+        let zones: Vec<u16> = cfg.zones.iter().map(|z| self.intern(z)).collect();
+        for t in &cfg.instance_types {
+            let (acc, count) = match &t.accelerator {
+                Some(a) => match a.split_once(':') {
+                    Some((n, c)) => (Some(n.to_string()), c.parse().unwrap_or(1.0)),
+                    None => (Some(a.clone()), 1.0),
+                },
+                None => (None, 0.0),
+            };
+            let start = self.snap.zones.len() as u32;
+            for &z in &zones {
+                self.snap.zones.push(ZoneOffer { region, zone: z, price: t.price, spot_price: t.spot_price });
+            }
+            self.snap.shapes.push(Shape {
+                cloud: "local".into(),
+                instance_type: t.name.clone(),
+                vcpus: t.vcpus,
+                memory_gb: t.memory_gb,
+                accelerator: acc,
+                accelerator_count: count,
+                arch: if std::env::consts::ARCH == "aarch64" { Arch::Arm64 } else { Arch::X86_64 },
+                start,
+                end: self.snap.zones.len() as u32,
+            });
+        }
+        let n = (cfg.instance_types.len() * cfg.zones.len()) as u64;
+        self.snap.counts.insert("local".into(), (n, 0));
+    }
+
+    fn intern(&mut self, s: &str) -> u16 {
+        if let Some(i) = self.snap.names.iter().position(|n| n == s) {
+            return i as u16;
+        }
+        self.snap.names.push(s.to_string());
+        (self.snap.names.len() - 1) as u16
+    }
+
+    pub fn name(&self, i: u16) -> &str {
+        &self.snap.names[i as usize]
+    }
+
+    /// Every offering of a shape.
+    pub fn offerings_of<'a>(&'a self, s: &'a Shape) -> impl Iterator<Item = Offering<'a>> + 'a {
+        self.snap.zones[s.start as usize..s.end as usize].iter().map(move |z| Offering {
+            cloud: &s.cloud,
+            region: self.name(z.region),
+            zone: self.name(z.zone),
+            instance_type: &s.instance_type,
+            vcpus: s.vcpus,
+            memory_gb: s.memory_gb,
+            accelerator: s.accelerator.as_deref(),
+            accelerator_count: s.accelerator_count,
+            arch: s.arch,
+            price: z.price,
+            spot_price: z.spot_price,
+        })
+    }
+
+    /// Every offering.
+    pub fn offerings(&self) -> impl Iterator<Item = Offering<'_>> + '_ {
+        self.snap.shapes.iter().flat_map(move |s| self.offerings_of(s))
+    }
+
+    pub fn len(&self) -> usize {
+        self.snap.zones.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.snap.zones.is_empty()
+    }
+
+    /// Every accelerator name, sorted.
+    pub fn accelerator_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.snap.shapes.iter().filter_map(|s| s.accelerator.clone()).collect();
+        v.sort_by_key(|a| a.to_lowercase());
+        v.dedup();
+        v
+    }
+
+    /// The canonical spelling of an accelerator name (case-insensitive), if known.
+    pub fn canonical_accelerator(&self, name: &str) -> Option<String> {
+        self.snap
+            .shapes
+            .iter()
+            .filter_map(|s| s.accelerator.as_deref())
+            .find(|a| a.eq_ignore_ascii_case(name))
+            .map(str::to_string)
+    }
+
+    /// "did you mean" for an unknown accelerator name.
+    pub fn suggest_accelerator(&self, name: &str) -> Option<String> {
+        let names = self.accelerator_names();
+        crate::config::diag::did_you_mean(name, names.iter().map(String::as_str))
+    }
+
+    /// Offerings matching `f`, sorted by price (spot price with `f.spot`), then by cloud,
+    /// region, zone and type for a stable order.
+    pub fn search(&self, f: &Filter) -> Vec<Offering<'_>> {
+        let mut out: Vec<Offering<'_>> = Vec::new();
+        for s in &self.snap.shapes {
+            if let Some((g, count)) = &f.gpu {
+                match &s.accelerator {
+                    Some(a) if a.eq_ignore_ascii_case(g) => {}
+                    _ => continue,
+                }
+                if count.is_some_and(|c| (c - s.accelerator_count).abs() > 1e-9) {
+                    continue;
+                }
+            }
+            if f.cpus.is_some_and(|q| !q.admits(s.vcpus)) || f.memory.is_some_and(|q| !q.admits(s.memory_gb)) {
+                continue;
+            }
+            if f.cloud.as_deref().is_some_and(|c| c != s.cloud) {
+                continue;
+            }
+            if f.instance_type.as_deref().is_some_and(|t| t != s.instance_type) {
+                continue;
+            }
+            for o in self.offerings_of(s) {
+                if f.spot && o.spot_price.is_none() {
+                    continue;
+                }
+                let p = if f.spot { o.spot_price.unwrap_or(o.price) } else { o.price };
+                if f.max_price.is_some_and(|m| p > m) {
+                    continue;
+                }
+                if let Some(g) = &f.region_glob {
+                    if !g.is_match(o.region) && !g.is_match(format!("{}:{}", o.cloud, o.region)) {
+                        continue;
+                    }
+                }
+                out.push(o);
+            }
+        }
+        let key = |o: &Offering| if f.spot { o.spot_price.unwrap_or(o.price) } else { o.price };
+        out.sort_by(|a, b| {
+            key(a).total_cmp(&key(b)).then_with(|| {
+                (a.cloud, a.region, a.zone, a.instance_type).cmp(&(b.cloud, b.region, b.zone, b.instance_type))
+            })
+        });
+        out
+    }
+
+    /// Regions per cloud with their zones.
+    pub fn regions(&self) -> BTreeMap<String, BTreeMap<String, std::collections::BTreeSet<String>>> {
+        let mut m: BTreeMap<String, BTreeMap<String, std::collections::BTreeSet<String>>> = BTreeMap::new();
+        for s in &self.snap.shapes {
+            for z in &self.snap.zones[s.start as usize..s.end as usize] {
+                m.entry(s.cloud.clone())
+                    .or_default()
+                    .entry(self.name(z.region).to_string())
+                    .or_default()
+                    .insert(self.name(z.zone).to_string());
+            }
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_snapshot_loads_all_clouds() {
+        let c = Catalog::embedded();
+        for cloud in ["aws", "gcp", "azure"] {
+            assert!(c.snap.shapes.iter().any(|s| s.cloud == cloud), "{cloud} missing");
+        }
+        assert!(c.len() > 50_000, "{} offerings", c.len());
+    }
+
+    #[test]
+    fn snapshot_round_trips() {
+        let c = Catalog::embedded();
+        let bytes = c.snap.encode();
+        assert_eq!(Snapshot::decode(&bytes, "x").unwrap(), c.snap);
+        assert!(matches!(Snapshot::decode(b"nope", "x"), Err(CatalogError::Format { .. })));
+    }
+
+    #[test]
+    fn local_cloud_comes_from_config() {
+        let mut c = Catalog::embedded();
+        c.add_local(&skyform_provider_local::LocalConfig::default());
+        let f = Filter { cloud: Some("local".into()), ..Default::default() };
+        let found = c.search(&f);
+        assert_eq!(found.len(), 5 * 3);
+        assert_eq!(found[0].instance_type, "local.small");
+        assert!(c.canonical_accelerator("localgpu").is_some());
+    }
+}

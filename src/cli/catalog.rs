@@ -1,0 +1,326 @@
+//! `skyform catalog search|gpus|regions|info|import`: the catalog from the command line,
+//! each with a `-json` twin.
+
+use super::{output, Env};
+use crate::catalog::{self, fmt_count, Catalog, Filter};
+use crate::config::Quantity;
+use clap::{Args, Subcommand};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCmd {
+    /// Search offerings, cheapest first
+    Search(SearchArgs),
+    /// Accelerators with the cheapest offering per cloud and count (like `sky show-gpus`)
+    Gpus(GpusArgs),
+    /// Regions and zones per cloud
+    Regions(JsonArg),
+    /// Where the catalog comes from, its date and row counts per cloud
+    Info(JsonArg),
+    /// Build a catalog snapshot from SkyPilot-format CSVs (DIR/{aws,gcp,azure}/vms.csv)
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Accelerator, with or without count: V100:8 or V100
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// vCPUs: 8 (exactly) or 8+ (at least)
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Memory GiB: 32 or 32+
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Only this cloud (aws, gcp, azure, local)
+    #[arg(long)]
+    pub cloud: Option<String>,
+    /// Region glob, e.g. 'us-*' or 'aws:us-*'
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Exact instance type
+    #[arg(long = "instance-type")]
+    pub instance_type: Option<String>,
+    /// Spot offerings only, priced and sorted by spot price
+    #[arg(long)]
+    pub spot: bool,
+    /// Highest $/h
+    #[arg(long = "max-price")]
+    pub max_price: Option<f64>,
+    /// How many rows to show (0: all)
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GpusArgs {
+    /// Only this accelerator (e.g. V100)
+    pub name: Option<String>,
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Directory with aws/vms.csv, gcp/vms.csv and/or azure/vms.csv
+    #[arg(long)]
+    pub from: PathBuf,
+    /// Where to write the snapshot (default: $SKYFORM_HOME/catalog.bin, which skyform uses
+    /// instead of the embedded catalog)
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// The catalog for catalog commands: the job's (with its local cloud) when the directory
+/// holds a job, else the default source plus the default local cloud.
+fn open(env: &Env) -> anyhow::Result<Catalog> {
+    let has_job = std::fs::read_dir(&env.dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().ends_with(".sky.hcl")))
+        .unwrap_or(false);
+    if has_job {
+        if let Ok(l) = crate::config::load(&env.dir, &env.load_options()) {
+            return Ok(Catalog::for_job(&l.spec)?);
+        }
+    }
+    let mut c = Catalog::default_source(None)?;
+    c.add_local(&skyform_provider_local::LocalConfig::default());
+    Ok(c)
+}
+
+fn parse_gpu(c: &Catalog, s: &str) -> anyhow::Result<(String, Option<f64>)> {
+    let (name, count) = match s.split_once(':') {
+        Some((n, k)) => {
+            (n, Some(k.parse::<f64>().map_err(|_| anyhow::anyhow!("--gpu {s}: the count after `:` must be a number"))?))
+        }
+        None => (s, None),
+    };
+    match c.canonical_accelerator(name) {
+        Some(canon) => Ok((canon, count)),
+        None => {
+            let hint = c.suggest_accelerator(name).map(|h| format!(" Did you mean `{h}`?")).unwrap_or_default();
+            anyhow::bail!("--gpu {s}: unknown accelerator `{name}`.{hint} `skyform catalog gpus` lists them all.")
+        }
+    }
+}
+
+fn money(x: f64) -> String {
+    format!("${x:.4}")
+}
+
+pub fn run(env: &Env, cmd: CatalogCmd) -> anyhow::Result<i32> {
+    match cmd {
+        CatalogCmd::Search(a) => search(env, a),
+        CatalogCmd::Gpus(a) => gpus(env, a),
+        CatalogCmd::Regions(a) => {
+            let c = open(env)?;
+            let r = c.regions();
+            if a.json {
+                output::print_json(&serde_json::to_value(&r)?);
+            } else {
+                let mut rows = vec![vec!["CLOUD".into(), "REGION".into(), "ZONES".into()]];
+                for (cloud, regions) in &r {
+                    for (region, zones) in regions {
+                        let z: Vec<&str> = zones.iter().map(String::as_str).filter(|z| z != region).collect();
+                        rows.push(vec![
+                            cloud.clone(),
+                            region.clone(),
+                            if z.is_empty() { "-".into() } else { z.join(", ") },
+                        ]);
+                    }
+                }
+                print!("{}", output::table(&rows));
+            }
+            Ok(0)
+        }
+        CatalogCmd::Info(a) => {
+            let c = open(env)?;
+            let gpus = c.accelerator_names().len();
+            let per_cloud: BTreeMap<&String, serde_json::Value> = c
+                .snap
+                .counts
+                .iter()
+                .map(|(k, (n, skipped))| {
+                    let shapes = c.snap.shapes.iter().filter(|s| &s.cloud == k).count();
+                    (k, serde_json::json!({"offerings": n, "skipped_rows": skipped, "instance_shapes": shapes}))
+                })
+                .collect();
+            if a.json {
+                output::print_json(&serde_json::json!({
+                    "origin": c.origin, "source": c.snap.source, "created": c.snap.created,
+                    "offerings": c.len(), "accelerators": gpus, "clouds": per_cloud,
+                }));
+            } else {
+                println!("Catalog:   {} ({})", c.origin, c.snap.source);
+                println!("Data date: {}", c.snap.created);
+                println!("Offerings: {} in total, {gpus} accelerator types", c.len());
+                let mut rows = vec![vec!["CLOUD".into(), "OFFERINGS".into(), "SHAPES".into(), "SKIPPED ROWS".into()]];
+                for (k, v) in &per_cloud {
+                    rows.push(vec![
+                        k.to_string(),
+                        v["offerings"].to_string(),
+                        v["instance_shapes"].to_string(),
+                        v["skipped_rows"].to_string(),
+                    ]);
+                }
+                print!("{}", output::table(&rows));
+            }
+            Ok(0)
+        }
+        CatalogCmd::Import(a) => {
+            let from = env.dir.join(&a.from);
+            let snap = catalog::import::import_dir(&from)?;
+            let out = a.out.map(|o| env.dir.join(o)).unwrap_or_else(catalog::installed_path);
+            if let Some(p) = out.parent() {
+                std::fs::create_dir_all(p)?;
+            }
+            // Write beside, then rename: a failed write never leaves a broken snapshot.
+            let tmp = out.with_extension("tmp");
+            std::fs::write(&tmp, snap.encode())?;
+            std::fs::rename(&tmp, &out)?;
+            let total: u64 = snap.counts.values().map(|c| c.0).sum();
+            let skipped: u64 = snap.counts.values().map(|c| c.1).sum();
+            eprintln!("Imported {total} offerings ({skipped} rows skipped) from {}", from.display());
+            println!("{}", out.display());
+            Ok(0)
+        }
+    }
+}
+
+fn search(env: &Env, a: SearchArgs) -> anyhow::Result<i32> {
+    let c = open(env)?;
+    let mut f = Filter {
+        spot: a.spot,
+        max_price: a.max_price,
+        cloud: a.cloud.clone(),
+        instance_type: a.instance_type.clone(),
+        ..Default::default()
+    };
+    if let Some(g) = &a.gpu {
+        f.gpu = Some(parse_gpu(&c, g)?);
+    }
+    if let Some(s) = &a.cpus {
+        f.cpus = Some(Quantity::parse(s).map_err(|e| anyhow::anyhow!("--cpus: {e}"))?);
+    }
+    if let Some(s) = &a.memory {
+        f.memory = Some(Quantity::parse(s).map_err(|e| anyhow::anyhow!("--memory: {e}"))?);
+    }
+    if let Some(cl) = &a.cloud {
+        if !crate::config::load::CLOUDS.contains(&cl.as_str()) {
+            anyhow::bail!("--cloud {cl}: unknown cloud (aws, gcp, azure, local)");
+        }
+    }
+    if let Some(r) = &a.region {
+        f.region_glob = Some(globset::Glob::new(r).map_err(|e| anyhow::anyhow!("--region: {e}"))?.compile_matcher());
+    }
+    let found = c.search(&f);
+    let shown: Vec<_> = if a.limit == 0 { found.iter().collect() } else { found.iter().take(a.limit).collect() };
+    if a.json {
+        output::print_json(&serde_json::json!({"count": found.len(), "offerings": shown}));
+        return Ok(0);
+    }
+    if found.is_empty() {
+        eprintln!("No offering matches these filters.");
+        return Ok(0);
+    }
+    let mut rows =
+        vec![["CLOUD", "REGION", "ZONE", "INSTANCE TYPE", "vCPUs", "MEM GiB", "ACCELERATOR", "$/h", "SPOT $/h"]
+            .map(String::from)
+            .to_vec()];
+    for o in &shown {
+        rows.push(vec![
+            o.cloud.into(),
+            o.region.into(),
+            o.zone.into(),
+            o.instance_type.into(),
+            fmt_count(o.vcpus),
+            fmt_count(o.memory_gb),
+            o.accelerator_label(),
+            money(o.price),
+            o.spot_price.map(money).unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    print!("{}", output::table(&rows));
+    if shown.len() < found.len() {
+        eprintln!("({} of {} offerings shown; --limit 0 shows all)", shown.len(), found.len());
+    }
+    Ok(0)
+}
+
+fn gpus(env: &Env, a: GpusArgs) -> anyhow::Result<i32> {
+    let c = open(env)?;
+    let name = match &a.name {
+        Some(n) => Some(parse_gpu(&c, n)?.0),
+        None => None,
+    };
+    // (accelerator, count, cloud) → (cheapest on-demand offering, cheapest spot offering)
+    type Best<'a> = (Option<crate::catalog::Offering<'a>>, Option<crate::catalog::Offering<'a>>);
+    let mut best: BTreeMap<(String, u64, String), Best> = BTreeMap::new();
+    for s in &c.snap.shapes {
+        let Some(acc) = &s.accelerator else { continue };
+        if name.as_ref().is_some_and(|n| n != acc) {
+            continue;
+        }
+        for o in c.offerings_of(s) {
+            let e = best.entry((acc.clone(), (s.accelerator_count * 1000.0) as u64, s.cloud.clone())).or_default();
+            let better =
+                |cur: &Option<crate::catalog::Offering>, p: f64, get: fn(&crate::catalog::Offering) -> Option<f64>| {
+                    cur.as_ref().and_then(get).is_none_or(|c| p < c)
+                };
+            if better(&e.0, o.price, |x| Some(x.price)) {
+                e.0 = Some(o.clone());
+            }
+            if let Some(sp) = o.spot_price {
+                if better(&e.1, sp, |x| x.spot_price) {
+                    e.1 = Some(o.clone());
+                }
+            }
+        }
+    }
+    if a.json {
+        let rows: Vec<serde_json::Value> = best
+            .iter()
+            .map(|((acc, count, cloud), (od, sp))| {
+                serde_json::json!({
+                    "accelerator": acc, "count": *count as f64 / 1000.0, "cloud": cloud,
+                    "on_demand": od.as_ref().map(|o| serde_json::json!({"instance_type": o.instance_type, "region": o.region, "zone": o.zone, "price": o.price})),
+                    "spot": sp.as_ref().map(|o| serde_json::json!({"instance_type": o.instance_type, "region": o.region, "zone": o.zone, "price": o.spot_price})),
+                })
+            })
+            .collect();
+        output::print_json(&serde_json::Value::Array(rows));
+        return Ok(0);
+    }
+    let mut rows =
+        vec![["GPU", "QTY", "CLOUD", "INSTANCE TYPE", "vCPUs", "MEM GiB", "$/h", "REGION", "SPOT $/h", "SPOT REGION"]
+            .map(String::from)
+            .to_vec()];
+    for ((acc, count, cloud), (od, sp)) in &best {
+        let od = od.as_ref().expect("every entry has an on-demand offering");
+        rows.push(vec![
+            acc.clone(),
+            fmt_count(*count as f64 / 1000.0),
+            cloud.clone(),
+            od.instance_type.into(),
+            fmt_count(od.vcpus),
+            fmt_count(od.memory_gb),
+            money(od.price),
+            od.region.into(),
+            sp.as_ref().and_then(|o| o.spot_price).map(money).unwrap_or_else(|| "-".into()),
+            sp.as_ref().map(|o| o.region.to_string()).unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    print!("{}", output::table(&rows));
+    Ok(0)
+}

@@ -1,0 +1,231 @@
+//! Exactness against brute force on random small jobs, and hand checks on the catalog.
+
+use super::*;
+use crate::catalog::egress::{EgressModel, Place};
+use crate::config::Policy;
+use crate::resolve::{Candidate, ResolvedEdge, ResolvedJob, ResolvedTask};
+use proptest::prelude::*;
+use skyform_provider::Location;
+
+const LOCS: &[(&str, &str, &str)] = &[
+    ("aws", "us-east-1", "us-east-1a"),
+    ("aws", "us-east-1", "us-east-1b"),
+    ("aws", "us-west-2", "us-west-2a"),
+    ("aws", "eu-west-1", "eu-west-1a"),
+    ("gcp", "us-central1", "us-central1-a"),
+    ("gcp", "us-central1", "us-central1-b"),
+    ("gcp", "europe-west4", "europe-west4-a"),
+    ("azure", "eastus", "eastus"),
+    ("local", "local", "zone-a"),
+];
+
+fn cand(loc: usize, hours: f64, hourly: f64, storage_cost: f64) -> Candidate {
+    let (c, r, z) = LOCS[loc];
+    Candidate {
+        location: Location::new(c, r, z),
+        instance_type: format!("t-{loc}-{hours}-{hourly}"),
+        vcpus: 4.0,
+        memory_gb: 16.0,
+        accelerator: None,
+        accelerator_count: 0.0,
+        spot: false,
+        hourly,
+        hours,
+        compute_cost: hourly * hours,
+        storage_cost,
+        staging_hours: 0.0,
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    tasks: Vec<Vec<(usize, f64, f64, f64)>>,
+    edges: Vec<(usize, usize, f64)>,
+    objective: Objective,
+    deadline_frac: Option<f64>,
+    budget_frac: Option<f64>,
+}
+
+fn job_of(case: &Case) -> ResolvedJob {
+    let tasks = case
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, cs)| ResolvedTask {
+            address: TaskAddr(format!("task.t{i}")),
+            num_nodes: 1,
+            candidates: cs.iter().map(|&(l, h, p, s)| cand(l, h, p, s)).collect(),
+            funnel: vec![],
+            considered: cs.len(),
+        })
+        .collect::<Vec<_>>();
+    let index = tasks.iter().enumerate().map(|(i, t)| (t.address.clone(), i)).collect();
+    ResolvedJob {
+        tasks,
+        index,
+        edges: case
+            .edges
+            .iter()
+            .map(|&(a, b, s)| ResolvedEdge { from: a, to: b, size_gb: s, output: Some("o".into()) })
+            .collect(),
+        policy: Policy::default(),
+        egress: EgressModel::default(),
+        warnings: vec![],
+    }
+}
+
+/// Exact cost and makespan of one full choice, computed independently of the model.
+fn brute_eval(job: &ResolvedJob, choice: &[usize]) -> (f64, f64) {
+    let eg = &job.egress;
+    let c = |t: usize| &job.tasks[t].candidates[choice[t]];
+    let mut cost: f64 = (0..job.tasks.len()).map(|t| c(t).fixed_cost()).sum();
+    let mut finish = vec![0.0f64; job.tasks.len()];
+    for t in 0..job.tasks.len() {
+        let mut start: f64 = 0.0;
+        for e in job.edges.iter().filter(|e| e.to == t) {
+            let (ec, secs) = eg.egress(&Place::from(&c(e.from).location), &Place::from(&c(t).location), e.size_gb);
+            start = start.max(finish[e.from] + secs / 3600.0);
+            let _ = ec;
+        }
+        finish[t] = start + c(t).duration();
+    }
+    for e in &job.edges {
+        cost += eg.egress(&Place::from(&c(e.from).location), &Place::from(&c(e.to).location), e.size_gb).0;
+    }
+    (cost, finish.iter().copied().fold(0.0, f64::max))
+}
+
+fn all_choices(job: &ResolvedJob) -> Vec<Vec<usize>> {
+    let mut out = vec![vec![]];
+    for t in &job.tasks {
+        out =
+            out.into_iter().flat_map(|p| (0..t.candidates.len()).map(move |c| [p.clone(), vec![c]].concat())).collect();
+    }
+    out
+}
+
+fn case_strategy() -> impl Strategy<Value = Case> {
+    (1usize..=5)
+        .prop_flat_map(|n| {
+            let cands = prop::collection::vec(
+                prop::collection::vec(
+                    (0..LOCS.len(), 0.5f64..10.0, 0.05f64..30.0, prop_oneof![Just(0.0), 0.0f64..5.0]),
+                    1..=6,
+                ),
+                n,
+            );
+            let edges = prop::collection::vec((0..n, 0..n, prop_oneof![Just(0.0), 0.1f64..800.0]), 0..=(n * 2));
+            (cands, edges, prop::bool::ANY, prop::option::of(0.0f64..1.0), prop::option::of(0.0f64..1.0))
+        })
+        .prop_map(|(tasks, raw_edges, time, d, b)| {
+            let mut edges: Vec<(usize, usize, f64)> = Vec::new();
+            for (a, bb, s) in raw_edges {
+                let (x, y) = (a.min(bb), a.max(bb));
+                if x != y && !edges.iter().any(|e| e.0 == x && e.1 == y) {
+                    edges.push((x, y, (s * 100.0).round() / 100.0));
+                }
+            }
+            Case {
+                tasks,
+                edges,
+                objective: if time { Objective::Time } else { Objective::Cost },
+                deadline_frac: d,
+                budget_frac: b,
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+
+    #[test]
+    fn optimizer_matches_brute_force(case in case_strategy()) {
+        let job = job_of(&case);
+        let evals: Vec<(Vec<usize>, f64, f64)> = all_choices(&job).into_iter().map(|ch| { let (c, m) = brute_eval(&job, &ch); (ch, c, m) }).collect();
+        let (min_c, max_c) = evals.iter().fold((f64::MAX, 0.0f64), |(lo, hi), e| (lo.min(e.1), hi.max(e.1)));
+        let (min_m, max_m) = evals.iter().fold((f64::MAX, 0.0f64), |(lo, hi), e| (lo.min(e.2), hi.max(e.2)));
+        // Bounds between the extremes (sometimes infeasible on purpose: frac near 0).
+        let deadline = case.deadline_frac.map(|f| min_m * 0.95 + f * (max_m - min_m * 0.95));
+        let budget = case.budget_frac.map(|f| min_c * 0.95 + f * (max_c - min_c * 0.95));
+        let goal = Goal { objective: case.objective, deadline_hours: deadline, budget };
+        let feasible: Vec<&(Vec<usize>, f64, f64)> = evals.iter().filter(|e| deadline.is_none_or(|d| e.2 <= d + 1e-9) && budget.is_none_or(|b| e.1 <= b + 1e-9)).collect();
+        let result = optimize_for(&job, goal);
+        if feasible.is_empty() {
+            prop_assert!(matches!(result, Err(OptimizeError::Infeasible(_))), "expected infeasible, got {:?}", result.map(|a| (a.total_cost, a.makespan_hours)));
+        } else {
+            let a = result.expect("feasible");
+            let best = match case.objective {
+                Objective::Cost => feasible.iter().map(|e| e.1).fold(f64::MAX, f64::min),
+                Objective::Time => feasible.iter().map(|e| e.2).fold(f64::MAX, f64::min),
+            };
+            let got = match case.objective { Objective::Cost => a.total_cost, Objective::Time => a.makespan_hours };
+            // The assignment's own figures agree with an independent evaluation.
+            let choice: Vec<usize> = a.placements.iter().enumerate().map(|(t, p)| job.tasks[t].candidates.iter().position(|c| c == &p.choice).unwrap()).collect();
+            let (c, m) = brute_eval(&job, &choice);
+            prop_assert!((c - a.total_cost).abs() < 1e-6 && (m - a.makespan_hours).abs() < 1e-6);
+            prop_assert!((got - best).abs() < 1e-6, "objective {got} vs brute force {best} ({})", a.report.method);
+            if let Some(d) = deadline { prop_assert!(a.makespan_hours <= d + 1e-6, "deadline violated"); }
+            if let Some(b) = budget { prop_assert!(a.total_cost <= b + 1e-6, "budget violated"); }
+        }
+    }
+}
+
+#[test]
+fn forest_cost_uses_dp_and_general_dag_uses_ilp() {
+    let chain = Case {
+        tasks: vec![vec![(0, 1.0, 1.0, 0.0), (4, 1.0, 0.5, 0.0)]; 3],
+        edges: vec![(0, 1, 100.0), (1, 2, 100.0)],
+        objective: Objective::Cost,
+        deadline_frac: None,
+        budget_frac: None,
+    };
+    let a = optimize(&job_of(&chain)).unwrap();
+    assert_eq!(a.report.method, "dp");
+    let mut diamond = chain.clone();
+    diamond.tasks.push(vec![(0, 1.0, 1.0, 0.0), (4, 1.0, 0.5, 0.0)]);
+    diamond.edges = vec![(0, 1, 100.0), (0, 2, 100.0), (1, 3, 100.0), (2, 3, 100.0)];
+    let b = optimize(&job_of(&diamond)).unwrap();
+    assert!(b.report.method.starts_with("ilp"), "{}", b.report.method);
+}
+
+#[test]
+fn infeasible_deadline_says_by_how_much() {
+    let case = Case {
+        tasks: vec![vec![(0, 5.0, 1.0, 0.0), (1, 3.0, 2.0, 0.0)]],
+        edges: vec![],
+        objective: Objective::Cost,
+        deadline_frac: None,
+        budget_frac: None,
+    };
+    let mut job = job_of(&case);
+    job.policy.deadline_hours = Some(2.0);
+    let err = optimize(&job).unwrap_err().to_string();
+    assert!(
+        err.contains("policy.deadline (2 h) cannot be met: the fastest placement takes 3.00 h (1.00 h over)"),
+        "{err}"
+    );
+    job.policy.deadline_hours = None;
+    job.policy.budget = Some(4.0);
+    let err = optimize(&job).unwrap_err().to_string();
+    assert!(
+        err.contains("policy.budget ($4.00) cannot be met: the cheapest placement costs $5.00 ($1.00 over)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn fallbacks_are_ranked_in_other_locations() {
+    let case = Case {
+        tasks: vec![vec![(0, 1.0, 1.0, 0.0), (1, 1.0, 1.2, 0.0), (4, 1.0, 1.1, 0.0), (0, 1.0, 3.0, 0.0)]],
+        edges: vec![],
+        objective: Objective::Cost,
+        deadline_frac: None,
+        budget_frac: None,
+    };
+    let a = optimize(&job_of(&case)).unwrap();
+    let p = &a.placements[0];
+    assert_eq!(p.choice.location.zone, "us-east-1a");
+    let zones: Vec<&str> = p.fallbacks.iter().map(|f| f.candidate.location.zone.as_str()).collect();
+    assert_eq!(zones, ["us-central1-a", "us-east-1b"]);
+    assert!((p.fallbacks[0].delta - 0.1).abs() < 1e-9);
+}

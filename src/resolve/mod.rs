@@ -1,0 +1,633 @@
+//! `resolve`: JobSpec × Catalog × TrackerView → [`ResolvedJob`], every feasible candidate
+//! placement of every task.
+//!
+//! A candidate is (cloud, region, zone, instance type, spot or on-demand) with its hourly
+//! price (the tracker's latest spot observation, else the catalog's), its runtime (the
+//! task's `estimate` expression evaluated with `resource.*` bound to the candidate; 1 h
+//! with a warning when absent), its compute cost (hourly × hours × num_nodes), and the
+//! cost and time of reading its storage inputs and writing its pinned outputs.
+//!
+//! Filters, in order (the first one that removes the last candidates is named when a task
+//! has none): resources, instance type, enabled clouds, the task's cloud/region/zone,
+//! `policy.regions`, spot, `policy.max_price`, tracker blocks. Every instance type that
+//! fits is kept, not just the cheapest per cloud. Exact pruning: within one zone only the
+//! Pareto front of (runtime, cost) survives, so nothing the optimizer could want is lost
+//! (egress depends only on the location). Pure.
+
+use crate::catalog::egress::{EgressModel, Place};
+use crate::catalog::Catalog;
+use crate::config::{Diagnostic, Diagnostics, InputSource, JobSpec, Policy, SpotPref, Task, TaskAddr};
+use crate::tracker::TrackerView;
+use globset::{Glob, GlobMatcher};
+use serde::Serialize;
+use skyform_provider::Location;
+use std::collections::BTreeMap;
+
+/// One feasible placement of a task.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    pub location: Location,
+    pub instance_type: String,
+    pub vcpus: f64,
+    pub memory_gb: f64,
+    pub accelerator: Option<String>,
+    pub accelerator_count: f64,
+    pub spot: bool,
+    /// USD per hour per node.
+    pub hourly: f64,
+    /// Estimated runtime, hours.
+    pub hours: f64,
+    /// hourly × hours × num_nodes.
+    pub compute_cost: f64,
+    /// Egress of reading storage inputs and writing pinned outputs from here.
+    pub storage_cost: f64,
+    /// Hours spent moving those.
+    pub staging_hours: f64,
+}
+
+impl Candidate {
+    /// Cost that does not depend on other tasks' placements.
+    pub fn fixed_cost(&self) -> f64 {
+        self.compute_cost + self.storage_cost
+    }
+    /// Time that does not depend on other tasks' placements.
+    pub fn duration(&self) -> f64 {
+        self.hours + self.staging_hours
+    }
+    pub fn place(&self) -> Place {
+        Place::from(&self.location)
+    }
+    /// e.g. `p3.16xlarge (V100:8, spot)`
+    pub fn label(&self) -> String {
+        let mut extra = Vec::new();
+        if let Some(a) = &self.accelerator {
+            extra.push(format!("{a}:{}", crate::catalog::fmt_count(self.accelerator_count)));
+        }
+        if self.spot {
+            extra.push("spot".into());
+        }
+        if extra.is_empty() {
+            self.instance_type.clone()
+        } else {
+            format!("{} ({})", self.instance_type, extra.join(", "))
+        }
+    }
+    fn sort_key(&self) -> (String, String, String, String, bool) {
+        (
+            self.location.cloud.clone(),
+            self.location.region.clone(),
+            self.location.zone.clone(),
+            self.instance_type.clone(),
+            self.spot,
+        )
+    }
+}
+
+/// A task with its candidates.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolvedTask {
+    pub address: TaskAddr,
+    pub num_nodes: u32,
+    /// Sorted by fixed cost, then runtime, then location and type (a stable order).
+    pub candidates: Vec<Candidate>,
+    /// Offerings left after each filter (for explanations).
+    pub funnel: Vec<(String, usize)>,
+    /// Offerings considered before pruning.
+    pub considered: usize,
+}
+
+/// A data or ordering edge between two resolved tasks (indices into `tasks`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolvedEdge {
+    pub from: usize,
+    pub to: usize,
+    pub size_gb: f64,
+    pub output: Option<String>,
+}
+
+/// Everything the optimizer needs. Tasks are in topological order.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolvedJob {
+    pub tasks: Vec<ResolvedTask>,
+    pub index: BTreeMap<TaskAddr, usize>,
+    pub edges: Vec<ResolvedEdge>,
+    pub policy: Policy,
+    #[serde(skip)]
+    pub egress: EgressModel,
+    pub warnings: Vec<String>,
+}
+
+/// Why a task has no candidate, or why an estimate failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum ResolveError {
+    #[error("{}", .0.iter().map(|p| format!("{}: {}", p.task, p.reason)).collect::<Vec<_>>().join("\n"))]
+    NoCandidates(Vec<Infeasible>),
+    #[error("{0}")]
+    Estimate(String),
+}
+
+/// One task without candidates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Infeasible {
+    pub task: TaskAddr,
+    pub reason: String,
+}
+
+/// Compiled location patterns of `policy.regions` (`cloud[:region[:zone]]` globs).
+pub struct Residency(Vec<(GlobMatcher, Option<GlobMatcher>, Option<GlobMatcher>)>);
+
+impl Residency {
+    pub fn new(patterns: &[String]) -> Residency {
+        let m = |s: &str| Glob::new(s).map(|g| g.compile_matcher()).ok();
+        Residency(
+            patterns
+                .iter()
+                .filter_map(|p| {
+                    let parts: Vec<&str> = p.split(':').collect();
+                    Some((m(parts.first()?)?, parts.get(1).and_then(|r| m(r)), parts.get(2).and_then(|z| m(z))))
+                })
+                .collect(),
+        )
+    }
+    pub fn allows(&self, l: &Location) -> bool {
+        if l.cloud == "local" && self.0.is_empty() {
+            return true;
+        }
+        self.0.is_empty()
+            || self.0.iter().any(|(c, r, z)| {
+                c.is_match(&l.cloud)
+                    && r.as_ref().is_none_or(|r| r.is_match(&l.region))
+                    && z.as_ref().is_none_or(|z| z.is_match(&l.zone))
+            })
+    }
+}
+
+/// Checks what the config loader cannot: accelerator names against the catalog.
+pub fn check_against_catalog(spec: &JobSpec, catalog: &Catalog) -> Diagnostics {
+    let mut d = Diagnostics::default();
+    for t in spec.tasks.values() {
+        for a in &t.resources.accelerators {
+            if catalog.canonical_accelerator(&a.name).is_none() {
+                let hint = catalog
+                    .suggest_accelerator(&a.name)
+                    .map(|s| format!("did you mean `{s}:{}`?", crate::catalog::fmt_count(a.count)));
+                d.push(
+                    Diagnostic::error(
+                        "Unknown accelerator",
+                        format!("{}: no cloud in the catalog offers an accelerator named `{}`.", t.address, a.name),
+                    )
+                    .at(t.pos.clone().map(|p| (p, String::new())))
+                    .hint(hint.or(Some("`skyform catalog gpus` lists the accelerators".into()))),
+                );
+            }
+        }
+    }
+    d
+}
+
+/// Evaluates a task's estimate for candidates, caching by the attributes it uses.
+struct Estimator {
+    expr: Option<hcl::Expression>,
+    scope: Vec<(String, hcl::Value)>,
+    uses: Vec<&'static str>,
+    cache: BTreeMap<String, f64>,
+    source: String,
+    pos: String,
+}
+
+impl Estimator {
+    fn new(task: &Task) -> Result<Estimator, ResolveError> {
+        let Some(e) = &task.estimate else {
+            return Ok(Estimator {
+                expr: None,
+                scope: vec![],
+                uses: vec![],
+                cache: BTreeMap::new(),
+                source: String::new(),
+                pos: String::new(),
+            });
+        };
+        let pos = e.pos.as_ref().map(|p| p.to_string()).unwrap_or_else(|| task.address.to_string());
+        let expr: hcl::Expression = e
+            .source
+            .parse()
+            .map_err(|err: hcl::Error| ResolveError::Estimate(format!("{pos}: estimate of {}: {err}", task.address)))?;
+        let uses = crate::config::load::RESOURCE_ATTRS
+            .iter()
+            .copied()
+            .filter(|a| {
+                let pat = format!("resource.{a}");
+                e.source
+                    .match_indices(&pat)
+                    .any(|(i, _)| !e.source[i + pat.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+            })
+            .collect();
+        let scope = match &e.scope {
+            serde_json::Value::Object(m) => {
+                m.iter().filter_map(|(k, v)| hcl::to_value(v).ok().map(|v| (k.clone(), v))).collect()
+            }
+            _ => vec![],
+        };
+        Ok(Estimator { expr: Some(expr), scope, uses, cache: BTreeMap::new(), source: e.source.clone(), pos })
+    }
+
+    fn hours(&mut self, task: &TaskAddr, c: &Candidate) -> Result<f64, ResolveError> {
+        let Some(expr) = &self.expr else { return Ok(1.0) };
+        let attr = |a: &str| -> hcl::Value {
+            match a {
+                "cloud" => c.location.cloud.clone().into(),
+                "region" => c.location.region.clone().into(),
+                "zone" => c.location.zone.clone().into(),
+                "instance_type" => c.instance_type.clone().into(),
+                "vcpus" => hcl::to_value(c.vcpus).unwrap_or(hcl::Value::Null),
+                "memory_gb" => hcl::to_value(c.memory_gb).unwrap_or(hcl::Value::Null),
+                "accelerator" => c.accelerator.clone().map(hcl::Value::from).unwrap_or_else(|| hcl::Value::from("")),
+                "accelerator_count" => hcl::to_value(c.accelerator_count).unwrap_or(hcl::Value::Null),
+                "spot" => c.spot.into(),
+                _ => hcl::Value::Null,
+            }
+        };
+        let key: String = self.uses.iter().map(|a| format!("{}\u{1}", attr(a))).collect();
+        if let Some(h) = self.cache.get(&key) {
+            return Ok(*h);
+        }
+        let mut ctx = hcl::eval::Context::new();
+        crate::config::functions::declare_all(&mut ctx);
+        for (k, v) in &self.scope {
+            ctx.declare_var(k.as_str(), v.clone());
+        }
+        let mut res = hcl::Map::new();
+        for a in crate::config::load::RESOURCE_ATTRS {
+            res.insert(a.to_string(), attr(a));
+        }
+        ctx.declare_var("resource", hcl::Value::Object(res));
+        let v = hcl::eval::Evaluate::evaluate(expr, &ctx).map_err(|e| {
+            ResolveError::Estimate(format!(
+                "{}: estimate of {task} (`{}`) failed for {} {}: {e}",
+                self.pos, self.source, c.location, c.instance_type
+            ))
+        })?;
+        let h = v.as_f64().filter(|h| h.is_finite() && *h > 0.0).ok_or_else(|| {
+            ResolveError::Estimate(format!(
+                "{}: estimate of {task} (`{}`) must give a positive number of hours; got `{v}` for {} {}",
+                self.pos, self.source, c.location, c.instance_type
+            ))
+        })?;
+        self.cache.insert(key, h);
+        Ok(h)
+    }
+}
+
+fn matches_opt(pattern: &Option<String>, value: &str) -> bool {
+    match pattern {
+        None => true,
+        Some(p) if p.contains('*') || p.contains('?') => {
+            Glob::new(p).map(|g| g.compile_matcher().is_match(value)).unwrap_or(false)
+        }
+        Some(p) => p == value,
+    }
+}
+
+/// Resolves every task of the job.
+pub fn resolve(spec: &JobSpec, catalog: &Catalog, view: &TrackerView) -> Result<ResolvedJob, ResolveError> {
+    let egress = EgressModel::default();
+    let residency = Residency::new(&spec.policy.regions);
+    let enabled = spec.enabled_clouds();
+    let order = spec.topo_order();
+    let index: BTreeMap<TaskAddr, usize> = order.iter().enumerate().map(|(i, a)| (a.clone(), i)).collect();
+    let mut tasks = Vec::with_capacity(order.len());
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    // Tasks with identical resources and estimates share their candidates.
+    let mut memo: BTreeMap<String, (Vec<Candidate>, Vec<(String, usize)>, usize)> = BTreeMap::new();
+    for addr in &order {
+        let task = &spec.tasks[addr];
+        if task.estimate.is_none() {
+            warnings.push(format!("{addr} has no `estimate {{ hours = ... }}`; assuming 1 hour per run"));
+        }
+        let memo_key = serde_json::to_string(&(
+            &task.resources,
+            &task.estimate,
+            task.inputs.values().filter(|i| matches!(i, InputSource::Storage { .. })).collect::<Vec<_>>(),
+            task.outputs.values().filter(|o| o.uri.is_some()).collect::<Vec<_>>(),
+        ))
+        .unwrap_or_default();
+        let (cands, funnel, considered) = match memo.get(&memo_key) {
+            Some(hit) => hit.clone(),
+            None => {
+                let r = candidates_for(task, catalog, view, &egress, &residency, &enabled, &spec.policy)?;
+                memo.insert(memo_key, r.clone());
+                r
+            }
+        };
+        if cands.is_empty() {
+            problems.push(Infeasible { task: addr.clone(), reason: explain_empty(task, &funnel, catalog) });
+        }
+        tasks.push(ResolvedTask {
+            address: addr.clone(),
+            num_nodes: task.resources.num_nodes.max(1),
+            candidates: cands,
+            funnel,
+            considered,
+        });
+    }
+    if !problems.is_empty() {
+        return Err(ResolveError::NoCandidates(problems));
+    }
+    let edges = spec
+        .edges
+        .iter()
+        .filter_map(|e| {
+            Some(ResolvedEdge {
+                from: *index.get(&e.from)?,
+                to: *index.get(&e.to)?,
+                size_gb: e.size_gb,
+                output: e.output.clone(),
+            })
+        })
+        .collect();
+    Ok(ResolvedJob { tasks, index, edges, policy: spec.policy.clone(), egress, warnings })
+}
+
+#[allow(clippy::type_complexity)]
+fn candidates_for(
+    task: &Task,
+    catalog: &Catalog,
+    view: &TrackerView,
+    egress: &EgressModel,
+    residency: &Residency,
+    enabled: &[String],
+    policy: &Policy,
+) -> Result<(Vec<Candidate>, Vec<(String, usize)>, usize), ResolveError> {
+    let r = &task.resources;
+    let mut est = Estimator::new(task)?;
+    let stages = [
+        "resources (cpus, memory, accelerators)",
+        "resources.instance_type",
+        "the enabled clouds (provider blocks)",
+        "resources.cloud/region/zone",
+        "policy.regions",
+        "spot availability (resources.spot / policy.spot)",
+        "policy.max_price",
+        "the tracker's blocked locations",
+    ];
+    let mut counts = [0usize; 8];
+    // Accelerator preference: with `ordered`, the first accelerator that has candidates.
+    let accel_groups: Vec<Vec<&crate::config::Accel>> = if r.accelerators.is_empty() {
+        vec![vec![]]
+    } else if r.ordered {
+        r.accelerators.iter().map(|a| vec![a]).collect()
+    } else {
+        vec![r.accelerators.iter().collect()]
+    };
+    let storage: Vec<(Place, f64)> = task
+        .inputs
+        .values()
+        .filter_map(|i| match i {
+            InputSource::Storage { uri, size_gb, region, .. } => {
+                Some((Place::of_uri(uri, region.as_deref()), *size_gb))
+            }
+            _ => None,
+        })
+        .collect();
+    let sinks: Vec<(Place, f64)> = task
+        .outputs
+        .values()
+        .filter_map(|o| {
+            o.uri.as_ref().map(|u| {
+                (if u.contains("://") { Place::of_uri(u, None) } else { Place::of_uri("file://", None) }, o.size_gb)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for group in &accel_groups {
+        let mut found = Vec::new();
+        for s in &catalog.snap.shapes {
+            let acc_ok = if group.is_empty() {
+                s.accelerator.is_none()
+            } else {
+                group.iter().any(|a| {
+                    s.accelerator.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(&a.name))
+                        && (a.count - s.accelerator_count).abs() < 1e-9
+                })
+            };
+            if !acc_ok
+                || r.cpus.is_some_and(|q| !q.admits(s.vcpus))
+                || r.memory_gb.is_some_and(|q| !q.admits(s.memory_gb))
+            {
+                continue;
+            }
+            let n = (s.end - s.start) as usize;
+            counts[0] += n;
+            if r.instance_type.as_ref().is_some_and(|t| t != &s.instance_type) {
+                continue;
+            }
+            counts[1] += n;
+            if !enabled.iter().any(|c| c == &s.cloud) {
+                continue;
+            }
+            counts[2] += n;
+            for o in catalog.offerings_of(s) {
+                if !matches_opt(&r.cloud, o.cloud) || !matches_opt(&r.region, o.region) || !matches_opt(&r.zone, o.zone)
+                {
+                    continue;
+                }
+                counts[3] += 1;
+                let loc = o.location();
+                if !residency.allows(&loc) {
+                    continue;
+                }
+                counts[4] += 1;
+                let spot_price = view.spot_price(&loc, o.instance_type, o.spot_price);
+                let mut variants: Vec<(bool, f64)> = Vec::new();
+                let want_spot = matches!(r.spot, SpotPref::Spot | SpotPref::Either) && policy.spot_allowed;
+                let want_od = matches!(r.spot, SpotPref::OnDemand | SpotPref::Either);
+                if want_od {
+                    variants.push((false, o.price));
+                }
+                if want_spot {
+                    if let Some(p) = spot_price {
+                        variants.push((true, p));
+                    }
+                }
+                if variants.is_empty() {
+                    continue;
+                }
+                counts[5] += 1;
+                variants.retain(|(_, p)| policy.max_hourly_price.is_none_or(|m| *p <= m));
+                if variants.is_empty() {
+                    continue;
+                }
+                counts[6] += 1;
+                if view.blocked(&loc).is_some() {
+                    continue;
+                }
+                counts[7] += 1;
+                let place = Place::from(&loc);
+                let (mut sc, mut st) = (0.0, 0.0);
+                for (src, gb) in &storage {
+                    let (c, t) = egress.egress(src, &place, *gb);
+                    sc += c;
+                    st += t;
+                }
+                for (dst, gb) in &sinks {
+                    let (c, t) = egress.egress(&place, dst, *gb);
+                    sc += c;
+                    st += t;
+                }
+                for (spot, hourly) in variants {
+                    let mut c = Candidate {
+                        location: loc.clone(),
+                        instance_type: o.instance_type.to_string(),
+                        vcpus: o.vcpus,
+                        memory_gb: o.memory_gb,
+                        accelerator: o.accelerator.map(str::to_string),
+                        accelerator_count: o.accelerator_count,
+                        spot,
+                        hourly,
+                        hours: 0.0,
+                        compute_cost: 0.0,
+                        storage_cost: sc,
+                        staging_hours: st / 3600.0,
+                    };
+                    c.hours = est.hours(&task.address, &c)?;
+                    c.compute_cost = hourly * c.hours * task.resources.num_nodes.max(1) as f64;
+                    found.push(c);
+                }
+            }
+        }
+        if !found.is_empty() {
+            all = found;
+            break;
+        }
+    }
+    let considered = all.len();
+    let cands = prune(all);
+    let funnel = stages.iter().zip(counts).map(|(s, n)| (s.to_string(), n)).collect();
+    Ok((cands, funnel, considered))
+}
+
+/// Per zone, the Pareto front of (duration, fixed cost); then a stable global order.
+pub fn prune(mut all: Vec<Candidate>) -> Vec<Candidate> {
+    all.sort_by(|a, b| {
+        (&a.location)
+            .cmp(&b.location)
+            .then(a.duration().total_cmp(&b.duration()))
+            .then(a.fixed_cost().total_cmp(&b.fixed_cost()))
+            .then(a.sort_key().cmp(&b.sort_key()))
+    });
+    let mut out: Vec<Candidate> = Vec::new();
+    let mut best_cost = f64::INFINITY;
+    let mut cur: Option<Location> = None;
+    for c in all {
+        if cur.as_ref() != Some(&c.location) {
+            cur = Some(c.location.clone());
+            best_cost = f64::INFINITY;
+        }
+        if c.fixed_cost() < best_cost - 1e-12 {
+            best_cost = c.fixed_cost();
+            out.push(c);
+        }
+    }
+    out.sort_by(|a, b| {
+        a.fixed_cost()
+            .total_cmp(&b.fixed_cost())
+            .then(a.duration().total_cmp(&b.duration()))
+            .then(a.sort_key().cmp(&b.sort_key()))
+    });
+    out
+}
+
+fn explain_empty(task: &Task, funnel: &[(String, usize)], catalog: &Catalog) -> String {
+    let r = &task.resources;
+    if funnel.first().is_some_and(|(_, n)| *n == 0) {
+        let mut want = Vec::new();
+        if let Some(c) = r.cpus {
+            want.push(format!("cpus {c}"));
+        }
+        if let Some(m) = r.memory_gb {
+            want.push(format!("memory {m} GiB"));
+        }
+        for a in &r.accelerators {
+            let counts: Vec<String> = {
+                let mut v: Vec<f64> = catalog
+                    .snap
+                    .shapes
+                    .iter()
+                    .filter(|s| s.accelerator.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(&a.name)))
+                    .map(|s| s.accelerator_count)
+                    .collect();
+                v.sort_by(f64::total_cmp);
+                v.dedup();
+                v.iter().map(|c| crate::catalog::fmt_count(*c)).collect()
+            };
+            if counts.is_empty() {
+                want.push(format!("{} (no cloud offers `{}`)", a, a.name));
+            } else {
+                want.push(format!(
+                    "{}:{} (counts offered: {})",
+                    a.name,
+                    crate::catalog::fmt_count(a.count),
+                    counts.join(", ")
+                ));
+            }
+        }
+        return format!("no offering in the catalog matches the resources: {}", want.join(", "));
+    }
+    let mut prev = funnel.first().map(|f| f.1).unwrap_or(0);
+    for (stage, n) in funnel.iter().skip(1) {
+        if *n == 0 {
+            return format!("{prev} offering(s) match the resources, but {stage} removed the last of them");
+        }
+        prev = *n;
+    }
+    "no candidate".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(zone: &str, it: &str, hours: f64, cost: f64) -> Candidate {
+        Candidate {
+            location: Location::new("aws", "us-east-1", zone),
+            instance_type: it.into(),
+            vcpus: 1.0,
+            memory_gb: 1.0,
+            accelerator: None,
+            accelerator_count: 0.0,
+            spot: false,
+            hourly: cost / hours,
+            hours,
+            compute_cost: cost,
+            storage_cost: 0.0,
+            staging_hours: 0.0,
+        }
+    }
+
+    #[test]
+    fn pruning_keeps_the_pareto_front_per_zone() {
+        let out = prune(vec![
+            cand("a", "slow-cheap", 4.0, 1.0),
+            cand("a", "fast-dear", 1.0, 3.0),
+            cand("a", "slow-dear", 4.0, 2.0),
+            cand("a", "mid-dearer", 2.0, 5.0),
+            cand("b", "other-zone", 4.0, 2.0),
+        ]);
+        let names: Vec<&str> = out.iter().map(|c| c.instance_type.as_str()).collect();
+        assert_eq!(names, ["slow-cheap", "other-zone", "fast-dear"]);
+    }
+
+    #[test]
+    fn residency_globs() {
+        let r = Residency::new(&["aws:us-*".into(), "gcp:europe-west4".into()]);
+        assert!(r.allows(&Location::new("aws", "us-east-1", "us-east-1a")));
+        assert!(!r.allows(&Location::new("aws", "eu-west-1", "eu-west-1a")));
+        assert!(r.allows(&Location::new("gcp", "europe-west4", "europe-west4-a")));
+        assert!(
+            !r.allows(&Location::new("local", "local", "zone-a")),
+            "local must be allowed explicitly once regions are set"
+        );
+        assert!(Residency::new(&[]).allows(&Location::new("azure", "eastus", "eastus")));
+    }
+}

@@ -1,0 +1,437 @@
+//! The tracker: what skyform observed about the market, kept in sled.
+//!
+//! - spot price observations (a time series per zone and instance type);
+//! - allocation failures, which block a location (zone, region or cloud) for a TTL that
+//!   doubles on each repeat within a day (exponential backoff);
+//! - preemption events, from which an observed preemption count per location is derived.
+//!
+//! [`Tracker::view`] takes a pure, in-memory [`TrackerView`] at a given time for the
+//! resolver and optimizer: current spot price (latest observation, else the catalog's),
+//! blocked locations, preemption counts. I/O: the sled database only; time is injected.
+
+use serde::{Deserialize, Serialize};
+use skyform_provider::{ErrorKind, Location, Scope, SpotPrice};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Default TTL of a first block, seconds.
+pub const BASE_TTL: u64 = 15 * 60;
+/// Longest TTL a repeated failure reaches.
+pub const MAX_TTL: u64 = 24 * 3600;
+/// Failures further apart than this start the backoff again.
+pub const BACKOFF_RESET: u64 = 24 * 3600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrackerError {
+    #[error("cannot open the tracker at {path}: {source}")]
+    Open { path: String, source: sled::Error },
+    #[error("tracker database error: {0}")]
+    Db(#[from] sled::Error),
+    #[error("tracker record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A blocked part of the location space.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Block {
+    pub scope: Scope,
+    /// The location the failure happened at (only the scope's part of it matters).
+    pub location: Location,
+    pub kind: ErrorKind,
+    /// How many failures in a row (within the backoff window).
+    pub count: u32,
+    pub since: u64,
+    pub until: u64,
+    pub reason: String,
+}
+
+impl Block {
+    /// The blocked prefix: `cloud`, `cloud/region` or `cloud/region/zone`.
+    pub fn key(&self) -> String {
+        block_key(self.scope, &self.location)
+    }
+
+    pub fn covers(&self, loc: &Location) -> bool {
+        loc.within(self.scope, &self.location)
+    }
+}
+
+fn block_key(scope: Scope, l: &Location) -> String {
+    match scope {
+        Scope::Zone => format!("{}/{}/{}", l.cloud, l.region, l.zone),
+        Scope::Region => format!("{}/{}", l.cloud, l.region),
+        Scope::Cloud => l.cloud.clone(),
+    }
+}
+
+/// A preemption event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preemption {
+    pub location: Location,
+    pub instance_type: String,
+    pub at: u64,
+}
+
+/// The sled-backed tracker.
+pub struct Tracker {
+    db: sled::Db,
+    spot: sled::Tree,
+    blocks: sled::Tree,
+    preemptions: sled::Tree,
+}
+
+fn spot_key(l: &Location, it: &str, at: u64) -> Vec<u8> {
+    let mut k = format!("{}\0{}\0{}\0{}\0", l.cloud, l.region, l.zone, it).into_bytes();
+    k.extend(at.to_be_bytes());
+    k
+}
+
+impl Tracker {
+    /// Opens (or creates) the tracker database at `path`.
+    pub fn open(path: &Path) -> Result<Tracker, TrackerError> {
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|e| TrackerError::Open { path: path.display().to_string(), source: e })?;
+        Ok(Tracker {
+            spot: db.open_tree("spot")?,
+            blocks: db.open_tree("blocks")?,
+            preemptions: db.open_tree("preemptions")?,
+            db,
+        })
+    }
+
+    /// Records spot price observations.
+    pub fn record_spot(&self, prices: &[SpotPrice]) -> Result<usize, TrackerError> {
+        let mut batch = sled::Batch::default();
+        for p in prices {
+            batch.insert(spot_key(&p.location, &p.instance_type, p.at), &p.price.to_le_bytes());
+        }
+        self.spot.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(prices.len())
+    }
+
+    /// Records an allocation failure and blocks its scope. A repeat within
+    /// [`BACKOFF_RESET`] of the previous one doubles the TTL.
+    pub fn record_failure(
+        &self,
+        loc: &Location,
+        scope: Scope,
+        kind: ErrorKind,
+        reason: &str,
+        now: u64,
+    ) -> Result<Block, TrackerError> {
+        let key = block_key(scope, loc);
+        let prev: Option<Block> = match self.blocks.get(&key)? {
+            Some(v) => Some(serde_json::from_slice(&v).map_err(|e| TrackerError::Corrupt(e.to_string()))?),
+            None => None,
+        };
+        let count = match &prev {
+            Some(b) if now.saturating_sub(b.since) <= BACKOFF_RESET.max(b.until.saturating_sub(b.since)) => b.count + 1,
+            _ => 1,
+        };
+        let ttl = BASE_TTL.saturating_mul(1u64 << (count - 1).min(20)).min(MAX_TTL);
+        self.put_block(Block {
+            scope,
+            location: loc.clone(),
+            kind,
+            count,
+            since: now,
+            until: now + ttl,
+            reason: reason.to_string(),
+        })
+    }
+
+    /// Blocks a location for an explicit TTL (`skyform tracker block`).
+    pub fn block_for(
+        &self,
+        loc: &Location,
+        scope: Scope,
+        kind: ErrorKind,
+        reason: &str,
+        now: u64,
+        ttl: u64,
+    ) -> Result<Block, TrackerError> {
+        self.put_block(Block {
+            scope,
+            location: loc.clone(),
+            kind,
+            count: 1,
+            since: now,
+            until: now + ttl,
+            reason: reason.to_string(),
+        })
+    }
+
+    fn put_block(&self, b: Block) -> Result<Block, TrackerError> {
+        self.blocks.insert(b.key(), serde_json::to_vec(&b).expect("serializable"))?;
+        self.db.flush()?;
+        Ok(b)
+    }
+
+    /// Removes the block with this key (`cloud`, `cloud/region` or `cloud/region/zone`).
+    pub fn unblock(&self, key: &str) -> Result<bool, TrackerError> {
+        let removed = self.blocks.remove(key)?.is_some();
+        self.db.flush()?;
+        Ok(removed)
+    }
+
+    /// Records a preemption.
+    pub fn record_preemption(&self, loc: &Location, instance_type: &str, at: u64) -> Result<(), TrackerError> {
+        let p = Preemption { location: loc.clone(), instance_type: instance_type.to_string(), at };
+        self.preemptions.insert(spot_key(loc, instance_type, at), serde_json::to_vec(&p).expect("serializable"))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Every block ever recorded (including expired ones).
+    pub fn blocks(&self) -> Result<Vec<Block>, TrackerError> {
+        self.blocks
+            .iter()
+            .values()
+            .map(|v| {
+                v.map_err(TrackerError::from)
+                    .and_then(|v| serde_json::from_slice(&v).map_err(|e| TrackerError::Corrupt(e.to_string())))
+            })
+            .collect()
+    }
+
+    /// Number of spot observations stored.
+    pub fn spot_observations(&self) -> usize {
+        self.spot.len()
+    }
+
+    /// A pure snapshot at time `now`.
+    pub fn view(&self, now: u64) -> Result<TrackerView, TrackerError> {
+        let mut spot: BTreeMap<(Location, String), (f64, u64)> = BTreeMap::new();
+        for kv in self.spot.iter() {
+            let (k, v) = kv?;
+            let (head, at) = k.split_at(k.len() - 8);
+            let at = u64::from_be_bytes(at.try_into().map_err(|_| TrackerError::Corrupt("spot key".into()))?);
+            if at > now {
+                continue;
+            }
+            let parts: Vec<&str> =
+                std::str::from_utf8(head).map_err(|e| TrackerError::Corrupt(e.to_string()))?.split('\0').collect();
+            if parts.len() < 4 {
+                return Err(TrackerError::Corrupt("spot key".into()));
+            }
+            let price =
+                f64::from_le_bytes(v.as_ref().try_into().map_err(|_| TrackerError::Corrupt("spot value".into()))?);
+            let key = (Location::new(parts[0], parts[1], parts[2]), parts[3].to_string());
+            // Keys sort by time within a (location, type), so the last one wins.
+            spot.insert(key, (price, at));
+        }
+        let blocks = self.blocks()?.into_iter().filter(|b| b.until > now && b.since <= now).collect();
+        let mut preemptions: BTreeMap<Location, u32> = BTreeMap::new();
+        for v in self.preemptions.iter().values() {
+            let p: Preemption = serde_json::from_slice(&v?).map_err(|e| TrackerError::Corrupt(e.to_string()))?;
+            if p.at <= now && now - p.at <= 7 * 24 * 3600 {
+                *preemptions.entry(p.location).or_default() += 1;
+            }
+        }
+        Ok(TrackerView { now, spot, blocks, preemptions })
+    }
+}
+
+/// What the optimizer sees of the tracker at one moment. Pure data.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrackerView {
+    pub now: u64,
+    /// Latest observed spot price per (location, instance type): (price, time).
+    #[serde(with = "spot_map")]
+    pub spot: BTreeMap<(Location, String), (f64, u64)>,
+    /// Blocks in force at `now`.
+    pub blocks: Vec<Block>,
+    /// Preemptions per location in the last 7 days.
+    #[serde(with = "loc_map")]
+    pub preemptions: BTreeMap<Location, u32>,
+}
+
+impl TrackerView {
+    /// The current spot price: the latest observation, else the catalog's.
+    pub fn spot_price(&self, loc: &Location, instance_type: &str, catalog: Option<f64>) -> Option<f64> {
+        match self.spot.get(&(loc.clone(), instance_type.to_string())) {
+            Some((p, _)) if catalog.is_some() => Some(*p),
+            _ => catalog,
+        }
+    }
+
+    /// The block covering `loc`, if any.
+    pub fn blocked(&self, loc: &Location) -> Option<&Block> {
+        self.blocks.iter().find(|b| b.covers(loc))
+    }
+
+    /// Preemptions observed at `loc` in the last 7 days.
+    pub fn preemptions_at(&self, loc: &Location) -> u32 {
+        self.preemptions.get(loc).copied().unwrap_or(0)
+    }
+
+    /// A stable id of this view's content (for saved plans).
+    pub fn fingerprint(&self) -> String {
+        let s = serde_json::to_string(self).unwrap_or_default();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in s.bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+}
+
+mod spot_map {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+    #[derive(Serialize, Deserialize)]
+    struct Row {
+        location: Location,
+        instance_type: String,
+        price: f64,
+        at: u64,
+    }
+    pub fn serialize<S: Serializer>(m: &BTreeMap<(Location, String), (f64, u64)>, s: S) -> Result<S::Ok, S::Error> {
+        let rows: Vec<Row> = m
+            .iter()
+            .map(|((l, t), (p, a))| Row { location: l.clone(), instance_type: t.clone(), price: *p, at: *a })
+            .collect();
+        rows.serialize(s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<(Location, String), (f64, u64)>, D::Error> {
+        let rows: Vec<Row> = Vec::deserialize(d)?;
+        Ok(rows.into_iter().map(|r| ((r.location, r.instance_type), (r.price, r.at))).collect())
+    }
+}
+
+mod loc_map {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(m: &BTreeMap<Location, u32>, s: S) -> Result<S::Ok, S::Error> {
+        let rows: Vec<(&Location, &u32)> = m.iter().collect();
+        rows.serialize(s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Location, u32>, D::Error> {
+        let rows: Vec<(Location, u32)> = Vec::deserialize(d)?;
+        Ok(rows.into_iter().collect())
+    }
+}
+
+/// Parses `cloud`, `cloud:region` or `cloud:region:zone` into a location and the scope
+/// it names.
+pub fn parse_location(s: &str) -> Result<(Location, Scope), String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    match parts.as_slice() {
+        [c] if !c.is_empty() => Ok((Location::new(*c, "", ""), Scope::Cloud)),
+        [c, r] if !c.is_empty() && !r.is_empty() => Ok((Location::new(*c, *r, ""), Scope::Region)),
+        [c, r, z] if !c.is_empty() && !r.is_empty() && !z.is_empty() => Ok((Location::new(*c, *r, *z), Scope::Zone)),
+        _ => Err(format!("`{s}` is not a location; expected CLOUD, CLOUD:REGION or CLOUD:REGION:ZONE, as in aws:us-east-1:us-east-1a")),
+    }
+}
+
+/// Seconds since the epoch, now.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// `YYYY-MM-DD` of a Unix time (UTC).
+pub fn format_date(secs: u64) -> String {
+    format_time(secs)[..10].to_string()
+}
+
+/// RFC 3339 UTC time of a Unix time.
+pub fn format_time(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loc(z: &str) -> Location {
+        Location::new("aws", "us-east-1", z)
+    }
+
+    #[test]
+    fn blocks_expire_and_back_off() {
+        let d = tempfile::tempdir().unwrap();
+        let t = Tracker::open(&d.path().join("tracker")).unwrap();
+        let b1 =
+            t.record_failure(&loc("us-east-1a"), Scope::Zone, ErrorKind::CapacityUnavailable, "ICE", 1000).unwrap();
+        assert_eq!(b1.until - b1.since, BASE_TTL);
+        let v = t.view(1000 + BASE_TTL - 1).unwrap();
+        assert!(v.blocked(&loc("us-east-1a")).is_some());
+        assert!(v.blocked(&loc("us-east-1b")).is_none(), "a zone block does not cover its neighbour");
+        assert!(t.view(1000 + BASE_TTL).unwrap().blocked(&loc("us-east-1a")).is_none(), "expired at its TTL");
+        let b2 = t
+            .record_failure(&loc("us-east-1a"), Scope::Zone, ErrorKind::CapacityUnavailable, "ICE", 1000 + BASE_TTL + 5)
+            .unwrap();
+        assert_eq!(b2.count, 2);
+        assert_eq!(b2.until - b2.since, 2 * BASE_TTL, "a second failure doubles the TTL");
+        let far = 1000 + 10 * BACKOFF_RESET;
+        assert_eq!(
+            t.record_failure(&loc("us-east-1a"), Scope::Zone, ErrorKind::CapacityUnavailable, "ICE", far)
+                .unwrap()
+                .count,
+            1
+        );
+    }
+
+    #[test]
+    fn region_blocks_cover_zones() {
+        let d = tempfile::tempdir().unwrap();
+        let t = Tracker::open(&d.path().join("tracker")).unwrap();
+        t.record_failure(&loc("us-east-1a"), Scope::Region, ErrorKind::QuotaExceeded, "vCPU limit", 0).unwrap();
+        let v = t.view(1).unwrap();
+        assert!(v.blocked(&loc("us-east-1f")).is_some());
+        assert!(v.blocked(&Location::new("aws", "us-west-2", "us-west-2a")).is_none());
+        assert!(t.unblock("aws/us-east-1").unwrap());
+        assert!(t.view(2).unwrap().blocked(&loc("us-east-1f")).is_none());
+    }
+
+    #[test]
+    fn observations_survive_a_restart() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("tracker");
+        {
+            let t = Tracker::open(&path).unwrap();
+            let sp =
+                |price, at| SpotPrice { location: loc("us-east-1a"), instance_type: "p3.2xlarge".into(), price, at };
+            t.record_spot(&[sp(1.0, 100), sp(0.9, 200), sp(5.0, 10_000)]).unwrap();
+            t.record_preemption(&loc("us-east-1a"), "p3.2xlarge", 150).unwrap();
+        }
+        let t = Tracker::open(&path).unwrap();
+        let v = t.view(300).unwrap();
+        assert_eq!(
+            v.spot_price(&loc("us-east-1a"), "p3.2xlarge", Some(3.0)),
+            Some(0.9),
+            "latest observation not after now"
+        );
+        assert_eq!(v.spot_price(&loc("us-east-1b"), "p3.2xlarge", Some(3.0)), Some(3.0), "else the catalog");
+        assert_eq!(v.spot_price(&loc("us-east-1a"), "p3.2xlarge", None), None, "no spot offer stays none");
+        assert_eq!(v.preemptions_at(&loc("us-east-1a")), 1);
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_time(1_779_926_400), "2026-05-28T00:00:00Z");
+        assert_eq!(parse_location("aws:us-east-1").unwrap().1, Scope::Region);
+        assert!(parse_location("aws::x").is_err());
+    }
+}
