@@ -42,10 +42,13 @@ struct ShapeKey {
     arch: Arch,
 }
 
+/// (region, zone) → (on-demand, spot) prices of one shape.
+type ZoneOffers = BTreeMap<(String, String), (f64, Option<f64>)>;
+
 /// The importer's working state.
 #[derive(Default)]
 struct Builder {
-    shapes: BTreeMap<ShapeKey, BTreeMap<(String, String), (f64, Option<f64>)>>,
+    shapes: BTreeMap<ShapeKey, ZoneOffers>,
     counts: BTreeMap<String, (u64, u64)>,
 }
 
@@ -76,11 +79,12 @@ impl Builder {
         };
         let zones = self.shapes.entry(key).or_default();
         let c = self.counts.entry(cloud.to_string()).or_default();
-        if zones.contains_key(&(region.to_string(), zone.to_string())) {
-            c.1 += 1;
-        } else {
-            zones.insert((region.to_string(), zone.to_string()), (price, spot));
-            c.0 += 1;
+        match zones.entry((region.to_string(), zone.to_string())) {
+            std::collections::btree_map::Entry::Occupied(_) => c.1 += 1,
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert((price, spot));
+                c.0 += 1;
+            }
         }
     }
 

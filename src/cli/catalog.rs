@@ -81,6 +81,9 @@ pub struct ImportArgs {
     /// instead of the embedded catalog)
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// The date of the data (default: the CSV files' modification date)
+    #[arg(long)]
+    pub date: Option<String>,
 }
 
 /// The catalog for catalog commands: the job's (with its local cloud) when the directory
@@ -180,7 +183,10 @@ pub fn run(env: &Env, cmd: CatalogCmd) -> anyhow::Result<i32> {
         }
         CatalogCmd::Import(a) => {
             let from = env.dir.join(&a.from);
-            let snap = catalog::import::import_dir(&from)?;
+            let mut snap = catalog::import::import_dir(&from)?;
+            if let Some(d) = a.date {
+                snap.created = d;
+            }
             let out = a.out.map(|o| env.dir.join(o)).unwrap_or_else(catalog::installed_path);
             if let Some(p) = out.parent() {
                 std::fs::create_dir_all(p)?;

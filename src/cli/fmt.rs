@@ -69,7 +69,7 @@ pub fn run(env: &Env, args: FmtArgs) -> anyhow::Result<i32> {
         let formatted = match crate::config::fmt::format_source(&shown, &text) {
             Ok(t) => t,
             Err(d) => {
-                errors.push(d);
+                errors.push(*d);
                 continue;
             }
         };

@@ -5,6 +5,7 @@
 //! are accepted as well as the double-dash forms ([`normalize_args`]). Commands return
 //! an exit code; errors bubble up as `anyhow` errors to `main`.
 
+pub mod bench;
 pub mod catalog;
 pub mod fmt;
 pub mod init;
@@ -47,6 +48,9 @@ pub enum Command {
     /// Observed spot prices, allocation failures and preemptions
     #[command(subcommand)]
     Tracker(tracker::TrackerCmd),
+    /// Benchmarks that print figures (catalog, optimize)
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
     /// Print the skyform version
     Version(VersionArgs),
 }
@@ -166,6 +170,7 @@ pub fn run(cli: Cli, argv: Vec<String>) -> anyhow::Result<i32> {
         Command::Init(a) => init::run(&env, a),
         Command::Catalog(c) => catalog::run(&env, c),
         Command::Tracker(c) => tracker::run(&env, c),
+        Command::Bench(c) => bench::run(c),
         Command::Version(a) => {
             let v = env!("CARGO_PKG_VERSION");
             if a.json {

@@ -22,6 +22,7 @@ pub fn run(env: &Env, args: ValidateArgs) -> anyhow::Result<i32> {
             for x in crate::resolve::check_against_catalog(&loaded.spec, &catalog).0 {
                 d.push(x);
             }
+            loaded.sources.fill_snippets(&mut d);
             d
         }
         Err(d) => d,

@@ -197,22 +197,48 @@ impl SourceMap {
         span.map(|r| self.pos(id, r.start))
     }
 
+    /// The source line a position points into (for positions kept without one).
+    pub fn snippet(&self, pos: &Pos) -> Option<String> {
+        let f = self.files.iter().find(|f| f.display == pos.file)?;
+        let start = *f.line_starts.get(pos.line.checked_sub(1)? as usize)?;
+        let end = f.text[start..].find('\n').map(|e| start + e).unwrap_or(f.text.len());
+        Some(f.text[start..end].trim_end_matches('\r').to_string())
+    }
+
+    /// Fills in missing source lines of diagnostics.
+    pub fn fill_snippets(&self, d: &mut Diagnostics) {
+        for x in &mut d.0 {
+            if x.snippet.is_none() {
+                x.snippet = x.pos.as_ref().and_then(|p| self.snippet(p));
+            }
+        }
+    }
+
     /// The source text of a span.
     pub fn slice(&self, id: FileId, span: Range<usize>) -> &str {
         &self.files[id.0].text[span]
     }
 }
 
-/// "did you mean" over a set of candidates (Jaro-Winkler, then a prefix match).
+/// "did you mean" over a set of candidates: the closest by edit distance (transpositions
+/// count once; `O`/`0` and `l`/`1` are confusable), then by Jaro-Winkler similarity.
 pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    let mut best: Option<(f64, &str)> = None;
+    let norm = |s: &str| s.to_lowercase().replace('o', "0").replace('l', "1");
+    let g = norm(given);
+    let mut best: Option<(usize, f64, &str)> = None;
     for c in candidates {
-        let score = strsim::jaro_winkler(&given.to_lowercase(), &c.to_lowercase());
-        if score > 0.8 && best.is_none_or(|(b, _)| score > b) {
-            best = Some((score, c));
+        let n = norm(c);
+        let dist = strsim::osa_distance(&g, &n);
+        let sim = strsim::jaro_winkler(&g, &n);
+        let close = dist <= (g.chars().count() / 3).max(1) || sim > 0.85;
+        if !close || c == given {
+            continue;
+        }
+        if best.is_none_or(|(d, s, _)| dist < d || (dist == d && sim > s)) {
+            best = Some((dist, sim, c));
         }
     }
-    best.map(|(_, c)| c.to_string())
+    best.map(|(_, _, c)| c.to_string())
 }
 
 #[cfg(test)]
@@ -236,5 +262,7 @@ mod tests {
     fn suggestions() {
         assert_eq!(did_you_mean("prpe", ["prep", "train"]).as_deref(), Some("prep"));
         assert_eq!(did_you_mean("zzz", ["prep", "train"]), None);
+        assert_eq!(did_you_mean("rwa", ["raw", "model"]).as_deref(), Some("raw"));
+        assert_eq!(did_you_mean("V1OO", ["V100", "A100", "T4"]).as_deref(), Some("V100"));
     }
 }

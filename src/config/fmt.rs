@@ -9,11 +9,13 @@
 use super::diag::{Diagnostic, Pos};
 
 /// Formats one file. `display` names it in errors.
-pub fn format_source(display: &str, text: &str) -> Result<String, Diagnostic> {
+pub fn format_source(display: &str, text: &str) -> Result<String, Box<Diagnostic>> {
     if let Err(e) = hcl_edit::parser::parse_body(text) {
         let loc = e.location();
         let pos = Pos { file: display.to_string(), line: loc.line() as u32, col: loc.column() as u32 };
-        return Err(Diagnostic::error("Syntax error", e.message().to_string()).at(Some((pos, e.line().to_string()))));
+        return Err(Box::new(
+            Diagnostic::error("Syntax error", e.message().to_string()).at(Some((pos, e.line().to_string()))),
+        ));
     }
     Ok(layout(text))
 }
@@ -61,6 +63,7 @@ fn layout(text: &str) -> String {
         let chars: Vec<char> = raw.chars().collect();
         let mut i = 0;
         let mut line_heredoc = None;
+        let mut comment_at: Option<usize> = None;
         while i < chars.len() {
             let c = chars[i];
             let next = chars.get(i + 1).copied();
@@ -85,6 +88,7 @@ fn layout(text: &str) -> String {
                 Mode::Code => {
                     let interp = stack.len() > 1;
                     if c == '#' || (c == '/' && next == Some('/')) {
+                        comment_at = Some(i);
                         break;
                     } else if c == '/' && next == Some('*') {
                         stack.push((Mode::BlockComment, 0));
@@ -120,9 +124,19 @@ fn layout(text: &str) -> String {
             i += 1;
         }
         let indent = if in_block_comment { 0 } else { start_depth.saturating_sub(leading_closers) };
-        let one_line =
-            !in_block_comment && depth == start_depth && line_heredoc.is_none() && attr_key(trimmed).is_some();
-        let text = if in_block_comment { raw.trim_end().to_string() } else { normalize_assign(trimmed) };
+        let one_line = !in_block_comment && depth == start_depth && attr_key(trimmed).is_some();
+        let text = if in_block_comment {
+            raw.trim_end().to_string()
+        } else {
+            match comment_at {
+                // One space between code and a trailing comment.
+                Some(at) if !raw[..raw.char_indices().nth(at).map(|x| x.0).unwrap_or(0)].trim().is_empty() => {
+                    let byte = raw.char_indices().nth(at).map(|x| x.0).unwrap_or(0);
+                    format!("{} {}", normalize_assign(raw[..byte].trim()), raw[byte..].trim_end())
+                }
+                _ => normalize_assign(trimmed),
+            }
+        };
         lines.push(Line { text, indent, verbatim: in_block_comment, one_line_attr: one_line });
         if let Some(tag) = line_heredoc {
             heredoc = Some(tag);

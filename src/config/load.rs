@@ -38,6 +38,11 @@ pub struct Loaded {
     pub sources: SourceMap,
 }
 
+/// Where a diagnostic points: a position and its source line.
+type At = Option<(Pos, String)>;
+/// A declared variable: type, default, sensitive, file and span.
+type VarDecl = (VarType, Option<Value>, bool, FileId, Option<std::ops::Range<usize>>);
+
 /// The clouds skyform knows.
 pub const CLOUDS: &[&str] = &["aws", "gcp", "azure", "local"];
 /// Attributes `resource.*` offers to an estimate expression.
@@ -74,7 +79,8 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Loaded, Diagnostics> {
         spec.outputs = root.outputs_root;
     }
     l.check_dag(&mut spec);
-    let diags = l.diags.sorted();
+    let mut diags = l.diags.sorted();
+    l.sm.fill_snippets(&mut diags);
     if diags.has_errors() {
         return Err(diags);
     }
@@ -210,6 +216,11 @@ impl Visit for RefCollector {
                 })
                 .collect();
             self.refs.push(Ref { root: v.as_str().to_string(), attrs, span: node.span() });
+            // The root is recorded with its attributes; only index expressions remain.
+            for op in &node.operators {
+                visit::visit_traversal_operator(self, op.value());
+            }
+            return;
         }
         visit::visit_traversal(self, node);
     }
@@ -723,7 +734,7 @@ impl Loader {
         file: FileId,
         scope: &Scope,
         allowed: &[Root],
-    ) -> Option<(Vec<String>, Option<(Pos, String)>)> {
+    ) -> Option<(Vec<String>, At)> {
         let (v, at) = self.attr_value(body, key, file, scope, allowed)?;
         match v {
             Value::String(s) => Some((vec![s], at)),
@@ -873,8 +884,7 @@ impl Loader {
 
     fn eval_variables(&mut self, raw: &RawModule, scope: &mut Scope, inputs: ModuleInputs<'_>) {
         // Declarations first: type, default, sensitive.
-        let mut decls: BTreeMap<String, (VarType, Option<Value>, bool, FileId, Option<std::ops::Range<usize>>)> =
-            BTreeMap::new();
+        let mut decls: BTreeMap<String, VarDecl> = BTreeMap::new();
         for it in &raw.variables {
             let b = &it.node;
             self.check_schema(
@@ -1099,12 +1109,7 @@ impl Loader {
         }
     }
 
-    fn read_var_file(
-        &mut self,
-        path: &Path,
-        decls: &BTreeMap<String, (VarType, Option<Value>, bool, FileId, Option<std::ops::Range<usize>>)>,
-        values: &mut BTreeMap<String, Value>,
-    ) {
+    fn read_var_file(&mut self, path: &Path, decls: &BTreeMap<String, VarDecl>, values: &mut BTreeMap<String, Value>) {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) => {
@@ -1667,7 +1672,7 @@ impl Loader {
             self.err(
                 src_at,
                 "Module source not found",
-                format!("The module directory `{source}` ({}) does not exist.", dir.display()),
+                format!("The module directory `{source}` does not exist (relative to the file that calls it)."),
                 None,
             );
             return;

@@ -21,8 +21,19 @@
 //!    continent and cloud levels — never |C_a|×|C_b| pair variables. Egress is linear in
 //!    those indicators with non-positive coefficients, so the solver raises each `u` to
 //!    `min(Y_a, Y_b)`, which is exact for integral placements. Finish-time variables carry
-//!    the makespan. For the time objective a second solve minimizes cost at the optimal
-//!    makespan (lexicographic).
+//!    the makespan.
+//! 4. **Exact location symmetry.** A zone (region, continent, cloud) whose every task can
+//!    move to one zone of a sibling group at no higher cost and time (and, across clouds,
+//!    no dearer internet egress for what it sends) is dropped: moving all of a solution's
+//!    tasks there never makes anything worse. With uniform zone prices this collapses most
+//!    of the catalog's ~200 locations per task to a few.
+//! 5. **Deadline cut.** Candidates that miss the deadline even with every other task at its
+//!    fastest are dropped.
+//!
+//! For the time objective, a second pass breaks makespan ties by cost: exactly (an ILP at
+//! the optimal makespan, warm-started) up to 2,500 working candidates, above that by a
+//! deterministic descent that never exceeds the optimal makespan. The makespan itself is
+//! always optimal.
 //!
 //! Pure and deterministic: ties are broken by the candidates' stable order.
 
@@ -35,6 +46,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 const EPS: f64 = 1e-9;
+/// Above this many working candidates, the time objective's cost tie-break is a
+/// deterministic descent instead of a second exact ILP (the makespan stays optimal).
+const EXACT_TIE_BREAK_LIMIT: usize = 2500;
 
 /// Why no assignment exists.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -244,7 +258,136 @@ impl<'a> Model<'a> {
             .collect();
         let mut m = Model { job, keys, cloud_names, work: Vec::new(), edges };
         m.work = m.dominance(goal);
+        m.deadline_cut(goal);
+        m.symmetry(goal);
         m
+    }
+
+    /// Drops candidates that miss the deadline even when every other task is at its
+    /// fastest: earliest start (longest path of fastest durations and same-zone transfers)
+    /// + its duration + the shortest possible tail > deadline. Exact.
+    fn deadline_cut(&mut self, goal: Goal) {
+        let Some(d) = goal.deadline_hours else { return };
+        let n = self.job.tasks.len();
+        let fastest: Vec<f64> = (0..n)
+            .map(|t| self.work[t].iter().map(|&c| self.cand(t, c).duration()).fold(f64::INFINITY, f64::min))
+            .collect();
+        let mut es = vec![0.0f64; n];
+        for t in 0..n {
+            for e in self.edges.iter().filter(|e| e.b == t) {
+                es[t] = es[t].max(es[e.a] + fastest[e.a] + e.hours[Level::SameZone as usize]);
+            }
+        }
+        let mut tail = vec![0.0f64; n];
+        for t in (0..n).rev() {
+            for e in self.edges.iter().filter(|e| e.a == t) {
+                tail[t] = tail[t].max(e.hours[Level::SameZone as usize] + fastest[e.b] + tail[e.b]);
+            }
+        }
+        for t in 0..n {
+            let job = self.job;
+            self.work[t].retain(|&c| es[t] + job.tasks[t].candidates[c].duration() + tail[t] <= d + 1e-7);
+        }
+    }
+
+    /// Exact location symmetry reduction. Zone Z2 is dropped when another zone Z1 of the
+    /// same region can host every task that Z2 can, each at most as expensive (and as slow,
+    /// when time matters) as its best in Z2: moving all of a solution's Z2 tasks to Z1 keeps
+    /// their mutual edges in one zone, makes edges to Z1 cheaper, and leaves every other
+    /// edge's price unchanged. Likewise a region R2 is dropped for a zone of another region
+    /// of the same cloud and continent (whose prices to everything else are the same).
+    fn symmetry(&mut self, goal: Goal) {
+        let n = self.job.tasks.len();
+        let (cm, tm) = (goal.cost_matters(), goal.time_matters());
+        // Level 0: zones within a region; 1: regions within a (cloud, continent); 2:
+        // continents within a cloud; 3: clouds, when the target cloud's internet egress is
+        // no dearer for every edge the moved tasks send. Moved tasks all go to one zone.
+        // Keys of different kinds never collide: zone/region/cont ids share one interner.
+        let out_sizes: Vec<Vec<f64>> =
+            (0..n).map(|t| self.edges.iter().filter(|e| e.a == t && e.size > 0.0).map(|e| e.size).collect()).collect();
+        for level in 0..4 {
+            let unit = |k: &Keys| match level {
+                0 => k.zone,
+                1 => k.region,
+                2 => k.cont,
+                _ => k.cloud,
+            };
+            let parent = |k: &Keys| match level {
+                0 => k.region,
+                1 => k.cont,
+                2 => k.cloud,
+                _ => 0,
+            };
+            // parent → units present
+            let mut units: BTreeMap<u32, std::collections::BTreeSet<u32>> = BTreeMap::new();
+            for t in 0..n {
+                for &c in &self.work[t] {
+                    let k = self.keys[t][c];
+                    units.entry(parent(&k)).or_default().insert(unit(&k));
+                }
+            }
+            for members in units.values() {
+                if members.len() < 2 {
+                    continue;
+                }
+                let members: Vec<u32> = members.iter().copied().collect();
+                for &u2 in &members {
+                    // Per task: (min cost, min duration) in u2.
+                    let mut need: Vec<(usize, f64, f64)> = Vec::new();
+                    for t in 0..n {
+                        let (mut mc, mut md, mut any) = (f64::INFINITY, f64::INFINITY, false);
+                        for &c in &self.work[t] {
+                            if unit(&self.keys[t][c]) == u2 {
+                                any = true;
+                                mc = mc.min(self.cand(t, c).fixed_cost());
+                                md = md.min(self.cand(t, c).duration());
+                            }
+                        }
+                        if any {
+                            need.push((t, mc, md));
+                        }
+                    }
+                    // Candidate target zones: those of the other (remaining) units of this
+                    // parent group (unit ids are global, so membership is the group test).
+                    let mut target_zones: std::collections::BTreeSet<u32> = std::collections::BTreeSet::new();
+                    for t in 0..n {
+                        for &c in &self.work[t] {
+                            let k = self.keys[t][c];
+                            if unit(&k) != u2 && members.contains(&unit(&k)) {
+                                target_zones.insert(k.zone);
+                            }
+                        }
+                    }
+                    let eg = &self.job.egress;
+                    let fits = |z: u32| -> bool {
+                        need.iter().all(|&(t, mc, md)| {
+                            self.work[t].iter().any(|&c| {
+                                let x = self.cand(t, c);
+                                let net_ok = level < 3
+                                    || !cm
+                                    || out_sizes[t].iter().all(|&gb| {
+                                        let to = &self.cloud_names[self.keys[t][c].cloud as usize];
+                                        let from = &self.cloud_names[u2 as usize];
+                                        eg.level_cost(to, Level::OtherCloud, gb)
+                                            <= eg.level_cost(from, Level::OtherCloud, gb) + EPS
+                                    });
+                                self.keys[t][c].zone == z
+                                    && net_ok
+                                    && (!cm || x.fixed_cost() <= mc + EPS)
+                                    && (!tm || x.duration() <= md + EPS)
+                            })
+                        })
+                    };
+                    let ok = target_zones.into_iter().any(fits);
+                    if ok {
+                        for t in 0..n {
+                            let keys = &self.keys[t];
+                            self.work[t].retain(|&c| unit(&keys[c]) != u2);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn level(&self, ta: usize, ca: usize, tb: usize, cb: usize) -> Level {
@@ -382,11 +525,16 @@ fn dominate(cands: &[Candidate], members: &[usize], b_cost: f64, b_time: f64, go
 // ------------------------------------------------------------------ solving
 
 type Solved = (Vec<usize>, String, usize, usize);
+/// An edge's same-group indicator: (cost coefficient, time coefficient, level, group).
+type GroupNode = (f64, f64, usize, u32);
 
 fn solve(m: &Model, goal: Goal) -> Result<Solved, OptimizeError> {
     let n = m.job.tasks.len();
     if n == 0 {
         return Ok((vec![], "empty".into(), 0, 0));
+    }
+    if m.work.iter().any(Vec::is_empty) {
+        return Err(OptimizeError::Infeasible(String::new()));
     }
     let bounded = goal.deadline_hours.is_some() && goal.objective == Objective::Cost
         || goal.budget.is_some() && goal.objective == Objective::Time;
@@ -399,9 +547,17 @@ fn solve(m: &Model, goal: Goal) -> Result<Solved, OptimizeError> {
             Objective::Cost => is_forest(n, &coupled),
             Objective::Time => is_single_chain(n, &coupled),
         };
-        if dp_ok {
+        if dp_ok && goal.objective == Objective::Cost {
             let choice = dp(m, &coupled, goal.objective);
             let vars: usize = m.work.iter().map(Vec::len).sum();
+            return Ok((choice, "dp".into(), vars, coupled.len()));
+        }
+        if dp_ok {
+            // Time on a chain: lexicographic (time, cost), so the model keeps what cost needs.
+            let m2 = Model::new(m.job, Goal { budget: Some(f64::INFINITY), ..goal });
+            let coupled: Vec<&Edge> = m2.edges.iter().collect();
+            let choice = dp(&m2, &coupled, goal.objective);
+            let vars: usize = m2.work.iter().map(Vec::len).sum();
             return Ok((choice, "dp".into(), vars, coupled.len()));
         }
     }
@@ -446,6 +602,14 @@ fn is_single_chain(n: usize, edges: &[&Edge]) -> bool {
     indeg.iter().all(|&d| d <= 1) && outdeg.iter().all(|&d| d <= 1) && is_forest(n, edges)
 }
 
+/// A DP value: (the objective, the other measure as a tie-break), compared
+/// lexicographically. Both are additive along a chain, and the cost along any forest.
+type W = (f64, f64);
+
+fn lt(a: W, b: W) -> bool {
+    a.0 < b.0 - EPS || ((a.0 - b.0).abs() <= EPS && a.1 < b.1 - EPS)
+}
+
 /// Exact DP over a forest (additive objective). Per-group minima make each edge linear.
 fn dp(m: &Model, edges: &[&Edge], obj: Objective) -> Vec<usize> {
     let n = m.job.tasks.len();
@@ -454,27 +618,25 @@ fn dp(m: &Model, edges: &[&Edge], obj: Objective) -> Vec<usize> {
         adj[e.a].push((e.b, i));
         adj[e.b].push((e.a, i));
     }
-    let node_w = |t: usize, c: usize| -> f64 {
+    let node_w = |t: usize, c: usize| -> W {
         let k = m.cand(t, c);
         match obj {
-            Objective::Cost => k.fixed_cost(),
-            Objective::Time => k.duration(),
+            Objective::Cost => (k.fixed_cost(), k.duration()),
+            Objective::Time => (k.duration(), k.fixed_cost()),
         }
     };
     let mut choice = vec![usize::MAX; n];
     let mut visited = vec![false; n];
     // f[t][j]: best subtree value with t at its j-th working candidate;
-    // pick[(child)][j_parent] = child's working index.
-    let mut f: Vec<Vec<f64>> = vec![vec![]; n];
+    // pick[child][j_parent] = the child's working index.
+    let mut f: Vec<Vec<W>> = vec![vec![]; n];
     let mut pick: Vec<Vec<usize>> = vec![vec![]; n];
+    let mut parent = vec![(usize::MAX, usize::MAX); n];
     for root in 0..n {
         if visited[root] {
             continue;
         }
-        // Iterative DFS order.
         let mut order = Vec::new();
-        let mut parent = vec![(usize::MAX, usize::MAX); 0];
-        parent.resize(n, (usize::MAX, usize::MAX));
         let mut stack = vec![root];
         visited[root] = true;
         while let Some(v) = stack.pop() {
@@ -488,39 +650,34 @@ fn dp(m: &Model, edges: &[&Edge], obj: Objective) -> Vec<usize> {
             }
         }
         for &v in order.iter().rev() {
-            let wv = &m.work[v];
-            let mut fv: Vec<f64> = wv.iter().map(|&c| node_w(v, c)).collect();
+            let mut fv: Vec<W> = m.work[v].iter().map(|&c| node_w(v, c)).collect();
             for &(w, ei) in &adj[v] {
-                if parent[w].0 != v || parent[w].1 != ei {
+                if parent[w] != (v, ei) {
                     continue;
                 }
-                let e = edges[ei];
-                let (best, arg) = child_minima(m, e, v, w, &f[w], obj);
+                let (best, arg) = child_minima(m, edges[ei], v, w, &f[w], obj);
                 for (j, val) in best.iter().enumerate() {
-                    fv[j] += val;
+                    fv[j].0 += val.0;
+                    fv[j].1 += val.1;
                 }
                 pick[w] = arg;
             }
             f[v] = fv;
         }
-        // Choose top-down.
-        let j = argmin(&f[root]);
-        choice[root] = j;
+        choice[root] = argmin(&f[root]);
         for &v in &order {
-            if v == root {
-                continue;
+            if v != root {
+                choice[v] = pick[v][choice[parent[v].0]];
             }
-            let (p, _) = parent[v];
-            choice[v] = pick[v][choice[p]];
         }
     }
     choice.iter().enumerate().map(|(t, &j)| m.work[t][j]).collect()
 }
 
-fn argmin(v: &[f64]) -> usize {
+fn argmin(v: &[W]) -> usize {
     let mut best = 0;
     for (i, x) in v.iter().enumerate() {
-        if *x < v[best] - EPS {
+        if lt(*x, v[best]) {
             best = i;
         }
     }
@@ -529,14 +686,14 @@ fn argmin(v: &[f64]) -> usize {
 
 /// For each working candidate j of `p`: min over the child's working candidates k of
 /// f_child[k] + edge weight(j, k), and the k achieving it (first in order on ties).
-fn child_minima(m: &Model, e: &Edge, p: usize, child: usize, fc: &[f64], obj: Objective) -> (Vec<f64>, Vec<usize>) {
+fn child_minima(m: &Model, e: &Edge, p: usize, child: usize, fc: &[W], obj: Objective) -> (Vec<W>, Vec<usize>) {
     let wc = &m.work[child];
     let wp = &m.work[p];
     // Group minima of the child by zone / region / continent / cloud / all.
-    let mut by: [BTreeMap<u32, (f64, usize)>; 4] = Default::default();
-    let mut all: Option<(f64, usize)> = None;
-    let upd = |slot: &mut Option<(f64, usize)>, val: f64, k: usize| {
-        if slot.is_none_or(|(b, _)| val < b - EPS) {
+    let mut by: [BTreeMap<u32, (W, usize)>; 4] = Default::default();
+    let mut all: Option<(W, usize)> = None;
+    let upd = |slot: &mut Option<(W, usize)>, val: W, k: usize| {
+        if slot.is_none_or(|(b, _)| lt(val, b)) {
             *slot = Some((val, k));
         }
     };
@@ -549,23 +706,20 @@ fn child_minima(m: &Model, e: &Edge, p: usize, child: usize, fc: &[f64], obj: Ob
         }
         upd(&mut all, fc[k], k);
     }
-    // Per other cloud (for the child-is-source case, where the price depends on it).
-    let mut per_cloud: BTreeMap<u32, (f64, usize)> = BTreeMap::new();
-    for (g, v) in &by[3] {
-        per_cloud.insert(*g, *v);
-    }
     let parent_is_src = e.a == p;
+    let weight = |lvl: Level, src_cloud: &str| -> W {
+        let (c, h) = (m.job.egress.level_cost(src_cloud, lvl, e.size), e.hours[lvl as usize]);
+        match obj {
+            Objective::Cost => (c, h),
+            Objective::Time => (h, c),
+        }
+    };
+    let add = |a: W, b: W| (a.0 + b.0, a.1 + b.1);
     let mut best = Vec::with_capacity(wp.len());
     let mut arg = Vec::with_capacity(wp.len());
     for &cp in wp {
         let key = m.keys[p][cp];
-        let mut cand: Option<(f64, usize)> = None;
-        let weight = |lvl: Level, src_cloud: &str| -> f64 {
-            match obj {
-                Objective::Cost => m.job.egress.level_cost(src_cloud, lvl, e.size),
-                Objective::Time => e.hours[lvl as usize],
-            }
-        };
+        let mut cand: Option<(W, usize)> = None;
         let pc = &m.cloud_names[key.cloud as usize];
         for (lvl, g) in [
             (Level::SameZone, key.zone),
@@ -574,17 +728,17 @@ fn child_minima(m: &Model, e: &Edge, p: usize, child: usize, fc: &[f64], obj: Ob
             (Level::SameCloud, key.cloud),
         ] {
             if let Some((v, k)) = by[lvl as usize].get(&g) {
-                upd(&mut cand, v + weight(lvl, pc), *k);
+                upd(&mut cand, add(*v, weight(lvl, pc)), *k);
             }
         }
         if parent_is_src {
             if let Some((v, k)) = all {
-                upd(&mut cand, v + weight(Level::OtherCloud, pc), k);
+                upd(&mut cand, add(v, weight(Level::OtherCloud, pc)), k);
             }
         } else {
-            for (g, (v, k)) in &per_cloud {
+            for (g, (v, k)) in &by[3] {
                 if *g != key.cloud {
-                    upd(&mut cand, v + weight(Level::OtherCloud, &m.cloud_names[*g as usize]), *k);
+                    upd(&mut cand, add(*v, weight(Level::OtherCloud, &m.cloud_names[*g as usize])), *k);
                 }
             }
         }
@@ -599,13 +753,26 @@ fn child_minima(m: &Model, e: &Edge, p: usize, child: usize, fc: &[f64], obj: Ob
 fn ilp(m: &Model, goal: Goal) -> Result<Solved, OptimizeError> {
     let first = build_and_solve(m, goal, None)?;
     if goal.objective == Objective::Time {
-        // Lexicographic: the cheapest placement at the optimal makespan.
+        // Lexicographic: the cheapest placement at the optimal makespan, on a model pruned
+        // for that goal (what may be pruned depends on what matters).
         let best = makespan(m, &first.0);
-        let second = build_and_solve(
-            m,
-            Goal { objective: Objective::Cost, deadline_hours: Some(best * (1.0 + 1e-9) + 1e-9), budget: goal.budget },
-            None,
-        );
+        let goal2 =
+            Goal { objective: Objective::Cost, deadline_hours: Some(best * (1.0 + 1e-9) + 1e-9), budget: goal.budget };
+        let m2 = Model::new(m.job, goal2);
+        let size: usize = m2.work.iter().map(Vec::len).sum();
+        if size > EXACT_TIE_BREAK_LIMIT {
+            // The cheapest optimal-makespan placement among the makespan-pruned candidates
+            // (exact there, and small), then a descent over the wider candidate sets.
+            let start = build_and_solve(m, goal2, Some(&first.0)).map(|s| s.0).unwrap_or_else(|_| first.0.clone());
+            let improved = descend_cost(&m2, &start, best * (1.0 + 1e-9) + 1e-9);
+            return Ok((
+                improved,
+                "ilp (lexicographic on the fastest candidates, then cost descent)".into(),
+                first.2,
+                first.3,
+            ));
+        }
+        let second = build_and_solve(&m2, goal2, Some(&first.0));
         if let Ok(s) = second {
             return Ok((s.0, "ilp (lexicographic)".into(), first.2, first.3));
         }
@@ -613,7 +780,10 @@ fn ilp(m: &Model, goal: Goal) -> Result<Solved, OptimizeError> {
     Ok(first)
 }
 
-fn build_and_solve(m: &Model, goal: Goal, _hint: Option<&[usize]>) -> Result<Solved, OptimizeError> {
+fn build_and_solve(m: &Model, goal: Goal, hint: Option<&[usize]>) -> Result<Solved, OptimizeError> {
+    if m.work.iter().any(Vec::is_empty) {
+        return Err(OptimizeError::Infeasible(String::new()));
+    }
     let n = m.job.tasks.len();
     let mut vars = ProblemVariables::new();
     let mut nvars = 0usize;
@@ -637,11 +807,9 @@ fn build_and_solve(m: &Model, goal: Goal, _hint: Option<&[usize]>) -> Result<Sol
             None => Expression::from(1.0),
         }
     };
-    for t in 0..n {
-        if m.work[t].len() > 1 {
-            let s: Expression = x[t].iter().map(|v| Expression::from(v.expect("var"))).sum();
-            cons.push(constraint!(s == 1.0));
-        }
+    for xs in x.iter().filter(|xs| xs.len() > 1) {
+        let s: Expression = xs.iter().map(|v| Expression::from(v.expect("var"))).sum();
+        cons.push(constraint!(s == 1.0));
     }
     // Fixed cost and duration per task.
     let mut cost = Expression::from(0.0);
@@ -679,6 +847,7 @@ fn build_and_solve(m: &Model, goal: Goal, _hint: Option<&[usize]>) -> Result<Sol
     let eg: &EgressModel = &m.job.egress;
     let time = goal.time_matters();
     let mut transfer: Vec<Expression> = Vec::with_capacity(m.edges.len());
+    let mut u_vars: Vec<(Variable, usize, usize, usize, u32)> = Vec::new();
     for e in &m.edges {
         let mut tr = Expression::from(e.hours[Level::OtherCloud as usize]);
         if e.size <= 0.0 {
@@ -689,13 +858,25 @@ fn build_and_solve(m: &Model, goal: Goal, _hint: Option<&[usize]>) -> Result<Sol
         for g in groups_of(e.a, 3) {
             cost += eg.level_cost(&m.cloud_names[g as usize], Level::OtherCloud, e.size) * group_expr(e.a, 3, g);
         }
-        // Same-group indicators, from the cloud level down to the zone level.
+        // Same-group indicators, from the cloud level down to the zone level. A group whose
+        // members (on both sides) are those of its parent group has the same indicator value:
+        // its coefficients are folded into the parent's variable.
         let steps = [
             (3usize, Level::SameCloud, Level::OtherCloud),
             (2, Level::SameContinent, Level::SameCloud),
             (1, Level::SameRegion, Level::SameContinent),
             (0, Level::SameZone, Level::SameRegion),
         ];
+        let members = |t: usize, lvl: usize, g: u32| -> Vec<usize> {
+            (0..m.work[t].len())
+                .filter(|&j| {
+                    let k = m.keys[t][m.work[t][j]];
+                    [k.zone, k.region, k.cont, k.cloud][lvl] == g
+                })
+                .collect()
+        };
+        // (members of a, members of b) → (coef cost, coef time, lvl, g)
+        let mut nodes: BTreeMap<(Vec<usize>, Vec<usize>), GroupNode> = BTreeMap::new();
         for (lvl, lower, upper) in steps {
             let common: Vec<u32> = groups_of(e.a, lvl).intersection(&groups_of(e.b, lvl)).copied().collect();
             for g in common {
@@ -709,24 +890,33 @@ fn build_and_solve(m: &Model, goal: Goal, _hint: Option<&[usize]>) -> Result<Sol
                 let src = &m.cloud_names[cloud_id as usize];
                 let dc = eg.level_cost(src, lower, e.size) - eg.level_cost(src, upper, e.size);
                 let dt = e.hours[lower as usize] - e.hours[upper as usize];
-                if dc.abs() < 1e-15 && (!time || dt.abs() < 1e-15) {
-                    continue;
-                }
-                let u = vars.add(variable().min(0.0).max(1.0));
-                nvars += 1;
-                cons.push(constraint!(u <= group_expr(e.a, lvl, g)));
-                cons.push(constraint!(u <= group_expr(e.b, lvl, g)));
-                cost += dc * u;
-                tr += dt * u;
+                let key = (members(e.a, lvl, g), members(e.b, lvl, g));
+                let entry = nodes.entry(key).or_insert((0.0, 0.0, lvl, g));
+                entry.0 += dc;
+                entry.1 += dt;
             }
+        }
+        for (dc, dt, lvl, g) in nodes.into_values() {
+            if dc.abs() < 1e-15 && (!time || dt.abs() < 1e-15) {
+                continue;
+            }
+            let u = vars.add(variable().min(0.0).max(1.0));
+            nvars += 1;
+            u_vars.push((u, e.a, e.b, lvl, g));
+            cons.push(constraint!(u <= group_expr(e.a, lvl, g)));
+            cons.push(constraint!(u <= group_expr(e.b, lvl, g)));
+            cost += dc * u;
+            tr += dt * u;
         }
         transfer.push(tr);
     }
     // Finish times and makespan.
     let mut makespan_var = None;
+    let mut finish_vars: Option<(Vec<Variable>, Variable)> = None;
     if time {
         let f: Vec<Variable> = (0..n).map(|_| vars.add(variable().min(0.0))).collect();
         let ms = vars.add(variable().min(0.0));
+        finish_vars = Some((f.clone(), ms));
         nvars += n + 1;
         for t in 0..n {
             cons.push(constraint!(f[t] >= dur[t].clone()));
@@ -748,14 +938,55 @@ fn build_and_solve(m: &Model, goal: Goal, _hint: Option<&[usize]>) -> Result<Sol
         Objective::Time => makespan_var.expect("time").into(),
     };
     let ncons = cons.len();
-    let mut problem = vars.minimise(objective).using(good_lp::microlp);
-    for c in cons {
-        problem = problem.with(c);
-    }
-    let sol = problem.solve().map_err(|e| match e {
+    let to_err = |e: good_lp::ResolutionError| match e {
         good_lp::ResolutionError::Infeasible => OptimizeError::Infeasible(String::new()),
         other => OptimizeError::Solver(other.to_string()),
-    })?;
+    };
+    #[cfg(feature = "highs")]
+    let sol = {
+        let mut problem = vars.minimise(objective).using(good_lp::highs);
+        for c in cons {
+            problem = problem.with(c);
+        }
+        problem.set_verbose(false);
+        problem.solve().map_err(to_err)?
+    };
+    #[cfg(not(feature = "highs"))]
+    let sol = {
+        let mut problem = vars.minimise(objective).using(good_lp::microlp);
+        for c in cons {
+            problem = problem.with(c);
+        }
+        // A feasible starting point (all variables) when the hint lies inside the model.
+        let pos: Option<Vec<usize>> =
+            hint.and_then(|h| (0..n).map(|t| m.work[t].iter().position(|&c| c == h[t])).collect());
+        if let (Some(h), Some(pos)) = (hint, pos) {
+            let mut values: Vec<(Variable, f64)> = Vec::new();
+            for (t, xs) in x.iter().enumerate() {
+                for (j, v) in xs.iter().enumerate() {
+                    if let Some(v) = v {
+                        values.push((*v, if j == pos[t] { 1.0 } else { 0.0 }));
+                    }
+                }
+            }
+            for (u, a, b, lvl, g) in &u_vars {
+                let ka = m.keys[*a][h[*a]];
+                let kb = m.keys[*b][h[*b]];
+                let ga = [ka.zone, ka.region, ka.cont, ka.cloud][*lvl];
+                let gb = [kb.zone, kb.region, kb.cont, kb.cloud][*lvl];
+                values.push((*u, if ga == *g && gb == *g { 1.0 } else { 0.0 }));
+            }
+            if let Some((f, ms)) = &finish_vars {
+                let times = schedule(m, h);
+                for t in 0..n {
+                    values.push((f[t], times[t].1));
+                }
+                values.push((*ms, times.iter().map(|x| x.1).fold(0.0, f64::max)));
+            }
+            problem = good_lp::WithInitialSolution::with_initial_solution(problem, values);
+        }
+        problem.solve().map_err(to_err)?
+    };
     let choice: Vec<usize> = (0..n)
         .map(|t| {
             if m.work[t].len() == 1 {
@@ -770,6 +1001,50 @@ fn build_and_solve(m: &Model, goal: Goal, _hint: Option<&[usize]>) -> Result<Sol
         })
         .collect();
     Ok((choice, "ilp".into(), nvars, ncons))
+}
+
+/// Deterministic cost descent: switch one task at a time to a cheaper working candidate
+/// while the makespan stays within `deadline`, until nothing improves.
+fn descend_cost(m: &Model, start: &[usize], deadline: f64) -> Vec<usize> {
+    let n = m.job.tasks.len();
+    let mut choice = start.to_vec();
+    let mut incident: Vec<Vec<&Edge>> = vec![vec![]; n];
+    for e in &m.edges {
+        incident[e.a].push(e);
+        incident[e.b].push(e);
+    }
+    let local = |ch: &[usize], t: usize, c: usize| -> f64 {
+        let own = m.cand(t, c).fixed_cost();
+        own + incident[t]
+            .iter()
+            .map(|e| {
+                let (a, b) = (if e.a == t { c } else { ch[e.a] }, if e.b == t { c } else { ch[e.b] });
+                m.edge_cost(e, a, b)
+            })
+            .sum::<f64>()
+    };
+    for _ in 0..8 {
+        let mut changed = false;
+        for t in 0..n {
+            let current = local(&choice, t, choice[t]);
+            let mut options: Vec<(f64, usize)> =
+                m.work[t].iter().map(|&c| (local(&choice, t, c), c)).filter(|(v, _)| *v < current - 1e-9).collect();
+            options.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            for (_, c) in options {
+                let old = choice[t];
+                choice[t] = c;
+                if makespan(m, &choice) <= deadline {
+                    changed = true;
+                    break;
+                }
+                choice[t] = old;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    choice
 }
 
 // ------------------------------------------------------------------ evaluation

@@ -17,6 +17,8 @@ const LOCS: &[(&str, &str, &str)] = &[
     ("gcp", "europe-west4", "europe-west4-a"),
     ("azure", "eastus", "eastus"),
     ("local", "local", "zone-a"),
+    ("aws", "us-east-2", "us-east-2a"),
+    ("gcp", "us-east1", "us-east1-b"),
 ];
 
 fn cand(loc: usize, hours: f64, hourly: f64, storage_cost: f64) -> Candidate {
@@ -164,6 +166,11 @@ proptest! {
             let (c, m) = brute_eval(&job, &choice);
             prop_assert!((c - a.total_cost).abs() < 1e-6 && (m - a.makespan_hours).abs() < 1e-6);
             prop_assert!((got - best).abs() < 1e-6, "objective {got} vs brute force {best} ({})", a.report.method);
+            if case.objective == Objective::Time {
+                // Lexicographic: the cheapest of the makespan-optimal placements.
+                let cheapest = feasible.iter().filter(|e| e.2 <= best + 1e-7).map(|e| e.1).fold(f64::MAX, f64::min);
+                prop_assert!(a.total_cost <= cheapest + 1e-6, "cost {} at the optimal makespan, cheapest there {cheapest}", a.total_cost);
+            }
             if let Some(d) = deadline { prop_assert!(a.makespan_hours <= d + 1e-6, "deadline violated"); }
             if let Some(b) = budget { prop_assert!(a.total_cost <= b + 1e-6, "budget violated"); }
         }
@@ -228,4 +235,19 @@ fn fallbacks_are_ranked_in_other_locations() {
     let zones: Vec<&str> = p.fallbacks.iter().map(|f| f.candidate.location.zone.as_str()).collect();
     assert_eq!(zones, ["us-central1-a", "us-east-1b"]);
     assert!((p.fallbacks[0].delta - 0.1).abs() < 1e-9);
+}
+
+#[test]
+fn time_objective_breaks_ties_by_cost() {
+    let case = Case {
+        tasks: vec![vec![(0, 1.5, 18.0, 0.0), (0, 3.0, 0.05, 0.0)], vec![(0, 7.0, 0.05, 0.0)]],
+        edges: vec![],
+        objective: Objective::Time,
+        deadline_frac: None,
+        budget_frac: None,
+    };
+    let a =
+        optimize_for(&job_of(&case), Goal { objective: Objective::Time, deadline_hours: None, budget: None }).unwrap();
+    assert_eq!(a.makespan_hours, 7.0);
+    assert!((a.total_cost - (0.15 + 0.35)).abs() < 1e-9, "{} via {}", a.total_cost, a.report.method);
 }

@@ -185,6 +185,19 @@ pub fn check_against_catalog(spec: &JobSpec, catalog: &Catalog) -> Diagnostics {
     d
 }
 
+/// What `resource.*` is bound to while evaluating an estimate.
+pub struct Binding<'a> {
+    pub cloud: &'a str,
+    pub region: &'a str,
+    pub zone: &'a str,
+    pub instance_type: &'a str,
+    pub vcpus: f64,
+    pub memory_gb: f64,
+    pub accelerator: Option<&'a str>,
+    pub accelerator_count: f64,
+    pub spot: bool,
+}
+
 /// Evaluates a task's estimate for candidates, caching by the attributes it uses.
 struct Estimator {
     expr: Option<hcl::Expression>,
@@ -231,17 +244,22 @@ impl Estimator {
         Ok(Estimator { expr: Some(expr), scope, uses, cache: BTreeMap::new(), source: e.source.clone(), pos })
     }
 
-    fn hours(&mut self, task: &TaskAddr, c: &Candidate) -> Result<f64, ResolveError> {
+    fn hours(&mut self, task: &TaskAddr, c: &Binding) -> Result<f64, ResolveError> {
         let Some(expr) = &self.expr else { return Ok(1.0) };
+        if self.uses.is_empty() {
+            if let Some(h) = self.cache.get("") {
+                return Ok(*h);
+            }
+        }
         let attr = |a: &str| -> hcl::Value {
             match a {
-                "cloud" => c.location.cloud.clone().into(),
-                "region" => c.location.region.clone().into(),
-                "zone" => c.location.zone.clone().into(),
-                "instance_type" => c.instance_type.clone().into(),
+                "cloud" => c.cloud.into(),
+                "region" => c.region.into(),
+                "zone" => c.zone.into(),
+                "instance_type" => c.instance_type.into(),
                 "vcpus" => hcl::to_value(c.vcpus).unwrap_or(hcl::Value::Null),
                 "memory_gb" => hcl::to_value(c.memory_gb).unwrap_or(hcl::Value::Null),
-                "accelerator" => c.accelerator.clone().map(hcl::Value::from).unwrap_or_else(|| hcl::Value::from("")),
+                "accelerator" => hcl::Value::from(c.accelerator.unwrap_or("")),
                 "accelerator_count" => hcl::to_value(c.accelerator_count).unwrap_or(hcl::Value::Null),
                 "spot" => c.spot.into(),
                 _ => hcl::Value::Null,
@@ -263,14 +281,14 @@ impl Estimator {
         ctx.declare_var("resource", hcl::Value::Object(res));
         let v = hcl::eval::Evaluate::evaluate(expr, &ctx).map_err(|e| {
             ResolveError::Estimate(format!(
-                "{}: estimate of {task} (`{}`) failed for {} {}: {e}",
-                self.pos, self.source, c.location, c.instance_type
+                "{}: estimate of {task} (`{}`) failed for {}/{}/{} {}: {e}",
+                self.pos, self.source, c.cloud, c.region, c.zone, c.instance_type
             ))
         })?;
         let h = v.as_f64().filter(|h| h.is_finite() && *h > 0.0).ok_or_else(|| {
             ResolveError::Estimate(format!(
-                "{}: estimate of {task} (`{}`) must give a positive number of hours; got `{v}` for {} {}",
-                self.pos, self.source, c.location, c.instance_type
+                "{}: estimate of {task} (`{}`) must give a positive number of hours; got `{v}` for {}/{}/{} {}",
+                self.pos, self.source, c.cloud, c.region, c.zone, c.instance_type
             ))
         })?;
         self.cache.insert(key, h);
@@ -299,7 +317,7 @@ pub fn resolve(spec: &JobSpec, catalog: &Catalog, view: &TrackerView) -> Result<
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     // Tasks with identical resources and estimates share their candidates.
-    let mut memo: BTreeMap<String, (Vec<Candidate>, Vec<(String, usize)>, usize)> = BTreeMap::new();
+    let mut memo: BTreeMap<String, Resolved> = BTreeMap::new();
     for addr in &order {
         let task = &spec.tasks[addr];
         if task.estimate.is_none() {
@@ -349,7 +367,28 @@ pub fn resolve(spec: &JobSpec, catalog: &Catalog, view: &TrackerView) -> Result<
     Ok(ResolvedJob { tasks, index, edges, policy: spec.policy.clone(), egress, warnings })
 }
 
-#[allow(clippy::type_complexity)]
+/// Inserts `l` into a zone's Pareto front (ascending hours, strictly descending cost);
+/// among equals the one already there (earlier in catalog order) stays.
+fn insert_front(front: &mut Vec<Lite>, l: Lite) {
+    let cost = |x: &Lite| x.hourly * x.hours;
+    if front.iter().any(|f| f.hours <= l.hours + 1e-12 && cost(f) <= cost(&l) + 1e-12) {
+        return;
+    }
+    front.retain(|f| !(l.hours <= f.hours + 1e-12 && cost(&l) <= cost(f) + 1e-12));
+    let pos = front.partition_point(|f| f.hours < l.hours);
+    front.insert(pos, l);
+}
+
+/// A candidate before materialization: indices only.
+#[derive(Clone, Copy)]
+struct Lite {
+    shape: u32,
+    offer: u32,
+    spot: bool,
+    hourly: f64,
+    hours: f64,
+}
+
 fn candidates_for(
     task: &Task,
     catalog: &Catalog,
@@ -358,7 +397,7 @@ fn candidates_for(
     residency: &Residency,
     enabled: &[String],
     policy: &Policy,
-) -> Result<(Vec<Candidate>, Vec<(String, usize)>, usize), ResolveError> {
+) -> Result<Resolved, ResolveError> {
     let r = &task.resources;
     let mut est = Estimator::new(task)?;
     let stages = [
@@ -399,10 +438,18 @@ fn candidates_for(
             })
         })
         .collect();
-    let mut all = Vec::new();
+    let want_spot = matches!(r.spot, SpotPref::Spot | SpotPref::Either) && policy.spot_allowed;
+    let want_od = matches!(r.spot, SpotPref::OnDemand | SpotPref::Either);
+    let nodes = task.resources.num_nodes.max(1) as f64;
+    // Location checks depend only on (cloud, region, zone): cache them by interned ids.
+    let mut loc_ok: std::collections::HashMap<(usize, u16, u16), (bool, bool, bool)> = std::collections::HashMap::new();
+    let shapes = &catalog.snap.shapes;
+    // Pareto front per zone on (hours, compute cost), kept as offerings stream by: storage
+    // costs and times are the same for every candidate of a zone, so nothing is lost.
+    let mut fronts: BTreeMap<(usize, u16, u16), Vec<Lite>> = BTreeMap::new();
+    let mut considered = 0usize;
     for group in &accel_groups {
-        let mut found = Vec::new();
-        for s in &catalog.snap.shapes {
+        for (si, s) in shapes.iter().enumerate() {
             let acc_ok = if group.is_empty() {
                 s.accelerator.is_none()
             } else {
@@ -423,94 +470,130 @@ fn candidates_for(
                 continue;
             }
             counts[1] += n;
-            if !enabled.iter().any(|c| c == &s.cloud) {
-                continue;
-            }
+            let Some(cloud_idx) = enabled.iter().position(|c| c == &s.cloud) else { continue };
             counts[2] += n;
-            for o in catalog.offerings_of(s) {
-                if !matches_opt(&r.cloud, o.cloud) || !matches_opt(&r.region, o.region) || !matches_opt(&r.zone, o.zone)
-                {
+            for oi in s.start..s.end {
+                let z = &catalog.snap.zones[oi as usize];
+                let (region, zone) = (catalog.name(z.region), catalog.name(z.zone));
+                let (task_ok, resid_ok, free) = *loc_ok.entry((cloud_idx, z.region, z.zone)).or_insert_with(|| {
+                    let task_ok =
+                        matches_opt(&r.cloud, &s.cloud) && matches_opt(&r.region, region) && matches_opt(&r.zone, zone);
+                    let loc = Location::new(s.cloud.as_str(), region, zone);
+                    (task_ok, residency.allows(&loc), view.blocked(&loc).is_none())
+                });
+                if !task_ok {
                     continue;
                 }
                 counts[3] += 1;
-                let loc = o.location();
-                if !residency.allows(&loc) {
+                if !resid_ok {
                     continue;
                 }
                 counts[4] += 1;
-                let spot_price = view.spot_price(&loc, o.instance_type, o.spot_price);
-                let mut variants: Vec<(bool, f64)> = Vec::new();
-                let want_spot = matches!(r.spot, SpotPref::Spot | SpotPref::Either) && policy.spot_allowed;
-                let want_od = matches!(r.spot, SpotPref::OnDemand | SpotPref::Either);
-                if want_od {
-                    variants.push((false, o.price));
-                }
-                if want_spot {
-                    if let Some(p) = spot_price {
-                        variants.push((true, p));
-                    }
-                }
-                if variants.is_empty() {
+                let spot_price = if view.spot.is_empty() {
+                    z.spot_price
+                } else {
+                    view.spot_price(&Location::new(s.cloud.as_str(), region, zone), &s.instance_type, z.spot_price)
+                };
+                let od = want_od.then_some(z.price);
+                let sp = if want_spot { spot_price } else { None };
+                if od.is_none() && sp.is_none() {
                     continue;
                 }
                 counts[5] += 1;
-                variants.retain(|(_, p)| policy.max_hourly_price.is_none_or(|m| *p <= m));
-                if variants.is_empty() {
+                let ok = |p: &Option<f64>| p.is_some_and(|p| policy.max_hourly_price.is_none_or(|m| p <= m));
+                let (od, sp) = (if ok(&od) { od } else { None }, if ok(&sp) { sp } else { None });
+                if od.is_none() && sp.is_none() {
                     continue;
                 }
                 counts[6] += 1;
-                if view.blocked(&loc).is_some() {
+                if !free {
                     continue;
                 }
                 counts[7] += 1;
-                let place = Place::from(&loc);
-                let (mut sc, mut st) = (0.0, 0.0);
-                for (src, gb) in &storage {
-                    let (c, t) = egress.egress(src, &place, *gb);
-                    sc += c;
-                    st += t;
-                }
-                for (dst, gb) in &sinks {
-                    let (c, t) = egress.egress(&place, dst, *gb);
-                    sc += c;
-                    st += t;
-                }
-                for (spot, hourly) in variants {
-                    let mut c = Candidate {
-                        location: loc.clone(),
-                        instance_type: o.instance_type.to_string(),
-                        vcpus: o.vcpus,
-                        memory_gb: o.memory_gb,
-                        accelerator: o.accelerator.map(str::to_string),
-                        accelerator_count: o.accelerator_count,
+                for (spot, hourly) in [(false, od), (true, sp)] {
+                    let Some(hourly) = hourly else { continue };
+                    let b = Binding {
+                        cloud: &s.cloud,
+                        region,
+                        zone,
+                        instance_type: &s.instance_type,
+                        vcpus: s.vcpus,
+                        memory_gb: s.memory_gb,
+                        accelerator: s.accelerator.as_deref(),
+                        accelerator_count: s.accelerator_count,
                         spot,
-                        hourly,
-                        hours: 0.0,
-                        compute_cost: 0.0,
-                        storage_cost: sc,
-                        staging_hours: st / 3600.0,
                     };
-                    c.hours = est.hours(&task.address, &c)?;
-                    c.compute_cost = hourly * c.hours * task.resources.num_nodes.max(1) as f64;
-                    found.push(c);
+                    let hours = est.hours(&task.address, &b)?;
+                    considered += 1;
+                    insert_front(
+                        fronts.entry((cloud_idx, z.region, z.zone)).or_default(),
+                        Lite { shape: si as u32, offer: oi, spot, hourly, hours },
+                    );
                 }
             }
         }
-        if !found.is_empty() {
-            all = found;
+        if !fronts.is_empty() {
             break;
         }
     }
-    let considered = all.len();
-    let cands = prune(all);
+    // Runtime per candidate (the estimator caches by the attributes it reads).
+    let materialize = |l: &Lite, hours: f64| -> Candidate {
+        let s = &shapes[l.shape as usize];
+        let z = &catalog.snap.zones[l.offer as usize];
+        Candidate {
+            location: Location::new(s.cloud.as_str(), catalog.name(z.region), catalog.name(z.zone)),
+            instance_type: s.instance_type.clone(),
+            vcpus: s.vcpus,
+            memory_gb: s.memory_gb,
+            accelerator: s.accelerator.clone(),
+            accelerator_count: s.accelerator_count,
+            spot: l.spot,
+            hourly: l.hourly,
+            hours,
+            compute_cost: l.hourly * hours * nodes,
+            storage_cost: 0.0,
+            staging_hours: 0.0,
+        }
+    };
+    let front: Vec<Lite> = fronts.into_values().flatten().collect();
+    // Storage egress once per zone.
+    let mut zone_cost: std::collections::HashMap<(usize, u16, u16), (f64, f64)> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(front.len());
+    for l in &front {
+        let mut c = materialize(l, l.hours);
+        let z = &catalog.snap.zones[l.offer as usize];
+        let cloud_idx = enabled.iter().position(|x| x == &c.location.cloud).unwrap_or(0);
+        let (sc, st) = *zone_cost.entry((cloud_idx, z.region, z.zone)).or_insert_with(|| {
+            let place = Place::from(&c.location);
+            let (mut sc, mut st) = (0.0, 0.0);
+            for (src, gb) in &storage {
+                let (x, t) = egress.egress(src, &place, *gb);
+                sc += x;
+                st += t;
+            }
+            for (dst, gb) in &sinks {
+                let (x, t) = egress.egress(&place, dst, *gb);
+                sc += x;
+                st += t;
+            }
+            (sc, st)
+        });
+        c.storage_cost = sc;
+        c.staging_hours = st / 3600.0;
+        out.push(c);
+    }
+    let cands = prune(out);
     let funnel = stages.iter().zip(counts).map(|(s, n)| (s.to_string(), n)).collect();
     Ok((cands, funnel, considered))
 }
 
+/// Candidates, the filter funnel and how many offerings were considered.
+type Resolved = (Vec<Candidate>, Vec<(String, usize)>, usize);
+
 /// Per zone, the Pareto front of (duration, fixed cost); then a stable global order.
 pub fn prune(mut all: Vec<Candidate>) -> Vec<Candidate> {
     all.sort_by(|a, b| {
-        (&a.location)
+        a.location
             .cmp(&b.location)
             .then(a.duration().total_cmp(&b.duration()))
             .then(a.fixed_cost().total_cmp(&b.fixed_cost()))

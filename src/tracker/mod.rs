@@ -92,10 +92,18 @@ impl Tracker {
         if let Some(parent) = path.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
-        let db = sled::Config::new()
-            .path(path)
-            .open()
-            .map_err(|e| TrackerError::Open { path: path.display().to_string(), source: e })?;
+        // Another process (or a just-dropped handle's flusher) may hold the lock briefly.
+        let mut attempt = 0;
+        let db = loop {
+            match sled::Config::new().path(path).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock && attempt < 30 => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => return Err(TrackerError::Open { path: path.display().to_string(), source: e }),
+            }
+        };
         Ok(Tracker {
             spot: db.open_tree("spot")?,
             blocks: db.open_tree("blocks")?,
@@ -293,14 +301,15 @@ mod spot_map {
         price: f64,
         at: u64,
     }
-    pub fn serialize<S: Serializer>(m: &BTreeMap<(Location, String), (f64, u64)>, s: S) -> Result<S::Ok, S::Error> {
+    type Series = BTreeMap<(Location, String), (f64, u64)>;
+    pub fn serialize<S: Serializer>(m: &Series, s: S) -> Result<S::Ok, S::Error> {
         let rows: Vec<Row> = m
             .iter()
             .map(|((l, t), (p, a))| Row { location: l.clone(), instance_type: t.clone(), price: *p, at: *a })
             .collect();
         rows.serialize(s)
     }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<(Location, String), (f64, u64)>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Series, D::Error> {
         let rows: Vec<Row> = Vec::deserialize(d)?;
         Ok(rows.into_iter().map(|r| ((r.location, r.instance_type), (r.price, r.at))).collect())
     }

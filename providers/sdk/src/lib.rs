@@ -159,7 +159,7 @@ pub struct ProviderError {
     /// The scope this error blocks.
     pub scope: Scope,
     /// Where the call was made, when it was about a place.
-    pub location: Option<Location>,
+    pub location: Option<Box<Location>>,
     /// The cloud's own code (e.g. `InsufficientInstanceCapacity`), kept for display.
     pub code: Option<String>,
     pub message: String,

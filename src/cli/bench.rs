@@ -1,0 +1,136 @@
+//! `skyform bench catalog|optimize`: benchmarks that print figures (text or `-json`).
+
+use super::output;
+use crate::bench::{self, Shape};
+use crate::catalog::Catalog;
+use crate::config::Objective;
+use clap::{Args, Subcommand};
+use std::time::Instant;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Catalog load and search times (in process and end to end)
+    Catalog(CatalogBench),
+    /// resolve + optimize on generated chains and DAGs over the full catalog
+    Optimize(OptimizeBench),
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogBench {
+    /// Repetitions (the median is printed)
+    #[arg(long, default_value_t = 20)]
+    pub runs: usize,
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OptimizeBench {
+    /// Job sizes (tasks)
+    #[arg(long, value_delimiter = ',', default_value = "1,10,50,200,1000")]
+    pub sizes: Vec<usize>,
+    /// Job shapes: chain, dag
+    #[arg(long, value_delimiter = ',', default_value = "chain,dag")]
+    pub shapes: Vec<String>,
+    /// Objectives: cost, time
+    #[arg(long, value_delimiter = ',', default_value = "cost,time")]
+    pub objectives: Vec<String>,
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
+    match cmd {
+        BenchCmd::Catalog(a) => {
+            let (load_ms, search_ms, offerings, matches) = bench::catalog_figures(a.runs);
+            // End to end: a fresh `skyform catalog search` process, as a user runs it.
+            let exe = std::env::current_exe()?;
+            let mut e2e = Vec::new();
+            let tmp = std::env::temp_dir();
+            for _ in 0..a.runs.max(1) {
+                let t = Instant::now();
+                let out = std::process::Command::new(&exe)
+                    .args(["catalog", "search", "--gpu", "V100:8", "--spot", "--json"])
+                    .current_dir(&tmp)
+                    .output()?;
+                if !out.status.success() {
+                    anyhow::bail!("catalog search failed: {}", String::from_utf8_lossy(&out.stderr));
+                }
+                e2e.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            let e2e_ms = bench::median(&mut e2e);
+            if a.json {
+                output::print_json(&serde_json::json!({
+                    "offerings": offerings, "load_ms": load_ms, "search_ms": search_ms,
+                    "search_end_to_end_ms": e2e_ms, "search_matches": matches, "runs": a.runs,
+                }));
+            } else {
+                println!("catalog: {offerings} offerings (embedded), median of {} runs", a.runs);
+                println!("  load (decode snapshot)            {load_ms:>8.2} ms");
+                println!("  search --gpu V100:8 --spot        {search_ms:>8.2} ms  ({matches} matches)");
+                println!("  `skyform catalog search` process  {e2e_ms:>8.2} ms  (end to end)");
+            }
+            Ok(0)
+        }
+        BenchCmd::Optimize(a) => {
+            let catalog = Catalog::embedded();
+            let shapes: Vec<Shape> = a
+                .shapes
+                .iter()
+                .map(|s| s.parse())
+                .collect::<Result<_, _>>()
+                .map_err(|e: String| anyhow::anyhow!("--shapes: {e}"))?;
+            let objectives: Vec<Objective> = a
+                .objectives
+                .iter()
+                .map(|o| match o.as_str() {
+                    "cost" => Ok(Objective::Cost),
+                    "time" => Ok(Objective::Time),
+                    other => Err(anyhow::anyhow!("--objectives: unknown objective `{other}` (cost, time)")),
+                })
+                .collect::<Result<_, _>>()?;
+            let mut rows = Vec::new();
+            if !a.json {
+                println!(
+                    "{:<6} {:>5} {:>5} {:<5} {:>10} {:>11} {:>10} {:>9} {:>8} {:<20} {:>8} {:>8} {:>12} {:>9}",
+                    "shape",
+                    "tasks",
+                    "edges",
+                    "obj",
+                    "resolve ms",
+                    "optimize ms",
+                    "total ms",
+                    "cand/task",
+                    "work/task",
+                    "method",
+                    "vars",
+                    "cons",
+                    "cost $",
+                    "makespan h"
+                );
+            }
+            for &shape in &shapes {
+                for &n in &a.sizes {
+                    for &obj in &objectives {
+                        let r = bench::run_optimize(&catalog, shape, n, obj)
+                            .map_err(|e| anyhow::anyhow!("{shape} {n} {obj}: {e}"))?;
+                        if !a.json {
+                            println!(
+                                "{:<6} {:>5} {:>5} {:<5} {:>10.1} {:>11.1} {:>10.1} {:>9.1} {:>8.1} {:<20} {:>8} {:>8} {:>12.2} {:>9.2}",
+                                r.shape, r.tasks, r.edges, r.objective, r.resolve_ms, r.optimize_ms, r.total_ms, r.candidates_per_task,
+                                r.working_per_task, r.method, r.variables, r.constraints, r.total_cost, r.makespan_hours
+                            );
+                        }
+                        rows.push(r);
+                    }
+                }
+            }
+            if a.json {
+                output::print_json(&serde_json::to_value(&rows)?);
+            }
+            Ok(0)
+        }
+    }
+}

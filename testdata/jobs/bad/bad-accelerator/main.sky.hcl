@@ -1,0 +1,6 @@
+task "train" {
+  resources {
+    accelerators = "V100:eight"
+  }
+  run = "true"
+}

@@ -1,0 +1,7 @@
+task "t" {
+  resources {
+    cpus   = "lots"
+    memory = "5000000"
+  }
+  run = "true"
+}

@@ -1,0 +1,4 @@
+storage "raw" {
+  uri     = "ftp://example.com/raw"
+  size_gb = 1
+}

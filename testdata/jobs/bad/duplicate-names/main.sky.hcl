@@ -1,0 +1,7 @@
+task "prep" {
+  run = "true"
+}
+
+task "prep" {
+  run = "false"
+}

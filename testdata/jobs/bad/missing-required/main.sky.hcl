@@ -1,0 +1,5 @@
+task "prep" {
+  resources {
+    cpus = "4+"
+  }
+}

@@ -1,0 +1,3 @@
+module "train" {
+  source = "./modules/does-not-exist"
+}

@@ -1,0 +1,3 @@
+task "t" {
+  run = "echo ${resource.cloud}"
+}

@@ -1,0 +1,6 @@
+task "prep" {
+  run = "true"
+  resources {
+    cpus = 
+  }
+}

@@ -1,0 +1,6 @@
+task "train" {
+  resources {
+    accelerators = "V1OO:8"
+  }
+  run = "true"
+}

@@ -1,0 +1,3 @@
+tsk "prep" {
+  run = "true"
+}

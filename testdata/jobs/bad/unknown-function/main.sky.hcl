@@ -1,0 +1,7 @@
+locals {
+  n = lenght([1, 2])
+}
+
+task "t" {
+  run = "echo ${local.n}"
+}

@@ -1,0 +1,4 @@
+task "prep" {
+  run     = "true"
+  retries = "three"
+}
