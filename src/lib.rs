@@ -7,6 +7,7 @@
 //! *.sky.hcl ──config::load──▶ JobSpec                 (typed, validated, with source spans)   [reads files]
 //! JobSpec × Catalog ──resolve──▶ ResolvedJob          (every feasible candidate per task)
 //! ResolvedJob ──optimize──▶ Assignment                (exact: DP or ILP; ranked fallbacks)
+//! Assignment × State ──plan::build──▶ Plan             (immutable; saved with -out)   [state read]
 //! ```
 //!
 //! - [`config`]: HCL → [`config::JobSpec`]: variables, locals, modules, functions,
@@ -17,16 +18,22 @@
 //!   [`tracker::TrackerView`] is the pure snapshot the planner reads.
 //! - [`resolve`]: JobSpec × Catalog × TrackerView → candidates per task.
 //! - [`optimize`]: candidates → the optimal placement of every task.
+//! - [`state`]: the job's state in sled behind [`state::StateStore`], JSON export, locks.
+//! - [`plan`]: the diff of an assignment against the state, with costs; its views.
 //! - [`bench`]: the benchmarks behind `skyform bench`.
 //! - [`cli`]: the command line and its views.
 //!
 //! Files skyform reads and writes: `*.sky.hcl` and `*.auto.skyvars` in the job directory;
-//! `.skyform/tracker` (sled); `$SKYFORM_HOME/catalog.bin` when a catalog was imported.
+//! `.skyform/tracker` and `.skyform/state` (sled; `.skyform/state.lock` while a writer
+//! holds it); saved plans (`-out`, JSON); `$SKYFORM_HOME/catalog.bin` when a catalog was
+//! imported.
 
 pub mod bench;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod optimize;
+pub mod plan;
 pub mod resolve;
+pub mod state;
 pub mod tracker;

@@ -10,6 +10,8 @@ pub mod catalog;
 pub mod fmt;
 pub mod init;
 pub mod output;
+pub mod plan;
+pub mod state;
 pub mod tracker;
 pub mod validate;
 
@@ -42,6 +44,20 @@ pub enum Command {
     Fmt(fmt::FmtArgs),
     /// Prepare the job directory (.skyform/) and explain the next steps
     Init(init::InitArgs),
+    /// Show where each task would run, what changes and what it costs
+    Plan(plan::PlanArgs),
+    /// Show a saved plan (text, -json, -format=markdown) or the current state
+    Show(plan::ShowArgs),
+    /// The task DAG with placements and edge sizes (dot or mermaid)
+    Graph(plan::GraphArgs),
+    /// The job's outputs
+    Output(plan::OutputArgs),
+    /// Inspect and edit the state
+    #[command(subcommand)]
+    State(state::StateCmd),
+    /// Remove a state lock left behind (by its ID)
+    #[command(name = "force-unlock")]
+    ForceUnlock(state::ForceUnlockArgs),
     /// Instance offerings, GPUs, regions and prices
     #[command(subcommand)]
     Catalog(catalog::CatalogCmd),
@@ -168,6 +184,12 @@ pub fn run(cli: Cli, argv: Vec<String>) -> anyhow::Result<i32> {
         Command::Validate(a) => validate::run(&env, a),
         Command::Fmt(a) => fmt::run(&env, a),
         Command::Init(a) => init::run(&env, a),
+        Command::Plan(a) => plan::run_plan(&env, a),
+        Command::Show(a) => plan::run_show(&env, a),
+        Command::Graph(a) => plan::run_graph(&env, a),
+        Command::Output(a) => plan::run_output(&env, a),
+        Command::State(c) => state::run(&env, c),
+        Command::ForceUnlock(a) => state::force_unlock(&env, a),
         Command::Catalog(c) => catalog::run(&env, c),
         Command::Tracker(c) => tracker::run(&env, c),
         Command::Bench(c) => bench::run(c),

@@ -250,6 +250,44 @@ pub struct Resources {
     pub num_nodes: u32,
 }
 
+impl Resources {
+    /// A one-line description, as in `cpus 8+, memory 32+ GiB, V100:8 or A100:8, spot`.
+    pub fn describe(&self) -> String {
+        let mut v = Vec::new();
+        if let Some(c) = self.cpus {
+            v.push(format!("cpus {c}"));
+        }
+        if let Some(m) = self.memory_gb {
+            v.push(format!("memory {m} GiB"));
+        }
+        if !self.accelerators.is_empty() {
+            let names: Vec<String> = self
+                .accelerators
+                .iter()
+                .map(|a| format!("{}:{}", a.name, crate::catalog::fmt_count(a.count)))
+                .collect();
+            v.push(names.join(if self.ordered { " then " } else { " or " }));
+        }
+        if let Some(t) = &self.instance_type {
+            v.push(t.clone());
+        }
+        v.push(match self.spot {
+            SpotPref::OnDemand => "on-demand".into(),
+            SpotPref::Spot => "spot".into(),
+            SpotPref::Either => "spot or on-demand".into(),
+        });
+        for (k, x) in [("cloud", &self.cloud), ("region", &self.region), ("zone", &self.zone)] {
+            if let Some(x) = x {
+                v.push(format!("{k} {x}"));
+            }
+        }
+        if self.num_nodes > 1 {
+            v.push(format!("{} nodes", self.num_nodes));
+        }
+        v.join(", ")
+    }
+}
+
 /// Where a task input comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -101,7 +101,7 @@ pub struct Placement {
 }
 
 /// Why the plan is what it is.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Report {
     pub objective: Objective,
     pub method: String,

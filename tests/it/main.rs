@@ -6,6 +6,7 @@ mod catalog;
 mod config;
 mod fmt;
 mod optimize;
+mod plan;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -47,6 +47,8 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.zone == self.region {
             write!(f, "{}/{}", self.cloud, self.region)
+        } else if self.region == self.cloud {
+            write!(f, "{}/{}", self.cloud, self.zone)
         } else {
             write!(f, "{}/{}/{}", self.cloud, self.region, self.zone)
         }

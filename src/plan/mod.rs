@@ -1,0 +1,555 @@
+//! `plan`: the reviewable result of planning — what will change, where each task runs,
+//! and what it costs against what is there now.
+//!
+//! [`build`] takes the optimizer's [`Assignment`], the [`JobSpec`] and the [`State`] and
+//! returns an immutable [`Plan`]: per task a [`Change`] (create, no-op, replace, migrate,
+//! destroy) with its reason, the placement before and after, attribute diffs and costs.
+//! Plans are saved with `-out` as JSON ([`Plan::encode`]) together with the state lineage
+//! and serial, the config snapshot, the variables and the catalog/tracker ids; [`check_saved`]
+//! refuses a saved plan that no longer matches the state. Money is a decimal
+//! ([`money`]). Pure.
+
+pub mod render;
+
+use crate::config::{JobSpec, TaskAddr};
+use crate::optimize::{Assignment, Placement, Report};
+use crate::state::{PlacementRecord, State, TaskStatus};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The plan file format version.
+pub const FORMAT_VERSION: &str = "1.0";
+
+/// Rounds dollars to cents as a decimal (never f64 arithmetic on the final figure).
+pub fn money(x: f64) -> Decimal {
+    let mut d = Decimal::from_f64_retain(x).unwrap_or_default().round_dp(2);
+    d.rescale(2);
+    d
+}
+
+/// What happens to a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    NoOp,
+    Replace,
+    Migrate,
+    Destroy,
+}
+
+impl Action {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::NoOp => " ",
+            Action::Replace => "-/+",
+            Action::Migrate => "~",
+            Action::Destroy => "-",
+        }
+    }
+    /// Terraform's `change.actions`.
+    pub fn actions(self) -> Vec<&'static str> {
+        match self {
+            Action::Create => vec!["create"],
+            Action::NoOp => vec!["no-op"],
+            Action::Replace => vec!["delete", "create"],
+            Action::Migrate => vec!["update"],
+            Action::Destroy => vec!["delete"],
+        }
+    }
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Create => "will be created",
+            Action::NoOp => "is up to date",
+            Action::Replace => "must be replaced",
+            Action::Migrate => "will be migrated",
+            Action::Destroy => "will be destroyed",
+        }
+    }
+}
+
+/// A planned placement with what the plan view shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Planned {
+    pub placement: PlacementRecord,
+    pub accelerator: Option<String>,
+    pub num_nodes: u32,
+    pub start_hours: f64,
+    pub finish_hours: f64,
+    /// (what, GB, USD) moved in.
+    pub egress_in: Vec<(String, f64, f64)>,
+    pub egress_out: Vec<(String, f64, f64)>,
+    pub storage_cost: f64,
+    /// (location, instance label, cost delta)
+    pub fallbacks: Vec<(String, String, f64)>,
+}
+
+/// A displayed attribute change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttrDiff {
+    pub name: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub sensitive: bool,
+}
+
+/// One task's change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub address: TaskAddr,
+    pub action: Action,
+    /// Terraform-style `action_reason`.
+    pub reason: Option<String>,
+    pub before: Option<PlacementRecord>,
+    pub after: Option<Planned>,
+    pub diffs: Vec<AttrDiff>,
+    pub cost_before: f64,
+    pub cost_after: f64,
+}
+
+/// A whole plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: String,
+    pub job: String,
+    pub created: u64,
+    pub lineage: String,
+    pub serial: u64,
+    pub destroy: bool,
+    pub changes: Vec<Change>,
+    pub cost_before: f64,
+    pub cost_after: f64,
+    pub makespan_hours: f64,
+    pub config: JobSpec,
+    pub catalog_id: String,
+    pub tracker_id: String,
+    pub report: Option<Report>,
+    pub warnings: Vec<String>,
+}
+
+/// What to plan.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub destroy: bool,
+    pub replace: Vec<TaskAddr>,
+    pub target: Vec<TaskAddr>,
+    pub exclude: Vec<TaskAddr>,
+    pub now: u64,
+    pub catalog_id: String,
+    pub tracker_id: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PlanError {
+    #[error("-{flag}={addr}: there is no such task in the job{}", .hint.as_ref().map(|h| format!(" (did you mean {h}?)")).unwrap_or_default())]
+    UnknownTask { flag: &'static str, addr: String, hint: Option<String> },
+    #[error(
+        "Saved plan does not match the given state: the plan was made for state lineage {plan}, the state's is {state}"
+    )]
+    LineageMismatch { plan: String, state: String },
+    #[error(
+        "Saved plan is stale: the state changed since it was made (serial {plan} → {state}); run skyform plan again"
+    )]
+    Stale { plan: u64, state: u64 },
+    #[error("Saved plan refused: prices moved {drift:.1}% since it was made (${old} → ${new}), more than policy.max_cost_drift ({max:.1}%); run skyform plan again")]
+    PriceDrift { old: Decimal, new: Decimal, drift: f64, max: f64 },
+    #[error("cannot read the plan file: {0}")]
+    Decode(String),
+}
+
+fn record(p: &Placement) -> PlacementRecord {
+    let c = &p.choice;
+    PlacementRecord {
+        cloud: c.location.cloud.clone(),
+        region: c.location.region.clone(),
+        zone: c.location.zone.clone(),
+        instance_type: c.instance_type.clone(),
+        spot: c.spot,
+        hourly: c.hourly,
+        hours: c.hours,
+        cost: p.total_cost,
+    }
+}
+
+fn planned(p: &Placement) -> Planned {
+    let c = &p.choice;
+    Planned {
+        placement: record(p),
+        accelerator: c.accelerator.as_ref().map(|a| format!("{a}:{}", crate::catalog::fmt_count(c.accelerator_count))),
+        num_nodes: p.num_nodes,
+        start_hours: p.start_hours,
+        finish_hours: p.finish_hours,
+        egress_in: p
+            .egress_in
+            .iter()
+            .filter_map(|t| t.output.as_ref().map(|o| (format!("{o} from {}", t.from), t.size_gb, t.cost)))
+            .collect(),
+        egress_out: p
+            .egress_out
+            .iter()
+            .filter_map(|t| t.output.as_ref().map(|o| (format!("{o} to {}", t.to), t.size_gb, t.cost)))
+            .collect(),
+        storage_cost: c.storage_cost,
+        fallbacks: p
+            .fallbacks
+            .iter()
+            .map(|f| (f.candidate.location.to_string(), f.candidate.label(), f.delta))
+            .collect(),
+    }
+}
+
+/// A task's displayed attributes, for attribute diffs: name → (value, sensitive).
+pub fn task_attrs(task: &crate::config::Task, sensitive_values: &[String]) -> BTreeMap<String, (String, bool)> {
+    let mut m = BTreeMap::new();
+    let is_sensitive = |s: &str| sensitive_values.iter().any(|v| s.contains(v.as_str()));
+    m.insert("run".into(), (task.run.clone(), is_sensitive(&task.run)));
+    if let Some(s) = &task.setup {
+        m.insert("setup".into(), (s.clone(), is_sensitive(s)));
+    }
+    for (k, v) in &task.env {
+        m.insert(format!("env.{k}"), (v.clone(), is_sensitive(v)));
+    }
+    m.insert("resources".into(), (task.resources.describe(), false));
+    if let Some(e) = &task.estimate {
+        m.insert("estimate".into(), (e.source.clone(), false));
+    }
+    m
+}
+
+/// Values of sensitive variables (which attribute values must not show).
+pub fn sensitive_values(spec: &JobSpec) -> Vec<String> {
+    spec.variables
+        .values()
+        .filter(|v| v.sensitive)
+        .filter_map(|v| v.value.as_str().map(str::to_string))
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Builds the plan. `previous` is the config the state was applied from (for attribute
+/// diffs), when known.
+pub fn build(
+    spec: &JobSpec,
+    assignment: Option<&Assignment>,
+    state: &State,
+    opts: &Options,
+) -> Result<Plan, PlanError> {
+    let secrets = sensitive_values(spec);
+    let known: Vec<&str> =
+        spec.tasks.keys().map(|k| k.as_str()).chain(state.tasks.keys().map(|k| k.as_str())).collect();
+    for (flag, list) in [("replace", &opts.replace), ("target", &opts.target), ("exclude", &opts.exclude)] {
+        for a in list {
+            if !spec.tasks.contains_key(a) && !state.tasks.contains_key(a) {
+                return Err(PlanError::UnknownTask {
+                    flag,
+                    addr: a.to_string(),
+                    hint: crate::config::diag::did_you_mean(a.as_str(), known.iter().copied()),
+                });
+            }
+        }
+    }
+    let order = spec.topo_order();
+    let mut changes: Vec<Change> = Vec::new();
+    let mut rerun: BTreeSet<TaskAddr> = BTreeSet::new();
+    if !opts.destroy {
+        for addr in &order {
+            let task = &spec.tasks[addr];
+            let p = assignment.and_then(|a| a.get(addr));
+            let after = p.map(planned);
+            let cost_after = p.map(|p| p.total_cost).unwrap_or(0.0);
+            let st = state.tasks.get(addr);
+            let inputs_change = task.upstream().iter().any(|u| rerun.contains(u));
+            let (action, reason) = match st {
+                None => (Action::Create, None),
+                Some(s) if s.placement.is_none() && s.runs.is_empty() => (Action::Create, None),
+                Some(s) => {
+                    let spec_changed = s.spec_hash != task.spec_hash;
+                    if opts.replace.contains(addr) {
+                        (Action::Replace, Some("replace_by_request"))
+                    } else if s.tainted || s.status == TaskStatus::Failed {
+                        (Action::Replace, Some("replace_because_tainted"))
+                    } else if spec_changed {
+                        (Action::Replace, Some("replace_because_spec_changed"))
+                    } else if inputs_change {
+                        (Action::Replace, Some("replace_because_an_input_changes"))
+                    } else if s.status == TaskStatus::Succeeded {
+                        (Action::NoOp, None)
+                    } else {
+                        let moved = match (&s.placement, &after) {
+                            (Some(b), Some(a)) => {
+                                b.cloud != a.placement.cloud
+                                    || b.zone != a.placement.zone
+                                    || b.instance_type != a.placement.instance_type
+                                    || b.spot != a.placement.spot
+                            }
+                            _ => false,
+                        };
+                        if moved {
+                            let cheaper = s.placement.as_ref().is_some_and(|b| cost_after < b.cost);
+                            (
+                                Action::Migrate,
+                                Some(if cheaper {
+                                    "migrate_to_cheaper_placement"
+                                } else {
+                                    "migrate_placement_changed"
+                                }),
+                            )
+                        } else {
+                            (Action::NoOp, None)
+                        }
+                    }
+                }
+            };
+            if matches!(action, Action::Create | Action::Replace) {
+                rerun.insert(addr.clone());
+            }
+            let before = st.and_then(|s| s.placement.clone());
+            let cost_before = before.as_ref().map(|b| b.cost).unwrap_or(0.0);
+            let (cost_after, after) = if action == Action::NoOp { (cost_before, after) } else { (cost_after, after) };
+            let diffs = if action == Action::Replace || action == Action::Create {
+                attr_diffs(st.and_then(|s| s.spec.as_ref()), task, action, &secrets)
+            } else {
+                vec![]
+            };
+            changes.push(Change {
+                address: addr.clone(),
+                action,
+                reason: reason.map(str::to_string),
+                before,
+                after,
+                diffs,
+                cost_before,
+                cost_after,
+            });
+        }
+    }
+    for (addr, s) in &state.tasks {
+        if opts.destroy || !spec.tasks.contains_key(addr) {
+            let before = s.placement.clone();
+            let cost_before = before.as_ref().map(|b| b.cost).unwrap_or(0.0);
+            changes.push(Change {
+                address: addr.clone(),
+                action: Action::Destroy,
+                reason: Some(
+                    if opts.destroy { "delete_because_destroy_requested" } else { "delete_because_no_resource_config" }
+                        .into(),
+                ),
+                before,
+                after: None,
+                diffs: vec![],
+                cost_before,
+                cost_after: 0.0,
+            });
+        }
+    }
+    let changes = select(spec, changes, opts);
+    let cost_before = changes.iter().map(|c| c.cost_before).sum();
+    let cost_after = changes.iter().map(|c| c.cost_after).sum();
+    Ok(Plan {
+        format_version: FORMAT_VERSION.into(),
+        job: spec.name.clone(),
+        created: opts.now,
+        lineage: state.lineage.clone(),
+        serial: state.serial,
+        destroy: opts.destroy,
+        changes,
+        cost_before,
+        cost_after,
+        makespan_hours: assignment.map(|a| a.makespan_hours).unwrap_or(0.0),
+        config: spec.clone(),
+        catalog_id: opts.catalog_id.clone(),
+        tracker_id: opts.tracker_id.clone(),
+        report: assignment.map(|a| a.report.clone()),
+        warnings: vec![],
+    })
+}
+
+fn attr_diffs(
+    previous: Option<&crate::config::Task>,
+    task: &crate::config::Task,
+    action: Action,
+    secrets: &[String],
+) -> Vec<AttrDiff> {
+    let after = task_attrs(task, secrets);
+    let before = match (previous, action) {
+        (Some(p), Action::Replace) => task_attrs(p, secrets),
+        _ => BTreeMap::new(),
+    };
+    let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    keys.into_iter()
+        .filter_map(|k| {
+            let b = before.get(k);
+            let a = after.get(k);
+            if action == Action::Replace && b.map(|x| &x.0) == a.map(|x| &x.0) {
+                return None;
+            }
+            Some(AttrDiff {
+                name: k.clone(),
+                before: b.map(|x| x.0.clone()),
+                after: a.map(|x| x.0.clone()),
+                sensitive: b.is_some_and(|x| x.1) || a.is_some_and(|x| x.1),
+            })
+        })
+        .collect()
+}
+
+/// `-target` keeps the targets and everything they depend on; `-exclude` drops the
+/// excluded tasks and everything that depends on them.
+fn select(spec: &JobSpec, changes: Vec<Change>, opts: &Options) -> Vec<Change> {
+    let mut keep: Option<BTreeSet<TaskAddr>> = None;
+    if !opts.target.is_empty() {
+        let mut set = BTreeSet::new();
+        let mut stack: Vec<TaskAddr> = opts.target.clone();
+        while let Some(a) = stack.pop() {
+            if set.insert(a.clone()) {
+                if let Some(t) = spec.tasks.get(&a) {
+                    stack.extend(t.upstream());
+                }
+            }
+        }
+        keep = Some(set);
+    }
+    let mut drop: BTreeSet<TaskAddr> = opts.exclude.iter().cloned().collect();
+    loop {
+        let before = drop.len();
+        for t in spec.tasks.values() {
+            if t.upstream().iter().any(|u| drop.contains(u)) {
+                drop.insert(t.address.clone());
+            }
+        }
+        if drop.len() == before {
+            break;
+        }
+    }
+    changes
+        .into_iter()
+        .filter(|c| keep.as_ref().is_none_or(|k| k.contains(&c.address)) && !drop.contains(&c.address))
+        .collect()
+}
+
+impl Plan {
+    /// Counts in Terraform's sense: replace is one add and one destroy.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut add = 0;
+        let mut change = 0;
+        let mut destroy = 0;
+        for c in &self.changes {
+            match c.action {
+                Action::Create => add += 1,
+                Action::Replace => {
+                    add += 1;
+                    destroy += 1
+                }
+                Action::Migrate => change += 1,
+                Action::Destroy => destroy += 1,
+                Action::NoOp => {}
+            }
+        }
+        (add, change, destroy)
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.changes.iter().any(|c| c.action != Action::NoOp)
+    }
+
+    pub fn encode(&self) -> String {
+        serde_json::to_string_pretty(&serde_json::json!({"skyform_plan": self})).expect("serializable")
+    }
+
+    pub fn decode(s: &str) -> Result<Plan, PlanError> {
+        let v: serde_json::Value = serde_json::from_str(s).map_err(|e| PlanError::Decode(e.to_string()))?;
+        let p = v.get("skyform_plan").ok_or_else(|| PlanError::Decode("not a skyform plan file".into()))?;
+        serde_json::from_value(p.clone()).map_err(|e| PlanError::Decode(e.to_string()))
+    }
+
+    /// Guardrails of `policy.fail_if` that this plan breaks, named.
+    pub fn guardrail_failures(&self) -> Vec<String> {
+        let f = &self.config.policy.fail_if;
+        let mut out = Vec::new();
+        if let Some(max) = f.total_cost_over {
+            if self.cost_after > max {
+                out.push(format!(
+                    "policy.fail_if.total_cost_over: the planned cost ${} is over ${}",
+                    money(self.cost_after),
+                    money(max)
+                ));
+            }
+        }
+        if let Some(frac) = f.increase_over {
+            if self.cost_before > 0.0 && (self.cost_after - self.cost_before) / self.cost_before > frac {
+                out.push(format!(
+                    "policy.fail_if.increase_over: the cost rises {:.1}% (${} → ${}), more than {:.1}%",
+                    (self.cost_after - self.cost_before) / self.cost_before * 100.0,
+                    money(self.cost_before),
+                    money(self.cost_after),
+                    frac * 100.0
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Refuses a saved plan that does not match the state, or whose total moved more than
+/// `policy.max_cost_drift` when re-priced at `repriced_total`.
+pub fn check_saved(plan: &Plan, state: &State, repriced_total: Option<f64>) -> Result<(), PlanError> {
+    if !(state.serial == 0 && state.tasks.is_empty()) || plan.serial != 0 {
+        if plan.lineage != state.lineage {
+            return Err(PlanError::LineageMismatch { plan: plan.lineage.clone(), state: state.lineage.clone() });
+        }
+        if plan.serial != state.serial {
+            return Err(PlanError::Stale { plan: plan.serial, state: state.serial });
+        }
+    }
+    if let Some(new) = repriced_total {
+        let old = plan.cost_after;
+        let max = plan.config.policy.max_cost_drift;
+        if old > 0.0 && ((new - old) / old).abs() > max {
+            return Err(PlanError::PriceDrift {
+                old: money(old),
+                new: money(new),
+                drift: (new - old) / old * 100.0,
+                max: max * 100.0,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_is_decimal_cents() {
+        assert_eq!(money(412.304).to_string(), "412.30");
+        assert_eq!(money(0.1 + 0.2).to_string(), "0.30");
+    }
+
+    #[test]
+    fn saved_plan_checks() {
+        let mut state = State::new();
+        state.serial = 3;
+        state.tasks.insert(TaskAddr("task.a".into()), Default::default());
+        let spec = crate::bench::generate(crate::bench::Shape::Chain, 2, crate::config::Objective::Cost, 1);
+        let mut plan = build(&spec, None, &state, &Options::default()).unwrap();
+        assert!(check_saved(&plan, &state, None).is_ok());
+        let mut later = state.clone();
+        later.serial = 4;
+        assert!(matches!(check_saved(&plan, &later, None), Err(PlanError::Stale { .. })));
+        let mut other = state.clone();
+        other.lineage = "other".into();
+        assert!(check_saved(&plan, &other, None)
+            .unwrap_err()
+            .to_string()
+            .starts_with("Saved plan does not match the given state"));
+        plan.cost_after = 100.0;
+        let e = check_saved(&plan, &state, Some(115.0)).unwrap_err();
+        assert!(e.to_string().contains("prices moved 15.0%"), "{e}");
+        assert!(check_saved(&plan, &state, Some(105.0)).is_ok());
+        let back = Plan::decode(&plan.encode()).unwrap();
+        assert_eq!(back, plan);
+    }
+}
