@@ -9,7 +9,10 @@
 //! - [`SyntheticMarket`]: a seeded, deterministic spot market for `skyform tracker
 //!   refresh` (no I/O; the time is injected).
 //!
-//! Nothing here does I/O.
+//! - [`runtime::LocalProvider`]: the provider itself — real processes and a directory
+//!   object store (does I/O under its root directory).
+
+pub mod runtime;
 
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -51,6 +54,8 @@ pub struct LocalConfig {
     pub market_seed: u64,
     /// Where sandboxes and the object store live (relative to the job directory).
     pub root: String,
+    /// Injected faults, for tests and demos (`SKYFORM_LOCAL_FAULTS` overrides).
+    pub faults: runtime::Faults,
 }
 
 impl Default for LocalConfig {
@@ -75,6 +80,7 @@ impl Default for LocalConfig {
             ],
             market_seed: 42,
             root: ".skyform/local".into(),
+            faults: runtime::Faults::default(),
         }
     }
 }

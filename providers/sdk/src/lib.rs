@@ -203,6 +203,150 @@ pub trait Market {
     fn spot_prices(&self, req: &SpotPricesRequest) -> Result<SpotPricesResponse, ProviderError>;
 }
 
+pub mod conformance;
+
+/// What a provider can do.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    pub spot: bool,
+    pub transfer: bool,
+    /// URI schemes its object store speaks (`file`, `local`, `s3`, ...).
+    pub schemes: Vec<String>,
+}
+
+/// `Provider::info`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderInfo {
+    pub name: String,
+    pub version: String,
+    pub capabilities: Capabilities,
+}
+
+/// Request of [`Provider::allocate`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllocateRequest {
+    pub task: String,
+    pub location: Location,
+    pub instance_type: String,
+    pub spot: bool,
+    pub num_nodes: u32,
+    /// `skyform:lineage`, `skyform:job`, `skyform:task`, `skyform:attempt`.
+    pub owner_tags: std::collections::BTreeMap<String, String>,
+    /// Repeating a request with the same token returns the same allocation.
+    pub idempotency_token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllocateResponse {
+    pub provider_id: String,
+}
+
+/// Request of [`Provider::run_task`]: run `setup` then `run` with bash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RunTaskRequest {
+    pub provider_id: String,
+    pub task: String,
+    pub setup: Option<String>,
+    pub run: String,
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Input names (their directories are filled by `transfer` before the run).
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub workdir: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunTaskResponse {
+    /// Where the task's log is.
+    pub log: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskStatusRequest {
+    pub provider_id: String,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum RunState {
+    Running,
+    Succeeded,
+    Failed { exit_code: Option<i32> },
+    Preempted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskStatusResponse {
+    pub state: RunState,
+    pub log: String,
+}
+
+/// Request of [`Provider::transfer`]: copy a directory tree between URIs. The allocation's
+/// own directories are `sandbox://PROVIDER_ID/inputs/NAME` and `.../outputs/NAME`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferRequest {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferResponse {
+    pub bytes: u64,
+    pub checksum: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    pub provider_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseResponse {
+    /// False when there was nothing to release.
+    pub released: bool,
+}
+
+/// Request of [`Provider::read`]: what exists that carries these tags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ReadRequest {
+    pub owner_tags: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceInfo {
+    pub provider_id: String,
+    pub location: Location,
+    pub instance_type: String,
+    pub owner_tags: std::collections::BTreeMap<String, String>,
+    pub idempotency_token: String,
+    pub state: RunState,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ReadResponse {
+    pub resources: Vec<ResourceInfo>,
+}
+
+/// The compute and storage side of a cloud. Calls block; the engine runs them on a
+/// blocking pool with timeouts. Errors carry an [`ErrorKind`] and the scope they block.
+pub trait Provider: Send + Sync {
+    fn info(&self) -> ProviderInfo;
+    fn read(&self, req: &ReadRequest) -> Result<ReadResponse, ProviderError>;
+    fn allocate(&self, req: &AllocateRequest) -> Result<AllocateResponse, ProviderError>;
+    fn run_task(&self, req: &RunTaskRequest) -> Result<RunTaskResponse, ProviderError>;
+    fn task_status(&self, req: &TaskStatusRequest) -> Result<TaskStatusResponse, ProviderError>;
+    fn transfer(&self, req: &TransferRequest) -> Result<TransferResponse, ProviderError>;
+    fn release(&self, req: &ReleaseRequest) -> Result<ReleaseResponse, ProviderError>;
+}
+
+impl ProviderError {
+    /// An error of `kind` at `location`, blocking the kind's default scope.
+    pub fn new(kind: ErrorKind, location: Option<&Location>, message: impl Into<String>) -> Self {
+        ProviderError { kind, scope: kind.default_scope(), location: location.map(|l| Box::new(l.clone())), code: None, message: message.into() }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,477 @@
+//! The local provider's [`Provider`]: real processes on this host.
+//!
+//! Layout under the provider's root (`.skyform/local` in the job directory by default):
+//! `alloc/ID.json` (one file per allocation: zone, type, owner tags, token, pid),
+//! `sandboxes/ID/{inputs,outputs,work}/` (the task's directories), `sandboxes/ID/log.txt`
+//! and `exit_code`, and `store/BUCKET/KEY` for `local://BUCKET/KEY` objects. `file://`
+//! URIs are host paths. A zone holds `slots` allocations; a full zone answers
+//! `CapacityUnavailable`.
+//!
+//! Runs are `bash` in their own process group (so release kills everything they started)
+//! behind a wrapper that records the exit code, so a run survives a crash of the engine
+//! and can be found, adopted or released later. Faults come from the config's `faults`
+//! and `SKYFORM_LOCAL_FAULTS` (JSON). I/O: the root directory and child processes.
+
+use crate::{LocalConfig, CLOUD, REGION};
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use skyform_provider::*;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Injected faults (tests and demos).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// Zones whose allocations fail with `CapacityUnavailable`.
+    pub capacity_zones: Vec<String>,
+    /// Every allocation fails with `QuotaExceeded` (region scope).
+    pub quota: bool,
+    /// Preempt a running task after this many seconds…
+    pub preempt_after_secs: Option<f64>,
+    /// …in these zones (empty: every zone)…
+    pub preempt_zones: Vec<String>,
+    /// …this many times in all (default 1).
+    pub preempt_times: Option<u32>,
+    /// Probability that a call fails with `Transient`.
+    pub transient_probability: f64,
+    pub seed: u64,
+    /// Allocation calls hang this long (to test per-call timeouts).
+    pub hang_ms: Option<u64>,
+}
+
+impl Faults {
+    /// The config's faults, overridden by `SKYFORM_LOCAL_FAULTS` (JSON) when set.
+    pub fn effective(configured: &Faults) -> Result<Faults, String> {
+        match std::env::var("SKYFORM_LOCAL_FAULTS") {
+            Ok(s) if !s.trim().is_empty() => serde_json::from_str(&s).map_err(|e| format!("SKYFORM_LOCAL_FAULTS: {e}")),
+            _ => Ok(configured.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AllocRecord {
+    id: String,
+    zone: String,
+    instance_type: String,
+    owner_tags: BTreeMap<String, String>,
+    token: String,
+    pid: Option<u32>,
+    started: Option<f64>,
+    created: f64,
+}
+
+/// The local provider.
+pub struct LocalProvider {
+    config: LocalConfig,
+    faults: Faults,
+    root: PathBuf,
+    children: Mutex<HashMap<String, std::process::Child>>,
+    calls: Mutex<u64>,
+    lock: Mutex<()>,
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+fn io_err(kind: ErrorKind, what: &str, e: impl std::fmt::Display) -> ProviderError {
+    ProviderError::new(kind, None, format!("{what}: {e}"))
+}
+
+impl LocalProvider {
+    /// A provider rooted at `config.root` relative to `job_dir`.
+    pub fn new(config: LocalConfig, job_dir: &Path) -> Result<LocalProvider, String> {
+        config.check()?;
+        let faults = Faults::effective(&config.faults)?;
+        let root = if Path::new(&config.root).is_absolute() { PathBuf::from(&config.root) } else { job_dir.join(&config.root) };
+        Ok(LocalProvider { config, faults, root, children: Mutex::new(HashMap::new()), calls: Mutex::new(0), lock: Mutex::new(()) })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn alloc_path(&self, id: &str) -> PathBuf {
+        self.root.join("alloc").join(format!("{id}.json"))
+    }
+
+    fn sandbox(&self, id: &str) -> PathBuf {
+        self.root.join("sandboxes").join(id)
+    }
+
+    fn records(&self) -> Vec<AllocRecord> {
+        let Ok(rd) = std::fs::read_dir(self.root.join("alloc")) else { return vec![] };
+        let mut v: Vec<AllocRecord> =
+            rd.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()).filter_map(|s| serde_json::from_str(&s).ok()).collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    fn record(&self, id: &str) -> Option<AllocRecord> {
+        std::fs::read_to_string(self.alloc_path(id)).ok().and_then(|s| serde_json::from_str(&s).ok())
+    }
+
+    fn save(&self, r: &AllocRecord) -> Result<(), ProviderError> {
+        let p = self.alloc_path(&r.id);
+        std::fs::create_dir_all(p.parent().expect("parent")).map_err(|e| io_err(ErrorKind::Other, "alloc dir", e))?;
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(r).expect("json")).map_err(|e| io_err(ErrorKind::Other, "alloc record", e))?;
+        std::fs::rename(&tmp, &p).map_err(|e| io_err(ErrorKind::Other, "alloc record", e))
+    }
+
+    fn transient(&self, what: &str) -> Result<(), ProviderError> {
+        if self.faults.transient_probability <= 0.0 {
+            return Ok(());
+        }
+        let mut n = self.calls.lock().expect("lock");
+        *n += 1;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.faults.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        if rng.gen_bool(self.faults.transient_probability.clamp(0.0, 1.0)) {
+            return Err(ProviderError::new(ErrorKind::Transient, None, format!("{what}: injected transient error")));
+        }
+        Ok(())
+    }
+
+    /// The host path of a URI (`file://`, `local://`, `sandbox://`).
+    pub fn path_of(&self, uri: &str) -> Result<PathBuf, ProviderError> {
+        let bad = || ProviderError::new(ErrorKind::Unsupported, None, format!("the local provider cannot reach `{uri}`"));
+        let (scheme, rest) = uri.split_once("://").ok_or_else(bad)?;
+        match scheme {
+            "file" => Ok(PathBuf::from(rest)),
+            "local" => Ok(self.root.join("store").join(rest)),
+            "sandbox" => {
+                let (id, sub) = rest.split_once('/').ok_or_else(bad)?;
+                if self.record(id).is_none() {
+                    return Err(ProviderError::new(ErrorKind::Other, None, format!("no allocation {id}")));
+                }
+                Ok(self.sandbox(id).join(sub))
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    fn pid_alive(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+            Err(_) => false,
+        }
+    }
+
+    fn kill_group(pid: u32) {
+        let _ = std::process::Command::new("kill").args(["-9", &format!("-{pid}")]).stderr(std::process::Stdio::null()).status();
+    }
+
+    fn preemptions_done(&self) -> u32 {
+        std::fs::read_to_string(self.root.join("preemptions")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+    }
+}
+
+fn copy_tree(src: &Path, dst: &Path, hash: &mut u64) -> std::io::Result<u64> {
+    let mut bytes = 0;
+    if src.is_dir() {
+        std::fs::create_dir_all(dst)?;
+        let mut entries: Vec<_> = std::fs::read_dir(src)?.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            bytes += copy_tree(&p, &dst.join(p.file_name().expect("name")), hash)?;
+        }
+    } else {
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let data = std::fs::read(src)?;
+        for b in &data {
+            *hash ^= *b as u64;
+            *hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        std::fs::write(dst, &data)?;
+        bytes += data.len() as u64;
+    }
+    Ok(bytes)
+}
+
+impl Provider for LocalProvider {
+    fn info(&self) -> ProviderInfo {
+        ProviderInfo {
+            name: CLOUD.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: Capabilities { spot: true, transfer: true, schemes: vec!["file".into(), "local".into()] },
+        }
+    }
+
+    fn read(&self, req: &ReadRequest) -> Result<ReadResponse, ProviderError> {
+        let mut out = Vec::new();
+        for r in self.records() {
+            if !req.owner_tags.iter().all(|(k, v)| r.owner_tags.get(k) == Some(v)) {
+                continue;
+            }
+            let state = self.task_status(&TaskStatusRequest { provider_id: r.id.clone() }).map(|s| s.state).unwrap_or(RunState::Running);
+            out.push(ResourceInfo {
+                provider_id: r.id.clone(),
+                location: Location::new(CLOUD, REGION, r.zone.clone()),
+                instance_type: r.instance_type.clone(),
+                owner_tags: r.owner_tags.clone(),
+                idempotency_token: r.token.clone(),
+                state,
+            });
+        }
+        Ok(ReadResponse { resources: out })
+    }
+
+    fn allocate(&self, req: &AllocateRequest) -> Result<AllocateResponse, ProviderError> {
+        let loc = &req.location;
+        if let Some(ms) = self.faults.hang_ms {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        self.transient("allocate")?;
+        let _g = self.lock.lock().expect("lock");
+        // Idempotency: the same token returns the same allocation.
+        if let Some(r) = self.records().into_iter().find(|r| r.token == req.idempotency_token) {
+            return Ok(AllocateResponse { provider_id: r.id });
+        }
+        if loc.cloud != CLOUD || loc.region != REGION || !self.config.zones.contains(&loc.zone) {
+            return Err(ProviderError::new(ErrorKind::Unsupported, Some(loc), format!("the local provider has no zone {loc}")));
+        }
+        if !self.config.instance_types.iter().any(|t| t.name == req.instance_type) {
+            return Err(ProviderError::new(ErrorKind::Unsupported, Some(loc), format!("no instance type {}", req.instance_type)));
+        }
+        if self.faults.quota {
+            return Err(ProviderError::new(ErrorKind::QuotaExceeded, Some(loc), "injected quota error: the local vCPU quota is exhausted"));
+        }
+        if self.faults.capacity_zones.contains(&loc.zone) {
+            let mut e = ProviderError::new(ErrorKind::CapacityUnavailable, Some(loc), format!("injected capacity error in {}", loc.zone));
+            e.code = Some("InsufficientCapacity".into());
+            return Err(e);
+        }
+        let used = self.records().iter().filter(|r| r.zone == loc.zone).count();
+        if used >= self.config.slots as usize {
+            return Err(ProviderError::new(ErrorKind::CapacityUnavailable, Some(loc), format!("{} has no free slot ({} in use)", loc.zone, used)));
+        }
+        let id = format!("lp-{}", &uuid_like(&req.idempotency_token));
+        let r = AllocRecord {
+            id: id.clone(),
+            zone: loc.zone.clone(),
+            instance_type: req.instance_type.clone(),
+            owner_tags: req.owner_tags.clone(),
+            token: req.idempotency_token.clone(),
+            pid: None,
+            started: None,
+            created: now(),
+        };
+        let sb = self.sandbox(&id);
+        for d in ["inputs", "outputs", "work"] {
+            std::fs::create_dir_all(sb.join(d)).map_err(|e| io_err(ErrorKind::Other, "sandbox", e))?;
+        }
+        self.save(&r)?;
+        Ok(AllocateResponse { provider_id: id })
+    }
+
+    fn run_task(&self, req: &RunTaskRequest) -> Result<RunTaskResponse, ProviderError> {
+        self.transient("run_task")?;
+        let mut r = self.record(&req.provider_id).ok_or_else(|| ProviderError::new(ErrorKind::Other, None, format!("no allocation {}", req.provider_id)))?;
+        let sb = self.sandbox(&r.id);
+        let mut env: Vec<(String, String)> = vec![("SKYFORM_TASK".into(), req.task.clone())];
+        for i in &req.inputs {
+            let d = sb.join("inputs").join(i);
+            std::fs::create_dir_all(&d).map_err(|e| io_err(ErrorKind::Other, "inputs", e))?;
+            env.push((format!("SKYFORM_INPUT_{}", i.to_uppercase()), d.display().to_string()));
+        }
+        for o in &req.outputs {
+            let d = sb.join("outputs").join(o);
+            std::fs::create_dir_all(&d).map_err(|e| io_err(ErrorKind::Other, "outputs", e))?;
+            env.push((format!("SKYFORM_OUTPUT_{}", o.to_uppercase()), d.display().to_string()));
+        }
+        let mut script = String::from("set -e\n");
+        if let Some(s) = &req.setup {
+            script.push_str(s);
+            script.push('\n');
+        }
+        script.push_str(&req.run);
+        script.push('\n');
+        std::fs::write(sb.join("run.sh"), script).map_err(|e| io_err(ErrorKind::Other, "script", e))?;
+        let _ = std::fs::remove_file(sb.join("exit_code"));
+        let work = match &req.workdir {
+            Some(w) => sb.join("work").join(w),
+            None => sb.join("work"),
+        };
+        std::fs::create_dir_all(&work).map_err(|e| io_err(ErrorKind::Other, "workdir", e))?;
+        let log = sb.join("log.txt");
+        let wrapper = format!(
+            "bash {} > {} 2>&1; echo $? > {}.tmp && mv {}.tmp {}",
+            sh_quote(&sb.join("run.sh")),
+            sh_quote(&log),
+            sh_quote(&sb.join("exit_code")),
+            sh_quote(&sb.join("exit_code")),
+            sh_quote(&sb.join("exit_code"))
+        );
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg("-c").arg(wrapper).current_dir(&work).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        for (k, v) in env.into_iter().chain(req.env.clone()) {
+            cmd.env(k, v);
+        }
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().map_err(|e| io_err(ErrorKind::Other, "spawn bash", e))?;
+        r.pid = Some(child.id());
+        r.started = Some(now());
+        self.save(&r)?;
+        self.children.lock().expect("lock").insert(r.id.clone(), child);
+        Ok(RunTaskResponse { log: log.display().to_string() })
+    }
+
+    fn task_status(&self, req: &TaskStatusRequest) -> Result<TaskStatusResponse, ProviderError> {
+        let r = self.record(&req.provider_id).ok_or_else(|| ProviderError::new(ErrorKind::Other, None, format!("no allocation {}", req.provider_id)))?;
+        let sb = self.sandbox(&r.id);
+        let log = sb.join("log.txt").display().to_string();
+        if let Some(c) = self.children.lock().expect("lock").get_mut(&r.id) {
+            let _ = c.try_wait();
+        }
+        if sb.join("preempted").exists() {
+            return Ok(TaskStatusResponse { state: RunState::Preempted, log });
+        }
+        if let Ok(s) = std::fs::read_to_string(sb.join("exit_code")) {
+            let code: Option<i32> = s.trim().parse().ok();
+            let state = if code == Some(0) { RunState::Succeeded } else { RunState::Failed { exit_code: code } };
+            return Ok(TaskStatusResponse { state, log });
+        }
+        let Some(pid) = r.pid else { return Ok(TaskStatusResponse { state: RunState::Running, log }) };
+        if let (Some(after), Some(started)) = (self.faults.preempt_after_secs, r.started) {
+            let zone_ok = self.faults.preempt_zones.is_empty() || self.faults.preempt_zones.contains(&r.zone);
+            let _g = self.lock.lock().expect("lock");
+            if zone_ok && now() - started >= after && self.preemptions_done() < self.faults.preempt_times.unwrap_or(1) {
+                LocalProvider::kill_group(pid);
+                let _ = std::fs::write(sb.join("preempted"), "injected preemption\n");
+                let _ = std::fs::write(self.root.join("preemptions"), (self.preemptions_done() + 1).to_string());
+                return Ok(TaskStatusResponse { state: RunState::Preempted, log });
+            }
+        }
+        if LocalProvider::pid_alive(pid) {
+            return Ok(TaskStatusResponse { state: RunState::Running, log });
+        }
+        // The wrapper may have just written the exit code.
+        if let Ok(s) = std::fs::read_to_string(sb.join("exit_code")) {
+            let code: Option<i32> = s.trim().parse().ok();
+            let state = if code == Some(0) { RunState::Succeeded } else { RunState::Failed { exit_code: code } };
+            return Ok(TaskStatusResponse { state, log });
+        }
+        Ok(TaskStatusResponse { state: RunState::Failed { exit_code: None }, log })
+    }
+
+    fn transfer(&self, req: &TransferRequest) -> Result<TransferResponse, ProviderError> {
+        self.transient("transfer")?;
+        let src = self.path_of(&req.from)?;
+        let dst = self.path_of(&req.to)?;
+        if !src.exists() {
+            return Err(ProviderError::new(ErrorKind::Other, None, format!("transfer: `{}` does not exist", req.from)));
+        }
+        if dst.exists() && dst.is_dir() {
+            let _ = std::fs::remove_dir_all(&dst);
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let bytes = copy_tree(&src, &dst, &mut h).map_err(|e| io_err(ErrorKind::Other, "transfer", e))?;
+        Ok(TransferResponse { bytes, checksum: Some(format!("{h:016x}")) })
+    }
+
+    fn release(&self, req: &ReleaseRequest) -> Result<ReleaseResponse, ProviderError> {
+        let _g = self.lock.lock().expect("lock");
+        let Some(r) = self.record(&req.provider_id) else { return Ok(ReleaseResponse { released: false }) };
+        if let Some(pid) = r.pid {
+            LocalProvider::kill_group(pid);
+        }
+        if let Some(mut c) = self.children.lock().expect("lock").remove(&r.id) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(self.sandbox(&r.id));
+        let _ = std::fs::remove_file(self.alloc_path(&r.id));
+        Ok(ReleaseResponse { released: true })
+    }
+}
+
+fn sh_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+/// A short stable id from a token.
+fn uuid_like(token: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in token.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skyform_provider::conformance;
+
+    fn provider(faults: Faults) -> (tempfile::TempDir, LocalProvider) {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = LocalConfig { faults, ..LocalConfig::default() };
+        let p = LocalProvider::new(cfg, d.path()).unwrap();
+        (d, p)
+    }
+
+    #[test]
+    fn conformance_kit_passes() {
+        let (_d, p) = provider(Faults { capacity_zones: vec!["zone-c".into()], ..Default::default() });
+        conformance::lifecycle(&p, &Location::new("local", "local", "zone-a"), "local.small", "local://conformance").unwrap();
+        conformance::capacity_error(&p, &Location::new("local", "local", "zone-c"), "local.small").unwrap();
+    }
+
+    #[test]
+    fn release_kills_the_process_group() {
+        let (_d, p) = provider(Faults::default());
+        let a = p
+            .allocate(&AllocateRequest {
+                task: "t".into(),
+                location: Location::new("local", "local", "zone-a"),
+                instance_type: "local.small".into(),
+                spot: false,
+                num_nodes: 1,
+                owner_tags: BTreeMap::new(),
+                idempotency_token: "tok".into(),
+            })
+            .unwrap();
+        p.run_task(&RunTaskRequest { provider_id: a.provider_id.clone(), task: "t".into(), run: "sleep 300 & sleep 300".into(), ..Default::default() }).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let pid = p.record(&a.provider_id).unwrap().pid.unwrap();
+        assert!(LocalProvider::pid_alive(pid));
+        assert!(p.release(&ReleaseRequest { provider_id: a.provider_id.clone() }).unwrap().released);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!LocalProvider::pid_alive(pid), "the run's process group is gone");
+        assert!(!p.sandbox(&a.provider_id).exists(), "the sandbox is removed");
+    }
+
+    #[test]
+    fn slots_quota_and_preemption() {
+        let (_d, p) = provider(Faults { preempt_after_secs: Some(0.2), ..Default::default() });
+        let req = |i: usize| AllocateRequest {
+            task: "t".into(),
+            location: Location::new("local", "local", "zone-b"),
+            instance_type: "local.small".into(),
+            spot: true,
+            num_nodes: 1,
+            owner_tags: BTreeMap::new(),
+            idempotency_token: format!("tok-{i}"),
+        };
+        for i in 0..8 {
+            p.allocate(&req(i)).unwrap();
+        }
+        let e = p.allocate(&req(8)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::CapacityUnavailable, "a full zone has no capacity");
+        let id = p.allocate(&req(0)).unwrap().provider_id;
+        p.run_task(&RunTaskRequest { provider_id: id.clone(), task: "t".into(), run: "sleep 30".into(), ..Default::default() }).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(p.task_status(&TaskStatusRequest { provider_id: id.clone() }).unwrap().state, RunState::Preempted);
+        p.release(&ReleaseRequest { provider_id: id }).unwrap();
+        let (_d2, q) = provider(Faults { quota: true, ..Default::default() });
+        let e = q.allocate(&req(0)).unwrap_err();
+        assert_eq!((e.kind, e.scope), (ErrorKind::QuotaExceeded, Scope::Region));
+    }
+}
