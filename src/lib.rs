@@ -8,6 +8,7 @@
 //! JobSpec × Catalog ──resolve──▶ ResolvedJob          (every feasible candidate per task)
 //! ResolvedJob ──optimize──▶ Assignment                (exact: DP or ILP; ranked fallbacks)
 //! Assignment × State ──plan::build──▶ Plan             (immutable; saved with -out)   [state read]
+//! Plan ──apply(providers, state store, hooks)──▶ State  (committed after every change) [providers, state]
 //! ```
 //!
 //! - [`config`]: HCL → [`config::JobSpec`]: variables, locals, modules, functions,
@@ -20,6 +21,8 @@
 //! - [`optimize`]: candidates → the optimal placement of every task.
 //! - [`state`]: the job's state in sled behind [`state::StateStore`], JSON export, locks.
 //! - [`plan`]: the diff of an assignment against the state, with costs; its views.
+//! - [`apply`]: the engine that runs a plan through the providers, with failover, retries,
+//!   preemption recovery, crash adoption and teardown.
 //! - [`bench`]: the benchmarks behind `skyform bench`.
 //! - [`cli`]: the command line and its views.
 //!
@@ -28,6 +31,7 @@
 //! holds it); saved plans (`-out`, JSON); `$SKYFORM_HOME/catalog.bin` when a catalog was
 //! imported.
 
+pub mod apply;
 pub mod bench;
 pub mod catalog;
 pub mod cli;

@@ -63,7 +63,7 @@ task "report" {
   inputs  = { joined = task.join.outputs.joined }
   outputs = { summary = { size_gb = 0.001, uri = var.result_uri } }
   run     = <<-EOT
-    awk -F, '{ s += $1; e += $2 } END { printf "rows=%d sum_squares=%d sum_evens=%d\n", NR, s, e }' \
+    awk -F, '{ s += $1; e += $2 } END { printf "rows=%d sum_squares=%.0f sum_evens=%.0f\n", NR, s, e }' \
       $SKYFORM_INPUT_JOINED/joined.csv > $SKYFORM_OUTPUT_SUMMARY/summary.txt
   EOT
 

@@ -13,6 +13,44 @@ pub enum BenchCmd {
     Catalog(CatalogBench),
     /// resolve + optimize on generated chains and DAGs over the full catalog
     Optimize(OptimizeBench),
+    /// apply a generated DAG of trivial commands on the local provider
+    Apply(ApplyBench),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyBench {
+    /// Tasks in the DAG
+    #[arg(long, default_value_t = 500)]
+    pub tasks: usize,
+    /// -parallelism of the apply
+    #[arg(long, default_value_t = 2)]
+    pub parallelism: usize,
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A DAG of `n` trivial tasks: a binary tree where every 7th task also reads its
+/// predecessor; data on every edge.
+fn apply_job(n: usize, slots: usize) -> String {
+    let mut s = format!("provider \"local\" {{\n  zones = [\"zone-a\", \"zone-b\"]\n  slots = {slots}\n}}\n\n");
+    for i in 0..n {
+        let mut parents: Vec<usize> = Vec::new();
+        if i > 0 {
+            // A binary tree (fan-out), with every 7th task also reading its predecessor
+            // (diamonds, fan-in).
+            parents.push((i - 1) / 2);
+            if i % 7 == 0 && (i - 1) / 2 != i - 1 {
+                parents.push(i - 1);
+            }
+        }
+        let inputs: Vec<String> = parents.iter().map(|p| format!("p{p} = task.t{p}.outputs.o")).collect();
+        s.push_str(&format!(
+            "task \"t{i}\" {{\n  inputs  = {{ {} }}\n  outputs = {{ o = {{ size_gb = 0.000001 }} }}\n  run     = \"echo {i} > $SKYFORM_OUTPUT_O/v\"\n\n  estimate {{\n    hours = 0.001\n  }}\n}}\n\n",
+            inputs.join(", ")
+        ));
+    }
+    s
 }
 
 #[derive(Debug, Args)]
@@ -43,6 +81,45 @@ pub struct OptimizeBench {
 
 pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
     match cmd {
+        BenchCmd::Apply(a) => {
+            let dir = std::env::temp_dir().join(format!("skyform-bench-apply-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("main.sky.hcl"), apply_job(a.tasks, a.parallelism.max(1) * 2))?;
+            let exe = std::env::current_exe()?;
+            let run = |args: &[&str]| -> anyhow::Result<f64> {
+                let t = Instant::now();
+                let o = std::process::Command::new(&exe).args(args).current_dir(&dir).env("NO_COLOR", "1").output()?;
+                if !o.status.success() {
+                    anyhow::bail!("{:?} failed: {}", args, String::from_utf8_lossy(&o.stderr));
+                }
+                Ok(t.elapsed().as_secs_f64())
+            };
+            let plan_s = run(&["plan"])?;
+            let par = format!("-parallelism={}", a.parallelism);
+            let apply_s = run(&["apply", "-auto-approve", &par])?;
+            let destroy_s = run(&["destroy", "-auto-approve"])?;
+            let _ = std::fs::remove_dir_all(&dir);
+            let per_task_ms = apply_s * 1e3 / a.tasks as f64;
+            let per_slot_ms = per_task_ms * a.parallelism as f64;
+            if a.json {
+                output::print_json(&serde_json::json!({
+                    "tasks": a.tasks, "parallelism": a.parallelism, "plan_s": plan_s, "apply_s": apply_s,
+                    "destroy_s": destroy_s, "wall_ms_per_task": per_task_ms, "overhead_ms_per_task_per_slot": per_slot_ms,
+                }));
+            } else {
+                println!(
+                    "apply: {} trivial tasks (a DAG with data on every edge), parallelism {}",
+                    a.tasks, a.parallelism
+                );
+                println!("  plan (load, resolve, optimize)    {plan_s:>8.2} s");
+                println!("  apply (wall)                      {apply_s:>8.2} s");
+                println!("  wall per task                     {per_task_ms:>8.1} ms");
+                println!("  overhead per task per slot        {per_slot_ms:>8.1} ms  (allocate, stage, run bash, poll, collect, release, commits)");
+                println!("  destroy                           {destroy_s:>8.2} s");
+            }
+            Ok(0)
+        }
         BenchCmd::Catalog(a) => {
             let (load_ms, search_ms, offerings, matches) = bench::catalog_figures(a.runs);
             // End to end: a fresh `skyform catalog search` process, as a user runs it.

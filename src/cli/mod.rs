@@ -5,6 +5,7 @@
 //! are accepted as well as the double-dash forms ([`normalize_args`]). Commands return
 //! an exit code; errors bubble up as `anyhow` errors to `main`.
 
+pub mod apply;
 pub mod bench;
 pub mod catalog;
 pub mod fmt;
@@ -46,6 +47,16 @@ pub enum Command {
     Init(init::InitArgs),
     /// Show where each task would run, what changes and what it costs
     Plan(plan::PlanArgs),
+    /// Run the plan: allocate, move data, run every task, release (FILE: a saved plan)
+    Apply(apply::ApplyArgs),
+    /// Release everything the state holds and forget the tasks
+    Destroy(apply::ApplyArgs),
+    /// Task states, placements and cost so far
+    Status(apply::StatusArgs),
+    /// A task's log (-f follows it)
+    Logs(apply::LogsArgs),
+    /// Release resources carrying skyform's owner tags that the state does not know
+    Sweep(apply::SweepArgs),
     /// Show a saved plan (text, -json, -format=markdown) or the current state
     Show(plan::ShowArgs),
     /// The task DAG with placements and edge sizes (dot or mermaid)
@@ -185,6 +196,11 @@ pub fn run(cli: Cli, argv: Vec<String>) -> anyhow::Result<i32> {
         Command::Fmt(a) => fmt::run(&env, a),
         Command::Init(a) => init::run(&env, a),
         Command::Plan(a) => plan::run_plan(&env, a),
+        Command::Apply(a) => apply::run_apply(&env, a, false),
+        Command::Destroy(a) => apply::run_apply(&env, a, true),
+        Command::Status(a) => apply::run_status(&env, a),
+        Command::Logs(a) => apply::run_logs(&env, a),
+        Command::Sweep(a) => apply::run_sweep(&env, a),
         Command::Show(a) => plan::run_show(&env, a),
         Command::Graph(a) => plan::run_graph(&env, a),
         Command::Output(a) => plan::run_output(&env, a),

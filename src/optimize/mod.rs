@@ -1122,7 +1122,7 @@ fn assemble(
             egress_out: std::mem::take(&mut egress_out[t]),
             start_hours: times[t].0,
             finish_hours: times[t].1,
-            fallbacks: fallbacks(m, choice, t, 5),
+            fallbacks: fallbacks(m, choice, t, 8),
             candidates: rt.candidates.len(),
             working_candidates: m.work[t].len(),
         });

@@ -84,6 +84,9 @@ pub struct Planned {
     pub storage_cost: f64,
     /// (location, instance label, cost delta)
     pub fallbacks: Vec<(String, String, f64)>,
+    /// The same alternatives as placements, best first (failover walks them).
+    #[serde(default)]
+    pub alternatives: Vec<PlacementRecord>,
 }
 
 /// A displayed attribute change.
@@ -196,6 +199,20 @@ fn planned(p: &Placement) -> Planned {
             .fallbacks
             .iter()
             .map(|f| (f.candidate.location.to_string(), f.candidate.label(), f.delta))
+            .collect(),
+        alternatives: p
+            .fallbacks
+            .iter()
+            .map(|f| PlacementRecord {
+                cloud: f.candidate.location.cloud.clone(),
+                region: f.candidate.location.region.clone(),
+                zone: f.candidate.location.zone.clone(),
+                instance_type: f.candidate.instance_type.clone(),
+                spot: f.candidate.spot,
+                hourly: f.candidate.hourly,
+                hours: f.candidate.hours,
+                cost: f.cost,
+            })
             .collect(),
     }
 }

@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// A raw key and value of a sled tree.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// The current state schema version.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -196,6 +199,10 @@ pub trait StateStore {
     /// Commits `state` as the next version: refuses another lineage, or a serial that moved
     /// since `state` was read; bumps the serial. Returns the committed state.
     fn commit(&self, state: &State) -> Result<State, StateError>;
+    /// Commits only the named tasks (and the outputs when `outputs`) of `state`, which the
+    /// caller changed in place since its last commit; returns the new serial, which the
+    /// caller stores in `state.serial`. The same checks as [`StateStore::commit`].
+    fn commit_changes(&self, state: &State, changed: &[TaskAddr], outputs: bool) -> Result<u64, StateError>;
     /// Replaces the stored state wholesale (`state push`), keeping its serial.
     fn replace(&self, state: &State) -> Result<(), StateError>;
     /// A description for messages.
@@ -207,11 +214,57 @@ pub trait StateStore {
 /// between commits.
 pub struct SledStore {
     path: PathBuf,
+    /// Kept open while a writer (apply) runs, so commits are fast.
+    held: std::sync::Mutex<Option<sled::Db>>,
+    /// When the reader snapshot was last written (while held).
+    snapshot_at: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The last state this handle committed (commits then write only what changed).
+    last: std::sync::Mutex<Option<State>>,
 }
 
 impl SledStore {
     pub fn new(path: impl Into<PathBuf>) -> SledStore {
-        SledStore { path: path.into() }
+        SledStore {
+            path: path.into(),
+            held: std::sync::Mutex::new(None),
+            snapshot_at: std::sync::Mutex::new(None),
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Keeps the database open until [`SledStore::release_handle`] (for a writer that
+    /// commits often; it holds the state lock meanwhile).
+    pub fn hold(&self) -> Result<(), StateError> {
+        let db = self.open()?;
+        *self.held.lock().expect("lock") = Some(db);
+        Ok(())
+    }
+
+    pub fn release_handle(&self) {
+        if let Some(db) = self.held.lock().expect("lock").take() {
+            let _ = db.flush();
+            if let Ok(Some(s)) = SledStore::load(&db) {
+                self.write_snapshot(&s);
+            }
+        }
+        *self.snapshot_at.lock().expect("lock") = None;
+    }
+
+    /// The JSON copy readers use while a writer holds the database.
+    pub fn snapshot_path(&self) -> PathBuf {
+        let mut s = self.path.as_os_str().to_owned();
+        s.push(".snapshot.json");
+        PathBuf::from(s)
+    }
+
+    fn write_snapshot(&self, s: &State) {
+        let p = self.snapshot_path();
+        let tmp = p.with_extension("tmp");
+        if std::fs::write(&tmp, s.to_json()).is_ok() {
+            let _ = std::fs::rename(&tmp, &p);
+            restrict_permissions_file(&p);
+        }
+        *self.snapshot_at.lock().expect("lock") = Some(std::time::Instant::now());
     }
 
     pub fn path(&self) -> &Path {
@@ -219,6 +272,9 @@ impl SledStore {
     }
 
     fn open(&self) -> Result<sled::Db, StateError> {
+        if let Some(db) = self.held.lock().expect("lock").as_ref() {
+            return Ok(db.clone());
+        }
         if let Some(p) = self.path.parent() {
             std::fs::create_dir_all(p)?;
         }
@@ -239,6 +295,17 @@ impl SledStore {
 
     fn exists(&self) -> bool {
         self.path.join("conf").exists() || self.path.join("db").exists()
+    }
+
+    /// (version, lineage, serial) without reading the tasks.
+    fn meta(db: &sled::Db) -> Result<Option<(u32, String, u64)>, StateError> {
+        let Some(v) = db.open_tree("meta")?.get("meta")? else { return Ok(None) };
+        let m: serde_json::Value = serde_json::from_slice(&v).map_err(|e| StateError::Corrupt(e.to_string()))?;
+        Ok(Some((
+            m["version"].as_u64().unwrap_or(0) as u32,
+            m["lineage"].as_str().unwrap_or_default().to_string(),
+            m["serial"].as_u64().unwrap_or(0),
+        )))
     }
 
     fn load(db: &sled::Db) -> Result<Option<State>, StateError> {
@@ -271,7 +338,8 @@ impl SledStore {
         Ok(Some(s))
     }
 
-    fn store(db: &sled::Db, s: &State) -> Result<(), StateError> {
+    /// Writes `s` in one transaction: everything, or only what differs from `prev`.
+    fn store(db: &sled::Db, s: &State, prev: Option<&State>) -> Result<(), StateError> {
         use sled::Transactional;
         let meta = db.open_tree("meta")?;
         let tasks = db.open_tree("tasks")?;
@@ -279,22 +347,45 @@ impl SledStore {
         let meta_v =
             serde_json::to_vec(&serde_json::json!({"version": s.version, "lineage": s.lineage, "serial": s.serial}))
                 .expect("json");
-        let task_vals: Vec<(Vec<u8>, Vec<u8>)> =
-            s.tasks.iter().map(|(k, v)| (k.0.as_bytes().to_vec(), serde_json::to_vec(v).expect("json"))).collect();
-        let out_vals: Vec<(Vec<u8>, Vec<u8>)> =
-            s.outputs.iter().map(|(k, v)| (k.as_bytes().to_vec(), serde_json::to_vec(v).expect("json"))).collect();
-        let old_tasks: Vec<sled::IVec> = tasks.iter().keys().collect::<Result<_, _>>()?;
-        let old_outs: Vec<sled::IVec> = outputs.iter().keys().collect::<Result<_, _>>()?;
+        let (task_put, task_del): (Vec<KeyValue>, Vec<Vec<u8>>) = match prev {
+            Some(p) => (
+                s.tasks
+                    .iter()
+                    .filter(|(k, v)| p.tasks.get(*k) != Some(*v))
+                    .map(|(k, v)| (k.0.as_bytes().to_vec(), serde_json::to_vec(v).expect("json")))
+                    .collect(),
+                p.tasks.keys().filter(|k| !s.tasks.contains_key(*k)).map(|k| k.0.as_bytes().to_vec()).collect(),
+            ),
+            None => (
+                s.tasks.iter().map(|(k, v)| (k.0.as_bytes().to_vec(), serde_json::to_vec(v).expect("json"))).collect(),
+                tasks
+                    .iter()
+                    .keys()
+                    .map(|k| k.map(|k| k.to_vec()))
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter()
+                    .filter(|k| !s.tasks.contains_key(&TaskAddr(String::from_utf8_lossy(k).into_owned())))
+                    .collect(),
+            ),
+        };
+        let out_same = prev.is_some_and(|p| p.outputs == s.outputs);
+        let out_vals: Vec<(Vec<u8>, Vec<u8>)> = if out_same {
+            vec![]
+        } else {
+            s.outputs.iter().map(|(k, v)| (k.as_bytes().to_vec(), serde_json::to_vec(v).expect("json"))).collect()
+        };
+        let old_outs: Vec<sled::IVec> =
+            if out_same { vec![] } else { outputs.iter().keys().collect::<Result<_, _>>()? };
         (&meta, &tasks, &outputs)
             .transaction(|(m, t, o)| {
-                for k in &old_tasks {
-                    t.remove(k)?;
+                for k in &task_del {
+                    t.remove(k.as_slice())?;
+                }
+                for (k, v) in &task_put {
+                    t.insert(k.as_slice(), v.as_slice())?;
                 }
                 for k in &old_outs {
                     o.remove(k)?;
-                }
-                for (k, v) in &task_vals {
-                    t.insert(k.as_slice(), v.as_slice())?;
                 }
                 for (k, v) in &out_vals {
                     o.insert(k.as_slice(), v.as_slice())?;
@@ -305,6 +396,14 @@ impl SledStore {
             .map_err(|e| StateError::Corrupt(format!("transaction failed: {e:?}")))?;
         db.flush()?;
         Ok(())
+    }
+}
+
+fn restrict_permissions_file(p: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600));
     }
 }
 
@@ -335,40 +434,145 @@ impl StateStore for SledStore {
         if !self.exists() {
             return Ok(State::new());
         }
+        if self.held.lock().expect("lock").is_none() {
+            // Another process (an apply) holds the database: read its snapshot.
+            if let Ok(db) = sled::Config::new().path(&self.path).open() {
+                return Ok(SledStore::load(&db)?.unwrap_or_default());
+            }
+            if let Ok(text) = std::fs::read_to_string(self.snapshot_path()) {
+                return State::from_json(&text);
+            }
+        }
         let db = self.open()?;
-        Ok(SledStore::load(&db)?.unwrap_or_default())
+        let s = SledStore::load(&db)?.unwrap_or_default();
+        *self.last.lock().expect("lock") = Some(s.clone());
+        Ok(s)
     }
 
     fn commit(&self, state: &State) -> Result<State, StateError> {
         let db = self.open()?;
-        let current = SledStore::load(&db)?;
-        if let Some(cur) = &current {
-            if cur.lineage != state.lineage {
-                return Err(StateError::Lineage { expected: cur.lineage.clone(), found: state.lineage.clone() });
+        if let Some((_, lineage, serial)) = SledStore::meta(&db)? {
+            if lineage != state.lineage {
+                return Err(StateError::Lineage { expected: lineage, found: state.lineage.clone() });
             }
-            if cur.serial != state.serial {
-                return Err(StateError::Conflict { expected: state.serial, found: cur.serial });
+            if serial != state.serial {
+                return Err(StateError::Conflict { expected: state.serial, found: serial });
             }
         }
         let mut next = state.clone();
         next.version = SCHEMA_VERSION;
         next.serial = state.serial + 1;
-        SledStore::store(&db, &next)?;
+        let mut last = self.last.lock().expect("lock");
+        let prev = last.as_ref().filter(|l| l.serial == state.serial && l.lineage == state.lineage);
+        SledStore::store(&db, &next, prev)?;
+        *last = Some(next.clone());
+        drop(last);
         drop(db);
-        restrict_permissions(&self.path);
+        if self.held.lock().expect("lock").is_some() {
+            let due = self
+                .snapshot_at
+                .lock()
+                .expect("lock")
+                .is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(250));
+            if due {
+                self.write_snapshot(&next);
+            }
+        } else {
+            restrict_permissions(&self.path);
+            self.write_snapshot(&next);
+        }
         Ok(next)
+    }
+
+    fn commit_changes(&self, state: &State, changed: &[TaskAddr], outputs: bool) -> Result<u64, StateError> {
+        let serial = self.write_changes(state, changed, outputs)?;
+        self.sync()?;
+        Ok(serial)
     }
 
     fn replace(&self, state: &State) -> Result<(), StateError> {
         let db = self.open()?;
-        SledStore::store(&db, state)?;
+        SledStore::store(&db, state, None)?;
+        *self.last.lock().expect("lock") = Some(state.clone());
         drop(db);
+        self.write_snapshot(state);
         restrict_permissions(&self.path);
         Ok(())
     }
 
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+}
+
+impl SledStore {
+    /// [`StateStore::commit_changes`] without waiting for the disk; call [`SledStore::sync`]
+    /// before relying on it. Lets concurrent writers share one flush (group commit).
+    pub fn write_changes(&self, state: &State, changed: &[TaskAddr], outputs: bool) -> Result<u64, StateError> {
+        use sled::Transactional;
+        let db = self.open()?;
+        if let Some((_, lineage, serial)) = SledStore::meta(&db)? {
+            if lineage != state.lineage {
+                return Err(StateError::Lineage { expected: lineage, found: state.lineage.clone() });
+            }
+            if serial != state.serial {
+                return Err(StateError::Conflict { expected: state.serial, found: serial });
+            }
+        }
+        let serial = state.serial + 1;
+        let meta_v = serde_json::to_vec(
+            &serde_json::json!({"version": SCHEMA_VERSION, "lineage": state.lineage, "serial": serial}),
+        )
+        .expect("json");
+        let puts: Vec<(Vec<u8>, Option<Vec<u8>>)> = changed
+            .iter()
+            .map(|k| (k.0.as_bytes().to_vec(), state.tasks.get(k).map(|t| serde_json::to_vec(t).expect("json"))))
+            .collect();
+        let out_vals: Vec<(Vec<u8>, Vec<u8>)> = if outputs {
+            state.outputs.iter().map(|(k, v)| (k.as_bytes().to_vec(), serde_json::to_vec(v).expect("json"))).collect()
+        } else {
+            vec![]
+        };
+        let (meta, tasks, outs) = (db.open_tree("meta")?, db.open_tree("tasks")?, db.open_tree("outputs")?);
+        let old_outs: Vec<sled::IVec> = if outputs { outs.iter().keys().collect::<Result<_, _>>()? } else { vec![] };
+        (&meta, &tasks, &outs)
+            .transaction(|(m, t, o)| {
+                for (k, v) in &puts {
+                    match v {
+                        Some(v) => {
+                            t.insert(k.as_slice(), v.as_slice())?;
+                        }
+                        None => {
+                            t.remove(k.as_slice())?;
+                        }
+                    }
+                }
+                for k in &old_outs {
+                    o.remove(k)?;
+                }
+                for (k, v) in &out_vals {
+                    o.insert(k.as_slice(), v.as_slice())?;
+                }
+                m.insert("meta", meta_v.as_slice())?;
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| StateError::Corrupt(format!("transaction failed: {e:?}")))?;
+        *self.last.lock().expect("lock") = None;
+        let due =
+            self.snapshot_at.lock().expect("lock").is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(250));
+        if due {
+            let mut snap = state.clone();
+            snap.serial = serial;
+            self.write_snapshot(&snap);
+        }
+        Ok(serial)
+    }
+
+    /// Makes every write so far durable.
+    pub fn sync(&self) -> Result<(), StateError> {
+        let db = self.open()?;
+        db.flush()?;
+        Ok(())
     }
 }
 

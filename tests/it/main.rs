@@ -2,6 +2,7 @@
 //! `skyform` binary (or the library) on files under `testdata/` and `modules/`, with
 //! `SKYFORM_HOME` pointed at a temporary directory and colour off.
 
+mod apply;
 mod catalog;
 mod config;
 mod fmt;

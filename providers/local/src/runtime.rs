@@ -86,8 +86,17 @@ impl LocalProvider {
     pub fn new(config: LocalConfig, job_dir: &Path) -> Result<LocalProvider, String> {
         config.check()?;
         let faults = Faults::effective(&config.faults)?;
-        let root = if Path::new(&config.root).is_absolute() { PathBuf::from(&config.root) } else { job_dir.join(&config.root) };
-        Ok(LocalProvider { config, faults, root, children: Mutex::new(HashMap::new()), calls: Mutex::new(0), lock: Mutex::new(()) })
+        let base = std::path::absolute(job_dir).map_err(|e| format!("{}: {e}", job_dir.display()))?;
+        let root =
+            if Path::new(&config.root).is_absolute() { PathBuf::from(&config.root) } else { base.join(&config.root) };
+        Ok(LocalProvider {
+            config,
+            faults,
+            root,
+            children: Mutex::new(HashMap::new()),
+            calls: Mutex::new(0),
+            lock: Mutex::new(()),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -104,8 +113,11 @@ impl LocalProvider {
 
     fn records(&self) -> Vec<AllocRecord> {
         let Ok(rd) = std::fs::read_dir(self.root.join("alloc")) else { return vec![] };
-        let mut v: Vec<AllocRecord> =
-            rd.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()).filter_map(|s| serde_json::from_str(&s).ok()).collect();
+        let mut v: Vec<AllocRecord> = rd
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|s| serde_json::from_str(&s).ok())
+            .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
@@ -118,7 +130,8 @@ impl LocalProvider {
         let p = self.alloc_path(&r.id);
         std::fs::create_dir_all(p.parent().expect("parent")).map_err(|e| io_err(ErrorKind::Other, "alloc dir", e))?;
         let tmp = p.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(r).expect("json")).map_err(|e| io_err(ErrorKind::Other, "alloc record", e))?;
+        std::fs::write(&tmp, serde_json::to_vec_pretty(r).expect("json"))
+            .map_err(|e| io_err(ErrorKind::Other, "alloc record", e))?;
         std::fs::rename(&tmp, &p).map_err(|e| io_err(ErrorKind::Other, "alloc record", e))
     }
 
@@ -137,7 +150,8 @@ impl LocalProvider {
 
     /// The host path of a URI (`file://`, `local://`, `sandbox://`).
     pub fn path_of(&self, uri: &str) -> Result<PathBuf, ProviderError> {
-        let bad = || ProviderError::new(ErrorKind::Unsupported, None, format!("the local provider cannot reach `{uri}`"));
+        let bad =
+            || ProviderError::new(ErrorKind::Unsupported, None, format!("the local provider cannot reach `{uri}`"));
         let (scheme, rest) = uri.split_once("://").ok_or_else(bad)?;
         match scheme {
             "file" => Ok(PathBuf::from(rest)),
@@ -160,8 +174,29 @@ impl LocalProvider {
         }
     }
 
+    /// Kills the process group a run leads. Only a verified group leader that is not this
+    /// process's own group is signalled (a pid of 0 or 1 would mean "everything").
     fn kill_group(pid: u32) {
-        let _ = std::process::Command::new("kill").args(["-9", &format!("-{pid}")]).stderr(std::process::Stdio::null()).status();
+        if pid <= 1 || pid == std::process::id() {
+            return;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return };
+        // Fields after the command name: state ppid pgrp ...
+        let rest: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let pgrp: u32 = rest.get(2).and_then(|x| x.parse().ok()).unwrap_or(0);
+        let own = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| {
+                s.rsplit(')').next().and_then(|r| r.split_whitespace().nth(2)).and_then(|x| x.parse::<u32>().ok())
+            })
+            .unwrap_or(0);
+        if pgrp != pid || pgrp == own {
+            return;
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-9", "--", &format!("-{pid}")])
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 
     fn preemptions_done(&self) -> u32 {
@@ -208,7 +243,10 @@ impl Provider for LocalProvider {
             if !req.owner_tags.iter().all(|(k, v)| r.owner_tags.get(k) == Some(v)) {
                 continue;
             }
-            let state = self.task_status(&TaskStatusRequest { provider_id: r.id.clone() }).map(|s| s.state).unwrap_or(RunState::Running);
+            let state = self
+                .task_status(&TaskStatusRequest { provider_id: r.id.clone() })
+                .map(|s| s.state)
+                .unwrap_or(RunState::Running);
             out.push(ResourceInfo {
                 provider_id: r.id.clone(),
                 location: Location::new(CLOUD, REGION, r.zone.clone()),
@@ -233,22 +271,42 @@ impl Provider for LocalProvider {
             return Ok(AllocateResponse { provider_id: r.id });
         }
         if loc.cloud != CLOUD || loc.region != REGION || !self.config.zones.contains(&loc.zone) {
-            return Err(ProviderError::new(ErrorKind::Unsupported, Some(loc), format!("the local provider has no zone {loc}")));
+            return Err(ProviderError::new(
+                ErrorKind::Unsupported,
+                Some(loc),
+                format!("the local provider has no zone {loc}"),
+            ));
         }
         if !self.config.instance_types.iter().any(|t| t.name == req.instance_type) {
-            return Err(ProviderError::new(ErrorKind::Unsupported, Some(loc), format!("no instance type {}", req.instance_type)));
+            return Err(ProviderError::new(
+                ErrorKind::Unsupported,
+                Some(loc),
+                format!("no instance type {}", req.instance_type),
+            ));
         }
         if self.faults.quota {
-            return Err(ProviderError::new(ErrorKind::QuotaExceeded, Some(loc), "injected quota error: the local vCPU quota is exhausted"));
+            return Err(ProviderError::new(
+                ErrorKind::QuotaExceeded,
+                Some(loc),
+                "injected quota error: the local vCPU quota is exhausted",
+            ));
         }
         if self.faults.capacity_zones.contains(&loc.zone) {
-            let mut e = ProviderError::new(ErrorKind::CapacityUnavailable, Some(loc), format!("injected capacity error in {}", loc.zone));
+            let mut e = ProviderError::new(
+                ErrorKind::CapacityUnavailable,
+                Some(loc),
+                format!("injected capacity error in {}", loc.zone),
+            );
             e.code = Some("InsufficientCapacity".into());
             return Err(e);
         }
         let used = self.records().iter().filter(|r| r.zone == loc.zone).count();
         if used >= self.config.slots as usize {
-            return Err(ProviderError::new(ErrorKind::CapacityUnavailable, Some(loc), format!("{} has no free slot ({} in use)", loc.zone, used)));
+            return Err(ProviderError::new(
+                ErrorKind::CapacityUnavailable,
+                Some(loc),
+                format!("{} has no free slot ({} in use)", loc.zone, used),
+            ));
         }
         let id = format!("lp-{}", &uuid_like(&req.idempotency_token));
         let r = AllocRecord {
@@ -271,7 +329,9 @@ impl Provider for LocalProvider {
 
     fn run_task(&self, req: &RunTaskRequest) -> Result<RunTaskResponse, ProviderError> {
         self.transient("run_task")?;
-        let mut r = self.record(&req.provider_id).ok_or_else(|| ProviderError::new(ErrorKind::Other, None, format!("no allocation {}", req.provider_id)))?;
+        let mut r = self
+            .record(&req.provider_id)
+            .ok_or_else(|| ProviderError::new(ErrorKind::Other, None, format!("no allocation {}", req.provider_id)))?;
         let sb = self.sandbox(&r.id);
         let mut env: Vec<(String, String)> = vec![("SKYFORM_TASK".into(), req.task.clone())];
         for i in &req.inputs {
@@ -308,7 +368,12 @@ impl Provider for LocalProvider {
             sh_quote(&sb.join("exit_code"))
         );
         let mut cmd = std::process::Command::new("bash");
-        cmd.arg("-c").arg(wrapper).current_dir(&work).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        cmd.arg("-c")
+            .arg(wrapper)
+            .current_dir(&work)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
         for (k, v) in env.into_iter().chain(req.env.clone()) {
             cmd.env(k, v);
         }
@@ -323,7 +388,9 @@ impl Provider for LocalProvider {
     }
 
     fn task_status(&self, req: &TaskStatusRequest) -> Result<TaskStatusResponse, ProviderError> {
-        let r = self.record(&req.provider_id).ok_or_else(|| ProviderError::new(ErrorKind::Other, None, format!("no allocation {}", req.provider_id)))?;
+        let r = self
+            .record(&req.provider_id)
+            .ok_or_else(|| ProviderError::new(ErrorKind::Other, None, format!("no allocation {}", req.provider_id)))?;
         let sb = self.sandbox(&r.id);
         let log = sb.join("log.txt").display().to_string();
         if let Some(c) = self.children.lock().expect("lock").get_mut(&r.id) {
@@ -420,7 +487,8 @@ mod tests {
     #[test]
     fn conformance_kit_passes() {
         let (_d, p) = provider(Faults { capacity_zones: vec!["zone-c".into()], ..Default::default() });
-        conformance::lifecycle(&p, &Location::new("local", "local", "zone-a"), "local.small", "local://conformance").unwrap();
+        conformance::lifecycle(&p, &Location::new("local", "local", "zone-a"), "local.small", "local://conformance")
+            .unwrap();
         conformance::capacity_error(&p, &Location::new("local", "local", "zone-c"), "local.small").unwrap();
     }
 
@@ -438,7 +506,13 @@ mod tests {
                 idempotency_token: "tok".into(),
             })
             .unwrap();
-        p.run_task(&RunTaskRequest { provider_id: a.provider_id.clone(), task: "t".into(), run: "sleep 300 & sleep 300".into(), ..Default::default() }).unwrap();
+        p.run_task(&RunTaskRequest {
+            provider_id: a.provider_id.clone(),
+            task: "t".into(),
+            run: "sleep 300 & sleep 300".into(),
+            ..Default::default()
+        })
+        .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(200));
         let pid = p.record(&a.provider_id).unwrap().pid.unwrap();
         assert!(LocalProvider::pid_alive(pid));
@@ -466,7 +540,13 @@ mod tests {
         let e = p.allocate(&req(8)).unwrap_err();
         assert_eq!(e.kind, ErrorKind::CapacityUnavailable, "a full zone has no capacity");
         let id = p.allocate(&req(0)).unwrap().provider_id;
-        p.run_task(&RunTaskRequest { provider_id: id.clone(), task: "t".into(), run: "sleep 30".into(), ..Default::default() }).unwrap();
+        p.run_task(&RunTaskRequest {
+            provider_id: id.clone(),
+            task: "t".into(),
+            run: "sleep 30".into(),
+            ..Default::default()
+        })
+        .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(300));
         assert_eq!(p.task_status(&TaskStatusRequest { provider_id: id.clone() }).unwrap().state, RunState::Preempted);
         p.release(&ReleaseRequest { provider_id: id }).unwrap();

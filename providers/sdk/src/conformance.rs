@@ -5,10 +5,15 @@ use crate::*;
 use std::collections::BTreeMap;
 
 fn tags(task: &str) -> BTreeMap<String, String> {
-    [("skyform:lineage", "conformance"), ("skyform:job", "conformance"), ("skyform:task", task), ("skyform:attempt", "1")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    [
+        ("skyform:lineage", "conformance"),
+        ("skyform:job", "conformance"),
+        ("skyform:task", task),
+        ("skyform:attempt", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 /// allocate → run → status → transfer out → release, plus idempotency and `read`.
@@ -42,9 +47,13 @@ pub fn lifecycle(p: &dyn Provider, location: &Location, instance_type: &str, sto
     p.run_task(&run).map_err(|e| format!("run_task: {e}"))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let s = p.task_status(&TaskStatusRequest { provider_id: a.provider_id.clone() }).map_err(|e| format!("task_status: {e}"))?;
+        let s = p
+            .task_status(&TaskStatusRequest { provider_id: a.provider_id.clone() })
+            .map_err(|e| format!("task_status: {e}"))?;
         match s.state {
-            RunState::Running if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(20)),
+            RunState::Running if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
             RunState::Succeeded => break,
             other => return Err(format!("the run ended {other:?}; log at {}", s.log)),
         }
@@ -60,7 +69,8 @@ pub fn lifecycle(p: &dyn Provider, location: &Location, instance_type: &str, sto
     if !r.released {
         return Err("release reported nothing released".into());
     }
-    let r2 = p.release(&ReleaseRequest { provider_id: a.provider_id.clone() }).map_err(|e| format!("release again: {e}"))?;
+    let r2 =
+        p.release(&ReleaseRequest { provider_id: a.provider_id.clone() }).map_err(|e| format!("release again: {e}"))?;
     if r2.released {
         return Err("a second release must report nothing released".into());
     }

@@ -343,7 +343,13 @@ pub trait Provider: Send + Sync {
 impl ProviderError {
     /// An error of `kind` at `location`, blocking the kind's default scope.
     pub fn new(kind: ErrorKind, location: Option<&Location>, message: impl Into<String>) -> Self {
-        ProviderError { kind, scope: kind.default_scope(), location: location.map(|l| Box::new(l.clone())), code: None, message: message.into() }
+        ProviderError {
+            kind,
+            scope: kind.default_scope(),
+            location: location.map(|l| Box::new(l.clone())),
+            code: None,
+            message: message.into(),
+        }
     }
 }
 
