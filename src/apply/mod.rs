@@ -107,6 +107,8 @@ struct Shared {
     spec: JobSpec,
     cancel: Arc<AtomicBool>,
     hard_cancel: Arc<AtomicBool>,
+    /// Allocations whose call timed out: released when the call finally returns.
+    stragglers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 fn now() -> u64 {
@@ -223,6 +225,7 @@ pub async fn apply(plan: &Plan, ctx: Context) -> Result<Outcome, ApplyError> {
         spec: plan.config.clone(),
         cancel: ctx.cancel,
         hard_cancel: ctx.hard_cancel,
+        stragglers: std::sync::Mutex::new(Vec::new()),
     });
     recover(&sh).await?;
     let mut out = Outcome { planned: plan.cost_after, ..Default::default() };
@@ -348,6 +351,10 @@ pub async fn apply(plan: &Plan, ctx: Context) -> Result<Outcome, ApplyError> {
         if sh.hard_cancel.load(Ordering::SeqCst) {
             break;
         }
+    }
+    let late: Vec<tokio::task::JoinHandle<()>> = std::mem::take(&mut *sh.stragglers.lock().expect("lock"));
+    for h in late {
+        let _ = h.await;
     }
     out.interrupted = sh.cancel.load(Ordering::SeqCst);
     out.not_started = waiting.into_iter().chain(blocked).collect();
@@ -628,7 +635,7 @@ async fn run_task(sh: &Arc<Shared>, change: &crate::plan::Change) -> Result<Task
             owner_tags: tags,
             idempotency_token: token,
         };
-        let allocated = sh.call(&cand.cloud, move |p| p.allocate(&req)).await;
+        let allocated = allocate(sh, &cand.cloud, req).await;
         let provider_id = match allocated {
             Ok(a) => a.provider_id,
             Err(e) => {
@@ -646,7 +653,9 @@ async fn run_task(sh: &Arc<Shared>, change: &crate::plan::Change) -> Result<Task
                     scope: e.scope,
                     message: e.message.clone(),
                 });
-                if e.kind.blocks_location() {
+                // A location that keeps timing out or failing transiently is blocked like
+                // one without capacity, so a hanging region cannot stall the run.
+                if e.kind.blocks_location() || matches!(e.kind, ErrorKind::Transient | ErrorKind::Throttled) {
                     if let Some(t) = &sh.tracker {
                         let at = e.location.as_deref().cloned().unwrap_or_else(|| here.clone());
                         let _ = t.record_failure(&at, e.scope, e.kind, &e.message, now());
@@ -893,6 +902,46 @@ async fn run_task(sh: &Arc<Shared>, change: &crate::plan::Change) -> Result<Task
     });
     sh.hooks.event(&Event::TaskDone { task: addr.clone(), status: TaskStatus::Failed, cost: 0.0 });
     Ok(TaskStatus::Failed)
+}
+
+/// Allocates with the per-call timeout. A call that times out may still succeed later in
+/// its thread: it is awaited in the background and what it allocated is released, so a
+/// hanging region never leaves an allocation behind.
+async fn allocate(sh: &Arc<Shared>, cloud: &str, req: AllocateRequest) -> Result<AllocateResponse, ProviderError> {
+    let p = sh.provider(cloud)?;
+    let mut delay = Duration::from_millis(100);
+    for attempt in 0..4 {
+        let (p2, r2) = (p.clone(), req.clone());
+        let mut handle = tokio::task::spawn_blocking(move || p2.allocate(&r2));
+        let result = match tokio::time::timeout(sh.opts.call_timeout, &mut handle).await {
+            Ok(j) => j.expect("join"),
+            Err(_) => {
+                let p3 = p.clone();
+                let late = tokio::spawn(async move {
+                    if let Ok(Ok(a)) = handle.await {
+                        let _ = tokio::task::spawn_blocking(move || {
+                            p3.release(&ReleaseRequest { provider_id: a.provider_id })
+                        })
+                        .await;
+                    }
+                });
+                sh.stragglers.lock().expect("lock").push(late);
+                Err(ProviderError::new(
+                    ErrorKind::Transient,
+                    Some(&req.location),
+                    format!("the call timed out after {:?}", sh.opts.call_timeout),
+                ))
+            }
+        };
+        match result {
+            Err(e) if matches!(e.kind, ErrorKind::Transient | ErrorKind::Throttled) && attempt < 3 => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the loop returns")
 }
 
 async fn stage_inputs(

@@ -30,6 +30,9 @@ pub struct ApplyArgs {
     /// Seconds running tasks may go on after an interrupt before they are cancelled
     #[arg(long, default_value_t = 10)]
     pub grace: u64,
+    /// Seconds one provider call may take before it counts as failed
+    #[arg(long = "call-timeout", default_value_t = 60.0)]
+    pub call_timeout: f64,
     /// Replace this task even if nothing changed (repeatable)
     #[arg(long, value_name = "ADDR")]
     pub replace: Vec<String>,
@@ -311,7 +314,7 @@ pub fn run_apply(env: &Env, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let opts = apply::Options {
         parallelism: a.parallelism.max(1),
-        call_timeout: std::time::Duration::from_secs(60),
+        call_timeout: std::time::Duration::from_secs_f64(a.call_timeout.max(0.01)),
         grace: std::time::Duration::from_secs(a.grace),
         job_dir: env.dir.clone(),
     };

@@ -512,7 +512,13 @@ impl Plan {
 /// Refuses a saved plan that does not match the state, or whose total moved more than
 /// `policy.max_cost_drift` when re-priced at `repriced_total`.
 pub fn check_saved(plan: &Plan, state: &State, repriced_total: Option<f64>) -> Result<(), PlanError> {
-    if !(state.serial == 0 && state.tasks.is_empty()) || plan.serial != 0 {
+    let empty = state.serial == 0 && state.tasks.is_empty();
+    if plan.serial == 0 {
+        // Made against an empty state: valid only while the state is still empty.
+        if !empty {
+            return Err(PlanError::Stale { plan: 0, state: state.serial });
+        }
+    } else {
         if plan.lineage != state.lineage {
             return Err(PlanError::LineageMismatch { plan: plan.lineage.clone(), state: state.lineage.clone() });
         }

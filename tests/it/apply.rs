@@ -296,3 +296,65 @@ fn sweep_releases_what_the_state_does_not_know() {
     assert!(o.stdout.contains("released local"), "{}", o.stdout);
     assert_eq!(allocations(d.path()), 0);
 }
+
+#[test]
+fn a_hanging_zone_times_out_and_the_task_fails_over() {
+    let d = job(&[("main.sky.hcl", ONE_TASK)]);
+    // Every allocation in this provider hangs 400 ms; with a 100 ms call timeout each zone
+    // times out (after its retries) and is blocked in turn, so the apply ends instead of
+    // stalling, with every zone blocked.
+    let t0 = Instant::now();
+    let o = skyform_env(
+        d.path(),
+        &["apply", "-auto-approve", "-call-timeout=0.1"],
+        &[("SKYFORM_LOCAL_FAULTS", r#"{"hang_ms": 400}"#)],
+    );
+    assert!(t0.elapsed() < Duration::from_secs(30), "the run did not stall");
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("the call timed out"), "{}", o.stderr);
+    let t: serde_json::Value = serde_json::from_str(&skyform(d.path(), &["tracker", "show", "-json"]).stdout).unwrap();
+    assert!(t["blocks"].as_array().unwrap().len() >= 2, "the hanging zones are blocked: {t}");
+    assert_eq!(allocations(d.path()) + sandboxes(d.path()), 0);
+}
+
+#[test]
+fn ctrl_c_stops_new_work_and_the_next_apply_finishes() {
+    let d = job(&[("main.sky.hcl", CHAIN)]);
+    let counter = d.path().join("counter.txt");
+    let var = format!("counter={}", counter.display());
+    let child = Command::new(env!("CARGO_BIN_EXE_skyform"))
+        .args(["apply", "-auto-approve", "-grace=0", "-var", &var])
+        .current_dir(d.path())
+        .env("NO_COLOR", "1")
+        .env("SKYFORM_HOME", d.path().join("home"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Interrupt received") && stderr.contains("Apply interrupted"), "{stderr}");
+    assert_eq!((sandboxes(d.path()), allocations(d.path())), (0, 0), "the cancelled run was released");
+    let o = skyform(d.path(), &["apply", "-auto-approve", "-var", &var]);
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    let mut lines: Vec<String> = std::fs::read_to_string(&counter).unwrap().lines().map(str::to_string).collect();
+    lines.sort();
+    assert_eq!(lines, ["a", "b", "c", "d"]);
+}
+
+#[test]
+fn a_saved_plan_is_refused_once_the_state_moved() {
+    let d = job(&[("main.sky.hcl", ONE_TASK)]);
+    assert_eq!(skyform(d.path(), &["plan", "-out", "old.plan"]).code, 0);
+    assert_eq!(skyform(d.path(), &["apply", "-auto-approve"]).code, 0);
+    let o = skyform(d.path(), &["apply", "old.plan"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("Saved plan is stale"), "{}", o.stderr);
+    // A fresh saved plan applies without a prompt.
+    assert_eq!(skyform(d.path(), &["plan", "-replace=task.work", "-out", "new.plan"]).code, 0);
+    let o = skyform(d.path(), &["apply", "new.plan"]);
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+}
