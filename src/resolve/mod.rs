@@ -185,16 +185,9 @@ pub fn check_against_catalog(spec: &JobSpec, catalog: &Catalog) -> Diagnostics {
     d
 }
 
-/// What `resource.*` is bound to while evaluating an estimate.
+/// What `resource.*` is bound to while evaluating an estimate: an offering, spot or not.
 pub struct Binding<'a> {
-    pub cloud: &'a str,
-    pub region: &'a str,
-    pub zone: &'a str,
-    pub instance_type: &'a str,
-    pub vcpus: f64,
-    pub memory_gb: f64,
-    pub accelerator: Option<&'a str>,
-    pub accelerator_count: f64,
+    pub offering: crate::catalog::Offering<'a>,
     pub spot: bool,
 }
 
@@ -251,17 +244,18 @@ impl Estimator {
                 return Ok(*h);
             }
         }
+        let (o, spot) = (&c.offering, c.spot);
         let attr = |a: &str| -> hcl::Value {
             match a {
-                "cloud" => c.cloud.into(),
-                "region" => c.region.into(),
-                "zone" => c.zone.into(),
-                "instance_type" => c.instance_type.into(),
-                "vcpus" => hcl::to_value(c.vcpus).unwrap_or(hcl::Value::Null),
-                "memory_gb" => hcl::to_value(c.memory_gb).unwrap_or(hcl::Value::Null),
-                "accelerator" => hcl::Value::from(c.accelerator.unwrap_or("")),
-                "accelerator_count" => hcl::to_value(c.accelerator_count).unwrap_or(hcl::Value::Null),
-                "spot" => c.spot.into(),
+                "cloud" => o.cloud.into(),
+                "region" => o.region.into(),
+                "zone" => o.zone.into(),
+                "instance_type" => o.instance_type.into(),
+                "vcpus" => hcl::to_value(o.vcpus).unwrap_or(hcl::Value::Null),
+                "memory_gb" => hcl::to_value(o.memory_gb).unwrap_or(hcl::Value::Null),
+                "accelerator" => hcl::Value::from(o.accelerator.unwrap_or("")),
+                "accelerator_count" => hcl::to_value(o.accelerator_count).unwrap_or(hcl::Value::Null),
+                "spot" => spot.into(),
                 _ => hcl::Value::Null,
             }
         };
@@ -282,13 +276,13 @@ impl Estimator {
         let v = hcl::eval::Evaluate::evaluate(expr, &ctx).map_err(|e| {
             ResolveError::Estimate(format!(
                 "{}: estimate of {task} (`{}`) failed for {}/{}/{} {}: {e}",
-                self.pos, self.source, c.cloud, c.region, c.zone, c.instance_type
+                self.pos, self.source, o.cloud, o.region, o.zone, o.instance_type
             ))
         })?;
         let h = v.as_f64().filter(|h| h.is_finite() && *h > 0.0).ok_or_else(|| {
             ResolveError::Estimate(format!(
                 "{}: estimate of {task} (`{}`) must give a positive number of hours; got `{v}` for {}/{}/{} {}",
-                self.pos, self.source, c.cloud, c.region, c.zone, c.instance_type
+                self.pos, self.source, o.cloud, o.region, o.zone, o.instance_type
             ))
         })?;
         self.cache.insert(key, h);
@@ -513,14 +507,19 @@ fn candidates_for(
                 for (spot, hourly) in [(false, od), (true, sp)] {
                     let Some(hourly) = hourly else { continue };
                     let b = Binding {
-                        cloud: &s.cloud,
-                        region,
-                        zone,
-                        instance_type: &s.instance_type,
-                        vcpus: s.vcpus,
-                        memory_gb: s.memory_gb,
-                        accelerator: s.accelerator.as_deref(),
-                        accelerator_count: s.accelerator_count,
+                        offering: crate::catalog::Offering {
+                            cloud: &s.cloud,
+                            region,
+                            zone,
+                            instance_type: &s.instance_type,
+                            vcpus: s.vcpus,
+                            memory_gb: s.memory_gb,
+                            accelerator: s.accelerator.as_deref(),
+                            accelerator_count: s.accelerator_count,
+                            arch: s.arch,
+                            price: z.price,
+                            spot_price: z.spot_price,
+                        },
                         spot,
                     };
                     let hours = est.hours(&task.address, &b)?;

@@ -17,6 +17,21 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Opens a sled database, waiting up to `attempts` × 50 ms while another handle (another
+/// process, or a just-dropped handle's flusher) still holds its lock.
+pub fn open_sled(path: &Path, attempts: u32) -> Result<sled::Db, sled::Error> {
+    let mut attempt = 0;
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock && attempt < attempts => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A raw key and value of a sled tree.
 type KeyValue = (Vec<u8>, Vec<u8>);
 
@@ -278,17 +293,8 @@ impl SledStore {
         if let Some(p) = self.path.parent() {
             std::fs::create_dir_all(p)?;
         }
-        let mut attempt = 0;
-        let db = loop {
-            match sled::Config::new().path(&self.path).open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock && attempt < 100 => {
-                    attempt += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(e) => return Err(StateError::Open { path: self.path.display().to_string(), source: e }),
-            }
-        };
+        let db = open_sled(&self.path, 100)
+            .map_err(|e| StateError::Open { path: self.path.display().to_string(), source: e })?;
         restrict_permissions(&self.path);
         Ok(db)
     }
@@ -340,10 +346,7 @@ impl SledStore {
 
     /// Writes `s` in one transaction: everything, or only what differs from `prev`.
     fn store(db: &sled::Db, s: &State, prev: Option<&State>) -> Result<(), StateError> {
-        use sled::Transactional;
-        let meta = db.open_tree("meta")?;
         let tasks = db.open_tree("tasks")?;
-        let outputs = db.open_tree("outputs")?;
         let meta_v =
             serde_json::to_vec(&serde_json::json!({"version": s.version, "lineage": s.lineage, "serial": s.serial}))
                 .expect("json");
@@ -368,35 +371,52 @@ impl SledStore {
                     .collect(),
             ),
         };
-        let out_same = prev.is_some_and(|p| p.outputs == s.outputs);
-        let out_vals: Vec<(Vec<u8>, Vec<u8>)> = if out_same {
-            vec![]
-        } else {
-            s.outputs.iter().map(|(k, v)| (k.as_bytes().to_vec(), serde_json::to_vec(v).expect("json"))).collect()
-        };
-        let old_outs: Vec<sled::IVec> =
-            if out_same { vec![] } else { outputs.iter().keys().collect::<Result<_, _>>()? };
-        (&meta, &tasks, &outputs)
-            .transaction(|(m, t, o)| {
-                for k in &task_del {
-                    t.remove(k.as_slice())?;
-                }
-                for (k, v) in &task_put {
-                    t.insert(k.as_slice(), v.as_slice())?;
-                }
-                for k in &old_outs {
-                    o.remove(k)?;
-                }
-                for (k, v) in &out_vals {
-                    o.insert(k.as_slice(), v.as_slice())?;
-                }
-                m.insert("meta", meta_v.as_slice())?;
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| StateError::Corrupt(format!("transaction failed: {e:?}")))?;
+        let puts: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            task_put.into_iter().map(|(k, v)| (k, Some(v))).chain(task_del.into_iter().map(|k| (k, None))).collect();
+        let outs = (!prev.is_some_and(|p| p.outputs == s.outputs)).then_some(&s.outputs);
+        write_tx(db, &puts, outs, &meta_v)?;
         db.flush()?;
         Ok(())
     }
+}
+
+/// One transaction: task puts (None deletes), the outputs replaced when given, the meta.
+fn write_tx(
+    db: &sled::Db,
+    puts: &[(Vec<u8>, Option<Vec<u8>>)],
+    outputs: Option<&BTreeMap<String, serde_json::Value>>,
+    meta_v: &[u8],
+) -> Result<(), StateError> {
+    use sled::Transactional;
+    let (meta, tasks, outs) = (db.open_tree("meta")?, db.open_tree("tasks")?, db.open_tree("outputs")?);
+    let out_vals: Vec<KeyValue> = outputs
+        .map(|o| o.iter().map(|(k, v)| (k.as_bytes().to_vec(), serde_json::to_vec(v).expect("json"))).collect())
+        .unwrap_or_default();
+    let old_outs: Vec<sled::IVec> =
+        if outputs.is_some() { outs.iter().keys().collect::<Result<_, _>>()? } else { vec![] };
+    (&meta, &tasks, &outs)
+        .transaction(|(m, t, o)| {
+            for (k, v) in puts {
+                match v {
+                    Some(v) => {
+                        t.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    None => {
+                        t.remove(k.as_slice())?;
+                    }
+                }
+            }
+            for k in &old_outs {
+                o.remove(k)?;
+            }
+            for (k, v) in &out_vals {
+                o.insert(k.as_slice(), v.as_slice())?;
+            }
+            m.insert("meta", meta_v)?;
+            Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+        })
+        .map_err(|e| StateError::Corrupt(format!("transaction failed: {e:?}")))?;
+    Ok(())
 }
 
 fn restrict_permissions_file(p: &Path) {
@@ -509,7 +529,6 @@ impl SledStore {
     /// [`StateStore::commit_changes`] without waiting for the disk; call [`SledStore::sync`]
     /// before relying on it. Lets concurrent writers share one flush (group commit).
     pub fn write_changes(&self, state: &State, changed: &[TaskAddr], outputs: bool) -> Result<u64, StateError> {
-        use sled::Transactional;
         let db = self.open()?;
         if let Some((_, lineage, serial)) = SledStore::meta(&db)? {
             if lineage != state.lineage {
@@ -528,35 +547,7 @@ impl SledStore {
             .iter()
             .map(|k| (k.0.as_bytes().to_vec(), state.tasks.get(k).map(|t| serde_json::to_vec(t).expect("json"))))
             .collect();
-        let out_vals: Vec<(Vec<u8>, Vec<u8>)> = if outputs {
-            state.outputs.iter().map(|(k, v)| (k.as_bytes().to_vec(), serde_json::to_vec(v).expect("json"))).collect()
-        } else {
-            vec![]
-        };
-        let (meta, tasks, outs) = (db.open_tree("meta")?, db.open_tree("tasks")?, db.open_tree("outputs")?);
-        let old_outs: Vec<sled::IVec> = if outputs { outs.iter().keys().collect::<Result<_, _>>()? } else { vec![] };
-        (&meta, &tasks, &outs)
-            .transaction(|(m, t, o)| {
-                for (k, v) in &puts {
-                    match v {
-                        Some(v) => {
-                            t.insert(k.as_slice(), v.as_slice())?;
-                        }
-                        None => {
-                            t.remove(k.as_slice())?;
-                        }
-                    }
-                }
-                for k in &old_outs {
-                    o.remove(k)?;
-                }
-                for (k, v) in &out_vals {
-                    o.insert(k.as_slice(), v.as_slice())?;
-                }
-                m.insert("meta", meta_v.as_slice())?;
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| StateError::Corrupt(format!("transaction failed: {e:?}")))?;
+        write_tx(&db, &puts, outputs.then_some(&state.outputs), &meta_v)?;
         *self.last.lock().expect("lock") = None;
         let due =
             self.snapshot_at.lock().expect("lock").is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(250));

@@ -93,17 +93,8 @@ impl Tracker {
             let _ = std::fs::create_dir_all(parent);
         }
         // Another process (or a just-dropped handle's flusher) may hold the lock briefly.
-        let mut attempt = 0;
-        let db = loop {
-            match sled::Config::new().path(path).open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock && attempt < 30 => {
-                    attempt += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-                Err(e) => return Err(TrackerError::Open { path: path.display().to_string(), source: e }),
-            }
-        };
+        let db = crate::state::open_sled(path, 60)
+            .map_err(|e| TrackerError::Open { path: path.display().to_string(), source: e })?;
         Ok(Tracker {
             spot: db.open_tree("spot")?,
             blocks: db.open_tree("blocks")?,

@@ -331,7 +331,12 @@ fn ctrl_c_stops_new_work_and_the_next_apply_finishes() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(600));
+    // Interrupt once work is under way (the first commit comes after the handler is set).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !d.path().join(".skyform/state.snapshot.json").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
     let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
