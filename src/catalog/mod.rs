@@ -273,9 +273,9 @@ impl Catalog {
         &self.snap.names[i as usize]
     }
 
-    /// Every offering of a shape.
-    pub fn offerings_of<'a>(&'a self, s: &'a Shape) -> impl Iterator<Item = Offering<'a>> + 'a {
-        self.snap.zones[s.start as usize..s.end as usize].iter().map(move |z| Offering {
+    /// The offering of a shape in one of its zones.
+    pub fn offering<'a>(&'a self, s: &'a Shape, z: &ZoneOffer) -> Offering<'a> {
+        Offering {
             cloud: &s.cloud,
             region: self.name(z.region),
             zone: self.name(z.zone),
@@ -287,7 +287,12 @@ impl Catalog {
             arch: s.arch,
             price: z.price,
             spot_price: z.spot_price,
-        })
+        }
+    }
+
+    /// Every offering of a shape.
+    pub fn offerings_of<'a>(&'a self, s: &'a Shape) -> impl Iterator<Item = Offering<'a>> + 'a {
+        self.snap.zones[s.start as usize..s.end as usize].iter().map(move |z| self.offering(s, z))
     }
 
     /// Every offering.

@@ -506,22 +506,7 @@ fn candidates_for(
                 counts[7] += 1;
                 for (spot, hourly) in [(false, od), (true, sp)] {
                     let Some(hourly) = hourly else { continue };
-                    let b = Binding {
-                        offering: crate::catalog::Offering {
-                            cloud: &s.cloud,
-                            region,
-                            zone,
-                            instance_type: &s.instance_type,
-                            vcpus: s.vcpus,
-                            memory_gb: s.memory_gb,
-                            accelerator: s.accelerator.as_deref(),
-                            accelerator_count: s.accelerator_count,
-                            arch: s.arch,
-                            price: z.price,
-                            spot_price: z.spot_price,
-                        },
-                        spot,
-                    };
+                    let b = Binding { offering: catalog.offering(s, z), spot };
                     let hours = est.hours(&task.address, &b)?;
                     considered += 1;
                     insert_front(

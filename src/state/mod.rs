@@ -314,6 +314,19 @@ impl SledStore {
         )))
     }
 
+    /// Refuses a state of another lineage or a serial that moved since it was read.
+    fn check_meta(db: &sled::Db, state: &State) -> Result<(), StateError> {
+        if let Some((_, lineage, serial)) = SledStore::meta(db)? {
+            if lineage != state.lineage {
+                return Err(StateError::Lineage { expected: lineage, found: state.lineage.clone() });
+            }
+            if serial != state.serial {
+                return Err(StateError::Conflict { expected: state.serial, found: serial });
+            }
+        }
+        Ok(())
+    }
+
     fn load(db: &sled::Db) -> Result<Option<State>, StateError> {
         let meta = db.open_tree("meta")?;
         let Some(v) = meta.get("meta")? else { return Ok(None) };
@@ -471,14 +484,7 @@ impl StateStore for SledStore {
 
     fn commit(&self, state: &State) -> Result<State, StateError> {
         let db = self.open()?;
-        if let Some((_, lineage, serial)) = SledStore::meta(&db)? {
-            if lineage != state.lineage {
-                return Err(StateError::Lineage { expected: lineage, found: state.lineage.clone() });
-            }
-            if serial != state.serial {
-                return Err(StateError::Conflict { expected: state.serial, found: serial });
-            }
-        }
+        SledStore::check_meta(&db, state)?;
         let mut next = state.clone();
         next.version = SCHEMA_VERSION;
         next.serial = state.serial + 1;
@@ -530,14 +536,7 @@ impl SledStore {
     /// before relying on it. Lets concurrent writers share one flush (group commit).
     pub fn write_changes(&self, state: &State, changed: &[TaskAddr], outputs: bool) -> Result<u64, StateError> {
         let db = self.open()?;
-        if let Some((_, lineage, serial)) = SledStore::meta(&db)? {
-            if lineage != state.lineage {
-                return Err(StateError::Lineage { expected: lineage, found: state.lineage.clone() });
-            }
-            if serial != state.serial {
-                return Err(StateError::Conflict { expected: state.serial, found: serial });
-            }
-        }
+        SledStore::check_meta(&db, state)?;
         let serial = state.serial + 1;
         let meta_v = serde_json::to_vec(
             &serde_json::json!({"version": SCHEMA_VERSION, "lineage": state.lineage, "serial": serial}),
