@@ -88,17 +88,48 @@ pub fn providers(env: &Env, spec: &crate::config::JobSpec) -> anyhow::Result<Pro
     Ok(p)
 }
 
+/// Progress on a terminal: one spinner line per running task under an overall bar.
+struct Bars {
+    multi: indicatif::MultiProgress,
+    overall: indicatif::ProgressBar,
+    tasks: std::sync::Mutex<std::collections::BTreeMap<String, indicatif::ProgressBar>>,
+}
+
 struct View {
     json: bool,
-    bar: Option<indicatif::ProgressBar>,
+    bars: Option<Bars>,
     color: bool,
 }
 
 impl View {
     fn line(&self, s: String) {
-        match &self.bar {
-            Some(b) => b.println(s),
+        match &self.bars {
+            Some(b) => {
+                let _ = b.multi.println(s);
+            }
             None => eprintln!("{s}"),
+        }
+    }
+
+    /// Updates (or starts, or ends) the task's own line.
+    fn task_line(&self, task: &str, msg: Option<String>) {
+        let Some(b) = &self.bars else { return };
+        let mut tasks = b.tasks.lock().expect("lock");
+        match msg {
+            Some(m) => {
+                let bar = tasks.entry(task.to_string()).or_insert_with(|| {
+                    let p = b.multi.insert_before(&b.overall, indicatif::ProgressBar::new_spinner());
+                    p.set_style(indicatif::ProgressStyle::with_template("  {spinner} {msg}").expect("template"));
+                    p.enable_steady_tick(std::time::Duration::from_millis(120));
+                    p
+                });
+                bar.set_message(format!("{task}: {m}"));
+            }
+            None => {
+                if let Some(p) = tasks.remove(task) {
+                    p.finish_and_clear();
+                }
+            }
         }
     }
 }
@@ -123,8 +154,30 @@ impl Hooks for View {
             println!("{}", serde_json::to_string(&v).unwrap_or_default());
             return;
         }
-        if let (Some(b), Event::TaskDone { .. } | Event::Destroyed { .. }) = (&self.bar, e) {
-            b.inc(1);
+        match e {
+            Event::Allocating { task, location, instance_type, .. } => {
+                self.task_line(task.as_str(), Some(format!("allocating {instance_type} in {location}")))
+            }
+            Event::Running { task, run, .. } => self.task_line(task.as_str(), Some(format!("running (run {run})"))),
+            Event::Preempted { task, .. } => self.task_line(task.as_str(), Some("preempted, recovering".into())),
+            Event::TaskDone { task, .. } => {
+                self.task_line(task.as_str(), None);
+                if let Some(b) = &self.bars {
+                    b.overall.inc(1);
+                }
+            }
+            Event::Destroyed { .. } => {
+                if let Some(b) = &self.bars {
+                    b.overall.inc(1);
+                }
+            }
+            _ => {}
+        }
+        // On a terminal the task lines carry the routine events; the rest is printed above.
+        if self.bars.is_some()
+            && matches!(e, Event::Allocating { .. } | Event::Running { .. } | Event::Transferred { .. })
+        {
+            return;
         }
         let s = describe(e);
         let s = if self.color && matches!(e, Event::AllocationFailed { .. } | Event::RunFailed { .. }) {
@@ -298,16 +351,18 @@ pub fn run_apply(env: &Env, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> 
     let total =
         plan.changes.iter().filter(|c| c.action != crate::plan::Action::NoOp || c.after.is_some()).count() as u64;
     let tty = std::io::stderr().is_terminal() && !a.json;
-    let bar = tty.then(|| {
-        let b = indicatif::ProgressBar::new(total);
-        b.set_style(
+    let bars = tty.then(|| {
+        let multi = indicatif::MultiProgress::new();
+        let overall = multi.add(indicatif::ProgressBar::new(total));
+        overall.set_style(
             indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks")
                 .expect("template"),
         );
-        b.enable_steady_tick(std::time::Duration::from_millis(120));
-        b
+        overall.enable_steady_tick(std::time::Duration::from_millis(120));
+        Bars { multi, overall, tasks: std::sync::Mutex::new(Default::default()) }
     });
-    let view = Arc::new(View { json: a.json, bar: bar.clone(), color: env.color });
+    let overall = bars.as_ref().map(|b| b.overall.clone());
+    let view = Arc::new(View { json: a.json, bars, color: env.color });
     let cancel = Arc::new(AtomicBool::new(false));
     let hard = Arc::new(AtomicBool::new(false));
     store.hold()?;
@@ -343,7 +398,7 @@ pub fn run_apply(env: &Env, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> 
         apply::apply(&plan, ctx).await
     });
     store.release_handle();
-    if let Some(b) = bar {
+    if let Some(b) = overall {
         b.finish_and_clear();
     }
     let outcome = outcome?;
