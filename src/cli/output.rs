@@ -32,12 +32,3 @@ pub fn table(rows: &[Vec<String>]) -> String {
     }
     out
 }
-
-/// Bold text when colour is on.
-pub fn bold(s: &str, color: bool) -> String {
-    if color {
-        format!("\x1b[1m{s}\x1b[0m")
-    } else {
-        s.to_string()
-    }
-}

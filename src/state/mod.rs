@@ -220,8 +220,6 @@ pub trait StateStore {
     fn commit_changes(&self, state: &State, changed: &[TaskAddr], outputs: bool) -> Result<u64, StateError>;
     /// Replaces the stored state wholesale (`state push`), keeping its serial.
     fn replace(&self, state: &State) -> Result<(), StateError>;
-    /// A description for messages.
-    fn describe(&self) -> String;
 }
 
 /// State in a sled database: trees `meta` (version, lineage, serial), `tasks` (address →
@@ -524,10 +522,6 @@ impl StateStore for SledStore {
         self.write_snapshot(state);
         restrict_permissions(&self.path);
         Ok(())
-    }
-
-    fn describe(&self) -> String {
-        self.path.display().to_string()
     }
 }
 
