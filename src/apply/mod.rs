@@ -119,8 +119,19 @@ fn loc(p: &PlacementRecord) -> Location {
     Location::new(p.cloud.as_str(), p.region.as_str(), p.zone.as_str())
 }
 
-fn store_prefix(lineage: &str) -> String {
-    format!("local://skyform-{}", &lineage[..lineage.len().min(8)])
+/// Where outputs produced at `location` are kept: the provider's object store for that
+/// location (e.g. `s3://BUCKET` of an AWS region), else the engine's local store.
+fn store_prefix(provider: Option<&Arc<dyn Provider>>, location: &Location, lineage: &str) -> String {
+    let short = &lineage[..lineage.len().min(8)];
+    match provider.and_then(|p| p.object_store(location)) {
+        Some(store) => format!("{}/skyform-{short}", store.trim_end_matches('/')),
+        None => format!("local://skyform-{short}"),
+    }
+}
+
+/// The scheme of a URI (`file` for a plain path).
+fn scheme(u: &str) -> &str {
+    u.split_once("://").map(|x| x.0).unwrap_or("file")
 }
 
 impl Shared {
@@ -151,6 +162,47 @@ impl Shared {
         self.providers.get(cloud).cloned().ok_or_else(|| {
             ProviderError::new(ErrorKind::Unsupported, None, format!("no provider for cloud `{cloud}` in this build"))
         })
+    }
+
+    /// Copies the tree at `from` to `to`. A `sandbox://` URI belongs to `cloud`'s provider;
+    /// other schemes to any provider that speaks them (its `capabilities.schemes`). When no
+    /// one provider reaches both ends (S3 into a local sandbox, say), the data goes through
+    /// a staging directory on this host in two hops.
+    async fn transfer(&self, cloud: &str, from: &str, to: &str) -> Result<TransferResponse, ProviderError> {
+        let speaks = |c: &str, u: &str| -> bool {
+            let s = scheme(u);
+            if s == "sandbox" {
+                return c == cloud;
+            }
+            self.providers.get(c).is_some_and(|p| p.info().capabilities.schemes.iter().any(|x| x == s))
+        };
+        let order: Vec<String> = std::iter::once(cloud.to_string())
+            .chain(self.providers.keys().filter(|k| k.as_str() != cloud).cloned())
+            .collect();
+        let one = |f: String, t: String, c: String| async move {
+            self.call(&c, move |p| p.transfer(&TransferRequest { from: f.clone(), to: t.clone() })).await
+        };
+        if let Some(c) = order.iter().find(|c| speaks(c, from) && speaks(c, to)) {
+            return one(from.to_string(), to.to_string(), c.clone()).await;
+        }
+        let a = order.iter().find(|c| speaks(c, from) && speaks(c, "file://"));
+        let b = order.iter().find(|c| speaks(c, "file://") && speaks(c, to));
+        let (Some(a), Some(b)) = (a, b) else {
+            return Err(ProviderError::new(
+                ErrorKind::Unsupported,
+                None,
+                format!("no provider of this job reaches both `{from}` and `{to}`"),
+            ));
+        };
+        let dir = std::env::temp_dir().join(format!("skyform-staging-{}", uuid::Uuid::new_v4()));
+        let stage = format!("file://{}", dir.display());
+        let first = one(from.to_string(), stage.clone(), a.clone()).await;
+        let second = match first {
+            Ok(_) => one(stage, to.to_string(), b.clone()).await,
+            Err(e) => Err(e),
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        second
     }
 
     /// Runs a blocking provider call with the per-call timeout; transient and throttled
@@ -525,17 +577,12 @@ async fn gather_outputs(
     let mut objects = Vec::new();
     for (name, o) in &task.outputs {
         let from = format!("sandbox://{provider_id}/outputs/{name}");
-        let to = format!("{}/{}/{}", store_prefix(&lineage), addr.as_str().replace('.', "/"), name);
-        let (f2, t2) = (from.clone(), to.clone());
-        let r = sh
-            .call(&placement.cloud, move |p| p.transfer(&TransferRequest { from: f2.clone(), to: t2.clone() }))
-            .await?;
+        let store = store_prefix(sh.providers.get(&placement.cloud), &loc(placement), &lineage);
+        let to = format!("{store}/{}/{}", addr.as_str().replace('.', "/"), name);
+        let r = sh.transfer(&placement.cloud, &from, &to).await?;
         if let Some(pinned) = &o.uri {
             let dst = resolve_uri(&sh.opts.job_dir, pinned);
-            let f3 = from.clone();
-            let r2 = sh
-                .call(&placement.cloud, move |p| p.transfer(&TransferRequest { from: f3.clone(), to: dst.clone() }))
-                .await?;
+            let r2 = sh.transfer(&placement.cloud, &from, &dst).await?;
             sh.hooks.event(&Event::Transferred {
                 task: addr.clone(),
                 what: format!("output {name} → {pinned}"),
@@ -977,9 +1024,7 @@ async fn stage_inputs(
             }
         };
         let to = format!("sandbox://{provider_id}/inputs/{name}");
-        let f2 = from.clone();
-        let r =
-            sh.call(&cand.cloud, move |p| p.transfer(&TransferRequest { from: f2.clone(), to: to.clone() })).await?;
+        let r = sh.transfer(&cand.cloud, &from, &to).await?;
         let cost = sh.egress.egress(&place, &here, gb).0;
         sh.hooks.event(&Event::Transferred {
             task: task.address.clone(),

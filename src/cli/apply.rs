@@ -85,7 +85,18 @@ pub fn providers(env: &Env, spec: &crate::config::JobSpec) -> anyhow::Result<Pro
     let local = skyform_provider_local::runtime::LocalProvider::new(cfg, &env.dir).map_err(|e| anyhow::anyhow!(e))?;
     let mut p: Providers = Providers::new();
     p.insert("local".into(), Arc::new(local));
+    #[cfg(feature = "aws")]
+    if let Some(v) = spec.providers.get("aws") {
+        p.insert("aws".into(), Arc::new(aws_provider(v)?));
+    }
     Ok(p)
+}
+
+/// The AWS provider of a `provider "aws"` block.
+#[cfg(feature = "aws")]
+pub fn aws_provider(body: &serde_json::Value) -> anyhow::Result<skyform_provider_aws::AwsProvider> {
+    let cfg = skyform_provider_aws::AwsConfig::from_json(body).map_err(|e| anyhow::anyhow!(e))?;
+    skyform_provider_aws::AwsProvider::new(cfg).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Progress on a terminal: one spinner line per running task under an overall bar.

@@ -114,7 +114,13 @@ pub fn run(env: &Env, cmd: TrackerCmd) -> anyhow::Result<i32> {
                 Some(v) => skyform_provider_local::LocalConfig::from_json(v).map_err(|e| anyhow::anyhow!(e))?,
                 None => skyform_provider_local::LocalConfig::default(),
             };
-            let markets: Vec<Box<dyn Market>> = vec![Box::new(skyform_provider_local::SyntheticMarket::new(local))];
+            #[allow(unused_mut)]
+            let mut markets: Vec<Box<dyn Market>> = vec![Box::new(skyform_provider_local::SyntheticMarket::new(local))];
+            #[cfg(feature = "aws")]
+            if let Some(v) = loaded.as_ref().and_then(|l| l.spec.providers.get("aws")) {
+                let p = std::sync::Arc::new(super::apply::aws_provider(v)?);
+                markets.push(Box::new(skyform_provider_aws::market::AwsMarket::new(p)));
+            }
             let clouds = loaded.map(|l| l.spec.enabled_clouds()).unwrap_or_else(|| vec!["local".into()]);
             for cloud in clouds.iter().filter(|c| !markets.iter().any(|m| m.cloud() == c.as_str())) {
                 eprintln!("{cloud}: no market client in this build; its spot prices come from the catalog");

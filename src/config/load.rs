@@ -1395,6 +1395,13 @@ impl Loader {
                     self.err(at, "Invalid provider configuration", e, None);
                 }
             }
+            #[cfg(feature = "aws")]
+            if p.name == "aws" {
+                if let Err(e) = skyform_provider_aws::AwsConfig::from_json(&body) {
+                    let at = self.pos(p.file, p.node.span());
+                    self.err(at, "Invalid provider configuration", e, None);
+                }
+            }
             self.out.providers.insert(p.name.clone(), body);
         }
     }

@@ -338,6 +338,12 @@ pub trait Provider: Send + Sync {
     fn task_status(&self, req: &TaskStatusRequest) -> Result<TaskStatusResponse, ProviderError>;
     fn transfer(&self, req: &TransferRequest) -> Result<TransferResponse, ProviderError>;
     fn release(&self, req: &ReleaseRequest) -> Result<ReleaseResponse, ProviderError>;
+    /// The URI prefix of the object store that keeps data produced at `location` (task
+    /// outputs), e.g. `s3://bucket` for an AWS region; `None`: the engine's local store.
+    fn object_store(&self, location: &Location) -> Option<String> {
+        let _ = location;
+        None
+    }
 }
 
 impl ProviderError {

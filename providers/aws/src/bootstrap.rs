@@ -1,0 +1,164 @@
+//! What runs on the instance: the user-data bootstrap and the task script.
+//!
+//! Each allocation has a run directory in S3, `s3://BUCKET/skyform-runs/TOKEN/`:
+//!
+//! | key | written by | |
+//! |---|---|---|
+//! | `inputs/NAME/…` | skyform (`transfer` to `sandbox://ID/inputs/NAME`) | staged inputs |
+//! | `task.sh` | skyform (`run_task`) | setup + run with the task's environment |
+//! | `outputs/NAME/…` | the instance | the task's outputs |
+//! | `log.txt` | the instance | the run's log (also uploaded every 15 s while it runs) |
+//! | `status.json` | the instance | `{"exit_code": N}` when the run ended |
+//!
+//! The bootstrap (user data) waits for `task.sh`, fetches the inputs, runs, uploads the
+//! outputs, log and status, and — if skyform does not release the instance within
+//! `idle_shutdown_minutes` — shuts the machine down (the instance terminates on shutdown).
+//! It needs bash and the AWS CLI (`aws s3`), as on the default Ubuntu image with the CLI
+//! installed by the bootstrap when missing.
+
+use std::collections::BTreeMap;
+
+/// Quotes a string for bash (single quotes).
+pub fn q(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Where an allocation's run directory is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDir {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl RunDir {
+    pub fn new(bucket: &str, token: &str) -> RunDir {
+        RunDir { bucket: bucket.to_string(), prefix: format!("skyform-runs/{token}") }
+    }
+    pub fn uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+    pub fn key(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.prefix)
+    }
+}
+
+/// The user-data script of an instance.
+pub fn user_data(
+    run: &RunDir,
+    token: &str,
+    region: &str,
+    endpoint: Option<&str>,
+    poll_seconds: u32,
+    idle_minutes: u32,
+) -> String {
+    format!(
+        r#"#!/bin/bash
+# skyform bootstrap (run directory {uri})
+set -u
+export AWS_DEFAULT_REGION={region}
+export SKYFORM_EP={ep}
+export P={uri}
+export W="${{SKYFORM_WORK:-/var/lib/skyform}}"/{token}
+s3() {{ if [ -n "$SKYFORM_EP" ]; then aws --endpoint-url "$SKYFORM_EP" s3 "$@"; else aws s3 "$@"; fi; }}
+export -f s3
+command -v aws >/dev/null 2>&1 || {{ (apt-get update -qq && apt-get install -y -qq awscli) >/dev/null 2>&1 || pip3 install -q awscli >/dev/null 2>&1; }}
+mkdir -p "$W" && cd "$W" || exit 1
+until s3 cp "$P/task.sh" task.sh --only-show-errors >/dev/null 2>&1; do sleep {poll}; done
+bash task.sh > log.txt 2>&1 &
+pid=$!
+while kill -0 "$pid" 2>/dev/null; do
+  for _ in $(seq 15); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  s3 cp log.txt "$P/log.txt" --only-show-errors >/dev/null 2>&1
+done
+wait "$pid"
+code=$?
+[ -d outputs ] && s3 sync outputs "$P/outputs" --only-show-errors >> log.txt 2>&1
+s3 cp log.txt "$P/log.txt" --only-show-errors
+printf '{{"exit_code": %d}}\n' "$code" > status.json
+s3 cp status.json "$P/status.json" --only-show-errors
+if [ -z "${{SKYFORM_NO_SHUTDOWN:-}}" ]; then sleep {idle}; shutdown -h now; fi
+"#,
+        uri = q(&run.uri()),
+        region = q(region),
+        ep = q(endpoint.unwrap_or("")),
+        token = q(token),
+        poll = poll_seconds,
+        idle = idle_minutes as u64 * 60,
+    )
+}
+
+/// The task script `run_task` writes: fetch inputs, export the environment, setup, run.
+/// It runs in `$W` with `s3` and `$P` from the bootstrap.
+pub fn task_script(
+    task: &str,
+    setup: Option<&str>,
+    run: &str,
+    env: &BTreeMap<String, String>,
+    inputs: &[String],
+    outputs: &[String],
+    workdir: Option<&str>,
+) -> String {
+    let mut s = String::from("set -e\n");
+    s.push_str(&format!("export SKYFORM_TASK={}\n", q(task)));
+    for i in inputs {
+        s.push_str(&format!(
+            "mkdir -p \"$W/inputs/{n}\"\ns3 sync \"$P/inputs/{n}\" \"$W/inputs/{n}\" --only-show-errors\nexport SKYFORM_INPUT_{u}=\"$W/inputs/{n}\"\n",
+            n = i,
+            u = i.to_uppercase()
+        ));
+    }
+    for o in outputs {
+        s.push_str(&format!(
+            "mkdir -p \"$W/outputs/{n}\"\nexport SKYFORM_OUTPUT_{u}=\"$W/outputs/{n}\"\n",
+            n = o,
+            u = o.to_uppercase()
+        ));
+    }
+    for (k, v) in env {
+        s.push_str(&format!("export {k}={}\n", q(v)));
+    }
+    let wd = match workdir {
+        Some(w) => format!("$W/work/{w}"),
+        None => "$W/work".into(),
+    };
+    s.push_str(&format!("mkdir -p \"{wd}\" && cd \"{wd}\"\n"));
+    if let Some(setup) = setup {
+        s.push_str(setup);
+        s.push('\n');
+    }
+    s.push_str(run);
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_bash() {
+        let tricky = "it's $HOME `x` \"y\"";
+        let out =
+            std::process::Command::new("bash").arg("-c").arg(format!("printf %s {}", q(tricky))).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), tricky);
+    }
+
+    #[test]
+    fn scripts_parse() {
+        let rd = RunDir::new("b", "tok");
+        let ud = user_data(&rd, "tok", "us-east-1", Some("http://127.0.0.1:1"), 1, 30);
+        let t = task_script(
+            "task.a",
+            Some("echo setup"),
+            "echo run",
+            &[("K".to_string(), "v'v".to_string())].into(),
+            &["data".into()],
+            &["out".into()],
+            Some("sub"),
+        );
+        for s in [ud, t] {
+            let st = std::process::Command::new("bash").arg("-n").arg("-c").arg(&s).status().unwrap();
+            assert!(st.success(), "{s}");
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! A loopback proxy in front of moto that answers chosen EC2 calls with AWS error XML.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::sync::{Arc, Mutex};
+
+/// One injected fault: the EC2 `action` (e.g. `RunInstances`) in `zone` (any zone when
+/// `None`) answers `code` with `status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub action: String,
+    pub zone: Option<String>,
+    pub code: String,
+    pub status: u16,
+}
+
+impl Fault {
+    /// `RunInstances` in `zone` fails with `code` and AWS's status for it.
+    pub fn run_instances(zone: &str, code: &str) -> Fault {
+        let status = match code {
+            "InsufficientInstanceCapacity" => 500,
+            "RequestLimitExceeded" => 503,
+            _ => 400,
+        };
+        Fault { action: "RunInstances".into(), zone: Some(zone.into()), code: code.into(), status }
+    }
+}
+
+/// What the proxy saw: (action, zone) of every EC2 call, in order.
+pub type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// The proxy. It stops when dropped.
+pub struct FaultProxy {
+    pub endpoint: String,
+    faults: Arc<Mutex<Vec<Fault>>>,
+    seen: Seen,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl FaultProxy {
+    /// Listens on a free loopback port and forwards to `upstream` (moto).
+    pub fn start(upstream: &str) -> FaultProxy {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let faults: Arc<Mutex<Vec<Fault>>> = Arc::default();
+        let seen: Seen = Arc::default();
+        let upstream = upstream.trim_end_matches('/').to_string();
+        let (f2, s2) = (faults.clone(), seen.clone());
+        rt.spawn(async move {
+            let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (client, upstream, faults, seen) = (client.clone(), upstream.clone(), f2.clone(), s2.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let (client, upstream, faults, seen) =
+                            (client.clone(), upstream.clone(), faults.clone(), seen.clone());
+                        async move { handle(req, &client, &upstream, &faults, &seen).await }
+                    });
+                    let _ =
+                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        FaultProxy { endpoint: format!("http://127.0.0.1:{port}"), faults, seen, _rt: rt }
+    }
+
+    /// Adds a fault.
+    pub fn inject(&self, f: Fault) {
+        self.faults.lock().expect("lock").push(f);
+    }
+
+    /// Removes every fault.
+    pub fn clear(&self) {
+        self.faults.lock().expect("lock").clear();
+    }
+
+    /// (action, zone) of the EC2 calls seen so far.
+    pub fn seen(&self) -> Vec<(String, Option<String>)> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+/// A form field of an EC2 query body.
+fn field(body: &str, name: &str) -> Option<String> {
+    body.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| v.replace("%2D", "-").replace("%2d", "-"))
+    })
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    upstream: &str,
+    faults: &Mutex<Vec<Fault>>,
+    seen: &Seen,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
+    if let Some(action) = field(&text, "Action") {
+        let zone = field(&text, "Placement.AvailabilityZone");
+        seen.lock().expect("lock").push((action.clone(), zone.clone()));
+        let hit = faults
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|f| f.action == action && (f.zone.is_none() || f.zone == zone))
+            .cloned();
+        if let Some(f) = hit {
+            let xml = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{}</Code><Message>injected by the test proxy in {}</Message></Error></Errors><RequestID>skyform-fault</RequestID></Response>",
+                f.code,
+                zone.as_deref().unwrap_or("any zone")
+            );
+            let r = Response::builder()
+                .status(f.status)
+                .header("content-type", "text/xml;charset=UTF-8")
+                .body(Full::new(Bytes::from(xml)))
+                .expect("response");
+            return Ok(r);
+        }
+    }
+    let uri = format!("{upstream}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut fwd = Request::builder().method(parts.method.clone()).uri(uri);
+    for (k, v) in &parts.headers {
+        if k != hyper::header::HOST {
+            fwd = fwd.header(k, v);
+        }
+    }
+    let fwd = fwd.body(Full::new(body)).expect("request");
+    match client.request(fwd).await {
+        Ok(resp) => {
+            let (p, b) = resp.into_parts();
+            let b = b.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let mut r = Response::builder().status(p.status);
+            for (k, v) in &p.headers {
+                if k != hyper::header::TRANSFER_ENCODING {
+                    r = r.header(k, v);
+                }
+            }
+            Ok(r.body(Full::new(b)).expect("response"))
+        }
+        Err(e) => Ok(Response::builder().status(502).body(Full::new(Bytes::from(e.to_string()))).expect("response")),
+    }
+}
