@@ -331,7 +331,8 @@ impl<'a> Model<'a> {
                     continue;
                 }
                 let members: Vec<u32> = members.iter().copied().collect();
-                for &u2 in &members {
+                // Later units go first, so among equals the first (e.g. `us-east-1a`) stays.
+                for &u2 in members.iter().rev() {
                     // Per task: (min cost, min duration) in u2.
                     let mut need: Vec<(usize, f64, f64)> = Vec::new();
                     for t in 0..n {

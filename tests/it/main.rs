@@ -3,6 +3,7 @@
 //! `SKYFORM_HOME` pointed at a temporary directory and colour off.
 
 mod apply;
+mod aws;
 mod catalog;
 mod config;
 mod fmt;

@@ -33,6 +33,9 @@ pub mod storage;
 pub mod testing;
 
 pub use config::AwsConfig;
+// The SDK crates, for tests and tools that speak to the same endpoints.
+pub use aws_sdk_ec2;
+pub use aws_sdk_s3;
 
 use aws_sdk_ec2::types as ec2t;
 use bootstrap::RunDir;
@@ -68,7 +71,9 @@ struct Known {
 /// The AWS provider.
 pub struct AwsProvider {
     cfg: AwsConfig,
-    rt: tokio::runtime::Runtime,
+    /// Taken on drop (shut down in the background: the provider may be dropped inside
+    /// the engine's async context).
+    rt: Option<tokio::runtime::Runtime>,
     clients: Mutex<HashMap<String, RegionClients>>,
     known: Mutex<HashMap<String, Known>>,
     /// (zone, type) → offered.
@@ -93,7 +98,7 @@ impl AwsProvider {
             .map_err(|e| format!("aws: runtime: {e}"))?;
         Ok(AwsProvider {
             cfg,
-            rt,
+            rt: Some(rt),
             clients: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
             offered: Mutex::new(HashMap::new()),
@@ -110,7 +115,7 @@ impl AwsProvider {
     /// including tokio's blocking pool.
     pub fn block<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> T {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.rt.spawn(async move {
+        self.rt.as_ref().expect("runtime").spawn(async move {
             let _ = tx.send(f.await);
         });
         rx.recv().expect("the provider's runtime is alive")
@@ -360,6 +365,14 @@ impl AwsProvider {
             return Ok(End::File(PathBuf::from(p)));
         }
         Err(ProviderError::new(ErrorKind::Unsupported, None, format!("aws cannot reach `{uri}`")))
+    }
+}
+
+impl Drop for AwsProvider {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 }
 

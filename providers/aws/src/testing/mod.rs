@@ -231,7 +231,7 @@ impl InstanceAgent {
 fn kill_vm(vm: &mut Vm) {
     let pid = vm.child.id();
     if pid > 1 && pid != std::process::id() {
-        let _ = Command::new("kill").arg("-KILL").arg("--").arg(format!("-{pid}")).status();
+        let _ = Command::new("kill").arg("-KILL").arg("--").arg(format!("-{pid}")).stderr(Stdio::null()).status();
     }
     let _ = vm.child.kill();
     let _ = vm.child.wait();

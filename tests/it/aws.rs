@@ -1,0 +1,294 @@
+//! apply on AWS through the real SDK against moto server on 127.0.0.1, with the instance
+//! agent playing the VMs and the fault proxy injecting AWS errors.
+
+use super::*;
+use skyform_provider_aws::aws_sdk_ec2::types::{Filter, InstanceStateName};
+use skyform_provider_aws::testing::{client_env, Fault, FaultProxy, InstanceAgent, Moto};
+use std::time::{Duration, Instant};
+
+/// moto, the proxy in front of it and the agent, for one test.
+struct Cloud {
+    moto: Moto,
+    proxy: FaultProxy,
+    _agent: InstanceAgent,
+    _work: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Cloud {
+    fn start() -> Cloud {
+        let moto = Moto::start();
+        let proxy = FaultProxy::start(&moto.endpoint);
+        let work = tempfile::tempdir().unwrap();
+        let agent = InstanceAgent::start(&proxy.endpoint, &["us-east-1"], work.path());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        Cloud { moto, proxy, _agent: agent, _work: work, rt }
+    }
+
+    fn put(&self, bucket: &str, key: &str, data: &str) {
+        let (_, s3) = self.moto.clients("us-east-1");
+        self.rt.block_on(async {
+            let _ = s3.create_bucket().bucket(bucket).send().await;
+            s3.put_object().bucket(bucket).key(key).body(data.as_bytes().to_vec().into()).send().await.unwrap();
+        });
+    }
+
+    fn get(&self, bucket: &str, key: &str) -> Option<String> {
+        let (_, s3) = self.moto.clients("us-east-1");
+        self.rt.block_on(async {
+            let r = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
+            Some(String::from_utf8(r.body.collect().await.ok()?.into_bytes().to_vec()).unwrap())
+        })
+    }
+
+    /// Every instance moto knows: (id, type, zone, spot, state, tags).
+    fn instances(&self) -> Vec<Inst> {
+        let (ec2, _) = self.moto.clients("us-east-1");
+        self.rt.block_on(async {
+            let r = ec2
+                .describe_instances()
+                .filters(Filter::builder().name("tag-key").values("skyform:lineage").build())
+                .send()
+                .await
+                .unwrap();
+            r.reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .map(|i| Inst {
+                    itype: i.instance_type().unwrap().as_str().to_string(),
+                    zone: i.placement().unwrap().availability_zone().unwrap().to_string(),
+                    spot: i.instance_lifecycle().map(|l| l.as_str()) == Some("spot"),
+                    state: i.state().unwrap().name().unwrap().clone(),
+                    tags: i.tags().iter().map(|t| (t.key().unwrap().into(), t.value().unwrap().into())).collect(),
+                })
+                .collect()
+        })
+    }
+
+    fn running(&self) -> usize {
+        self.instances()
+            .iter()
+            .filter(|i| matches!(i.state, InstanceStateName::Running | InstanceStateName::Pending))
+            .count()
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        client_env()
+    }
+}
+
+#[derive(Debug)]
+struct Inst {
+    itype: String,
+    zone: String,
+    spot: bool,
+    state: InstanceStateName,
+    tags: BTreeMap<String, String>,
+}
+
+use std::collections::BTreeMap;
+
+fn run(dir: &Path, args: &[&str], cloud: &Cloud) -> Out {
+    let env = cloud.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    skyform_env(dir, args, &env)
+}
+
+/// The mixed job: `prep` on AWS (spot) reads S3, `sum` on local writes its result to S3.
+fn mixed_job(endpoint: &str, prep_resources: &str, extra: &str) -> tempfile::TempDir {
+    let text = format!(
+        r#"provider "aws" {{
+  regions      = ["us-east-1"]
+  endpoint     = "{endpoint}"
+  bucket       = "skyform-it-{{region}}"
+  poll_seconds = 1
+}}
+
+provider "local" {{
+  zones = ["zone-a"]
+}}
+
+storage "raw" {{
+  uri     = "s3://input-data/raw"
+  region  = "us-east-1"
+  size_gb = 0.001
+}}
+
+task "prep" {{
+  resources {{
+{prep_resources}
+  }}
+  inputs  = {{ raw = storage.raw }}
+  outputs = {{ clean = {{ size_gb = 0.001 }} }}
+  run     = "sort -n $SKYFORM_INPUT_RAW/numbers.txt > $SKYFORM_OUTPUT_CLEAN/sorted.txt"
+  estimate {{
+    hours = 0.1
+  }}
+}}
+
+task "sum" {{
+  resources {{
+    cloud = "local"
+  }}
+  inputs  = {{ clean = task.prep.outputs.clean }}
+  outputs = {{ total = {{ size_gb = 0.001, uri = "s3://results/total" }} }}
+  run     = "awk '{{s+=$1}} END {{print s}}' $SKYFORM_INPUT_CLEAN/sorted.txt > $SKYFORM_OUTPUT_TOTAL/total.txt"
+  estimate {{
+    hours = 0.1
+  }}
+}}
+{extra}"#
+    );
+    job(&[("main.sky.hcl", &text)])
+}
+
+fn numbers(cloud: &Cloud) {
+    cloud.put("input-data", "raw/numbers.txt", "30\n10\n20\n");
+    cloud.put("results", ".keep", "");
+}
+
+fn state_json(dir: &Path, cloud: &Cloud) -> serde_json::Value {
+    let o = run(dir, &["state", "pull"], cloud);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    serde_json::from_str(&o.stdout).unwrap()
+}
+
+#[test]
+fn mixed_job_runs_on_aws_and_local_with_data_through_s3() {
+    let cloud = Cloud::start();
+    numbers(&cloud);
+    let d = mixed_job(&cloud.proxy.endpoint, "    cloud = \"aws\"\n    cpus  = \"2+\"\n    spot  = true", "");
+    let o = run(d.path(), &["apply", "-auto-approve"], &cloud);
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("Apply complete! Resources: 2 added"), "{}", o.stdout);
+    // The instance: the planned type, zone and market, with the owner tags.
+    let st = state_json(d.path(), &cloud);
+    let prep = &st["tasks"]["task.prep"];
+    let placement = &prep["placement"];
+    let insts = cloud.instances();
+    assert_eq!(insts.len(), 1, "{insts:?}");
+    let i = &insts[0];
+    assert_eq!(i.itype, placement["instance_type"].as_str().unwrap());
+    assert_eq!(i.zone, placement["zone"].as_str().unwrap());
+    assert!(i.spot, "spot via InstanceMarketOptions");
+    assert_eq!(i.tags["skyform:lineage"], st["lineage"].as_str().unwrap());
+    assert_eq!(i.tags["skyform:task"], "task.prep");
+    assert_eq!(i.tags["skyform:attempt"], "1");
+    assert!(i.tags.contains_key("skyform:job"));
+    // Everything terminated at the end.
+    assert_eq!(cloud.running(), 0, "{:?}", cloud.instances());
+    // Data: S3 → aws → S3 (skyform's bucket) → local → S3 (pinned uri).
+    assert_eq!(cloud.get("results", "total/total.txt").as_deref(), Some("60\n"));
+    let clean = prep["data"][0]["uri"].as_str().unwrap();
+    assert!(clean.starts_with("s3://skyform-it-us-east-1/skyform-"), "{clean}");
+    let key = clean.strip_prefix("s3://skyform-it-us-east-1/").unwrap();
+    assert_eq!(cloud.get("skyform-it-us-east-1", &format!("{key}/sorted.txt")).as_deref(), Some("10\n20\n30\n"));
+    // Transfers were reported with their bytes.
+    assert!(o.stderr.contains("input raw ← s3://input-data/raw"), "{}", o.stderr);
+    // Destroy: nothing is left to sweep.
+    let o = run(d.path(), &["destroy", "-auto-approve"], &cloud);
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    let s = run(d.path(), &["sweep"], &cloud);
+    assert!(s.stdout.starts_with("Nothing to sweep"), "{}", s.stdout);
+}
+
+#[test]
+fn capacity_error_in_us_east_1a_fails_over_to_the_next_zone_and_blocks_it() {
+    let cloud = Cloud::start();
+    numbers(&cloud);
+    cloud.proxy.inject(Fault::run_instances("us-east-1a", "InsufficientInstanceCapacity"));
+    let d = mixed_job(
+        &cloud.proxy.endpoint,
+        "    cloud = \"aws\"\n    cpus  = \"2+\"\n    spot  = false",
+        "policy {\n  regions = [\"aws:us-east-1:us-east-1a\", \"aws:us-east-1:us-east-1b\", \"local:*\"]\n}\n",
+    );
+    // The plan ranks us-east-1a first and us-east-1b next.
+    let p = run(d.path(), &["plan"], &cloud);
+    assert!(p.stdout.contains("placement     = \"aws/us-east-1/us-east-1a\""), "{}", p.stdout);
+    assert!(p.stdout.contains("#   aws/us-east-1/us-east-1b"), "{}", p.stdout);
+    let o = run(d.path(), &["apply", "-auto-approve"], &cloud);
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("InsufficientInstanceCapacity"), "{}", o.stderr);
+    let st = state_json(d.path(), &cloud);
+    assert_eq!(st["tasks"]["task.prep"]["placement"]["zone"], "us-east-1b");
+    let insts = cloud.instances();
+    assert_eq!(insts.iter().map(|i| i.zone.as_str()).collect::<Vec<_>>(), vec!["us-east-1b"]);
+    let tried: Vec<Option<String>> =
+        cloud.proxy.seen().into_iter().filter(|(a, _)| a == "RunInstances").map(|(_, z)| z).collect();
+    assert_eq!(tried, vec![Some("us-east-1a".to_string()), Some("us-east-1b".to_string())]);
+    // The tracker blocks us-east-1a.
+    let t: serde_json::Value =
+        serde_json::from_str(&run(d.path(), &["tracker", "show", "-json"], &cloud).stdout).unwrap();
+    let blocks = t["blocks"].as_array().unwrap();
+    assert_eq!(blocks.len(), 1, "{t}");
+    assert_eq!(blocks[0]["location"]["zone"], "us-east-1a");
+    assert_eq!(blocks[0]["kind"], "capacity_unavailable");
+    assert_eq!(cloud.running(), 0);
+    assert_eq!(cloud.get("results", "total/total.txt").as_deref(), Some("60\n"));
+}
+
+#[test]
+fn kill_9_during_apply_then_apply_leaves_no_unknown_instance() {
+    let cloud = Cloud::start();
+    numbers(&cloud);
+    let d = job(&[(
+        "main.sky.hcl",
+        &format!(
+            r#"provider "aws" {{
+  regions      = ["us-east-1"]
+  endpoint     = "{}"
+  bucket       = "skyform-it-{{region}}"
+  poll_seconds = 1
+}}
+
+task "slow" {{
+  resources {{
+    cloud = "aws"
+    cpus  = "2+"
+  }}
+  outputs = {{ out = {{ size_gb = 0.001 }} }}
+  run     = "sleep 4; echo done > $SKYFORM_OUTPUT_OUT/done.txt"
+  estimate {{
+    hours = 0.1
+  }}
+}}
+"#,
+            cloud.proxy.endpoint
+        ),
+    )]);
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_skyform"));
+    cmd.args(["apply", "-auto-approve"])
+        .current_dir(d.path())
+        .env("NO_COLOR", "1")
+        .env("SKYFORM_HOME", home.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in cloud.env() {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    // Kill it once the instance runs its task.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cloud.running() == 0 {
+        assert!(Instant::now() < deadline, "no instance was launched");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(cloud.running(), 1, "the instance outlives the killed engine");
+    // The stale lock is reported, not broken; force-unlock it, then apply again.
+    let o = run(d.path(), &["apply", "-auto-approve", "-lock-timeout=0s"], &cloud);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("the lock is stale"), "{}", o.stderr);
+    let id = o.stderr.split("skyform force-unlock ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    assert_eq!(run(d.path(), &["force-unlock", "-force", &id], &cloud).code, 0);
+    let o = run(d.path(), &["apply", "-auto-approve"], &cloud);
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert_eq!(cloud.running(), 0, "{:?}", cloud.instances());
+    let s = run(d.path(), &["sweep"], &cloud);
+    assert!(s.stdout.starts_with("Nothing to sweep"), "{}", s.stdout);
+    let st = state_json(d.path(), &cloud);
+    assert_eq!(st["tasks"]["task.slow"]["status"], "succeeded");
+}
