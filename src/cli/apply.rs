@@ -2,11 +2,11 @@
 //! plan for real. Progress goes to stderr (indicatif on a terminal, plain lines
 //! otherwise); `-json` turns events into JSON lines on stdout.
 
-use super::plan::{lock_timeout, make_plan, state_path, PlanArgs, StateArgs};
+use super::plan::{make_plan, PlanArgs, StateArgs};
 use super::{output, Env, VarArgs};
 use crate::apply::{self, Event, Hooks, Providers};
 use crate::plan::{render, Plan};
-use crate::state::{lock, SledStore, StateStore, TaskStatus};
+use crate::state::{StateStore, TaskStatus};
 use crate::tracker::{now_secs, Tracker};
 use clap::Args;
 use std::io::IsTerminal;
@@ -277,13 +277,8 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
 
 pub fn run_apply(env: &Env, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> {
     let Some(loaded) = super::plan::load_job(env) else { return Ok(1) };
-    let store = Arc::new(SledStore::new(state_path(env, &a.state, Some(&loaded))));
-    let _guard = lock::acquire(
-        store.path(),
-        if destroy { "destroy" } else { "apply" },
-        lock_timeout(&a.state.lock_timeout)?,
-        || eprintln!("Acquiring state lock. This may take a few moments..."),
-    )?;
+    let opened = super::backend::open(env, &a.state, Some(&loaded), Some(if destroy { "destroy" } else { "apply" }))?;
+    let store = opened.store.clone();
     let plan = match &a.file {
         Some(f) => {
             let text = std::fs::read_to_string(env.dir.join(f)).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
@@ -377,6 +372,7 @@ pub fn run_apply(env: &Env, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> 
     let cancel = Arc::new(AtomicBool::new(false));
     let hard = Arc::new(AtomicBool::new(false));
     store.hold()?;
+    opened.go_live();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let opts = apply::Options {
         parallelism: a.parallelism.max(1),
@@ -447,7 +443,7 @@ pub fn run_apply(env: &Env, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> 
 
 pub fn run_status(env: &Env, a: StatusArgs) -> anyhow::Result<i32> {
     let loaded = crate::config::load(&env.dir, &env.load_options()).ok();
-    let st = SledStore::new(state_path(env, &a.state, loaded.as_ref())).read()?;
+    let st = super::backend::open(env, &a.state, loaded.as_ref(), None)?.store.read()?;
     if a.json {
         let rows: Vec<serde_json::Value> = st
             .tasks
@@ -490,7 +486,8 @@ pub fn run_status(env: &Env, a: StatusArgs) -> anyhow::Result<i32> {
 
 pub fn run_logs(env: &Env, a: LogsArgs) -> anyhow::Result<i32> {
     let loaded = crate::config::load(&env.dir, &env.load_options()).ok();
-    let store = SledStore::new(state_path(env, &a.state, loaded.as_ref()));
+    let opened = super::backend::open(env, &a.state, loaded.as_ref(), None)?;
+    let store = opened.store.clone();
     let addr = crate::config::TaskAddr(a.task.clone());
     let mut offset = 0usize;
     loop {
@@ -522,10 +519,8 @@ pub fn run_logs(env: &Env, a: LogsArgs) -> anyhow::Result<i32> {
 
 pub fn run_sweep(env: &Env, a: SweepArgs) -> anyhow::Result<i32> {
     let Some(loaded) = super::plan::load_job(env) else { return Ok(1) };
-    let store = SledStore::new(state_path(env, &a.state, Some(&loaded)));
-    let _guard = lock::acquire(store.path(), "sweep", lock_timeout(&a.state.lock_timeout)?, || {
-        eprintln!("Acquiring state lock. This may take a few moments...")
-    })?;
+    let opened = super::backend::open(env, &a.state, Some(&loaded), Some("sweep"))?;
+    let store = opened.store.clone();
     let st = store.read()?;
     let found = apply::sweep(&st, &providers(env, &loaded.spec)?, !a.dry_run);
     if found.is_empty() {

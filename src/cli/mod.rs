@@ -6,6 +6,7 @@
 //! an exit code; errors bubble up as `anyhow` errors to `main`.
 
 pub mod apply;
+pub mod backend;
 pub mod bench;
 pub mod catalog;
 pub mod fmt;

@@ -5,7 +5,7 @@ use super::{output, Env, VarArgs};
 use crate::catalog::Catalog;
 use crate::config::{Loaded, TaskAddr};
 use crate::plan::{self, render, Plan};
-use crate::state::{SledStore, StateStore};
+use crate::state::StateStore;
 use crate::tracker::{now_secs, Tracker, TrackerView};
 use clap::Args;
 use std::path::PathBuf;
@@ -143,8 +143,7 @@ pub fn make_plan(env: &Env, loaded: &Loaded, args: &PlanArgs) -> anyhow::Result<
         return Ok(Err("the job has errors".into()));
     }
     let view = tracker_view(env)?;
-    let store = SledStore::new(state_path(env, &args.state, Some(loaded)));
-    let state = store.read()?;
+    let state = super::backend::open(env, &args.state, Some(loaded), None)?.store.read()?;
     let assignment = if args.destroy {
         None
     } else {
@@ -225,8 +224,7 @@ pub fn run_show(env: &Env, args: ShowArgs) -> anyhow::Result<i32> {
         }
         None => {
             let loaded = crate::config::load(&env.dir, &env.load_options()).ok();
-            let store = SledStore::new(state_path(env, &args.state, loaded.as_ref()));
-            let state = store.read()?;
+            let state = super::backend::open(env, &args.state, loaded.as_ref(), None)?.store.read()?;
             match format.as_str() {
                 "json" => println!("{}", state.to_json()),
                 "text" => {
@@ -318,8 +316,7 @@ pub fn run_graph(env: &Env, args: GraphArgs) -> anyhow::Result<i32> {
 
 pub fn run_output(env: &Env, args: OutputArgs) -> anyhow::Result<i32> {
     let Some(loaded) = load_job(env) else { return Ok(1) };
-    let store = SledStore::new(state_path(env, &args.state, Some(&loaded)));
-    let state = store.read()?;
+    let state = super::backend::open(env, &args.state, Some(&loaded), None)?.store.read()?;
     // Applied outputs win; otherwise the configuration's values (references shown as such).
     let mut values: std::collections::BTreeMap<String, (serde_json::Value, bool)> =
         loaded.spec.outputs.iter().map(|(k, o)| (k.clone(), (o.value.clone(), o.sensitive))).collect();

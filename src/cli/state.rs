@@ -1,11 +1,12 @@
 //! `skyform state list|show|pull|push|rm` and `skyform force-unlock`: the state from the
 //! command line. Writes take the state lock.
 
-use super::plan::{lock_timeout, state_path, StateArgs};
+use super::plan::StateArgs;
 use super::Env;
-use crate::state::{self, lock, SledStore, State, StateStore};
+use crate::state::{self, SledStore, State, StateStore};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Subcommand)]
 pub enum StateCmd {
@@ -49,29 +50,29 @@ pub struct ForceUnlockArgs {
     pub state: StateArgs,
 }
 
-fn store(env: &Env, a: &StateArgs) -> SledStore {
+fn store(env: &Env, a: &StateArgs) -> anyhow::Result<Arc<SledStore>> {
     let loaded = crate::config::load(&env.dir, &env.load_options()).ok();
-    SledStore::new(state_path(env, a, loaded.as_ref()))
+    Ok(super::backend::open(env, a, loaded.as_ref(), None)?.store.clone())
 }
 
 fn locked<T>(env: &Env, a: &StateArgs, op: &str, f: impl FnOnce(&SledStore) -> anyhow::Result<T>) -> anyhow::Result<T> {
-    let s = store(env, a);
-    let _guard = lock::acquire(s.path(), op, lock_timeout(&a.lock_timeout)?, || {
-        eprintln!("Acquiring state lock. This may take a few moments...")
-    })?;
-    f(&s)
+    let loaded = crate::config::load(&env.dir, &env.load_options()).ok();
+    let opened = super::backend::open(env, a, loaded.as_ref(), Some(op))?;
+    let r = f(&opened.store)?;
+    opened.finish()?;
+    Ok(r)
 }
 
 pub fn run(env: &Env, cmd: StateCmd) -> anyhow::Result<i32> {
     match cmd {
         StateCmd::List(a) => {
-            for k in store(env, &a).read()?.tasks.keys() {
+            for k in store(env, &a)?.read()?.tasks.keys() {
                 println!("{k}");
             }
             Ok(0)
         }
         StateCmd::Show(a) => {
-            let st = store(env, &a.state).read()?;
+            let st = store(env, &a.state)?.read()?;
             match st.tasks.get(&crate::config::TaskAddr(a.address.clone())) {
                 Some(t) => {
                     println!("{}", serde_json::to_string_pretty(t)?);
@@ -84,7 +85,7 @@ pub fn run(env: &Env, cmd: StateCmd) -> anyhow::Result<i32> {
             }
         }
         StateCmd::Pull(a) => {
-            println!("{}", store(env, &a).read()?.to_json());
+            println!("{}", store(env, &a)?.read()?.to_json());
             Ok(0)
         }
         StateCmd::Push(a) => {
@@ -116,8 +117,8 @@ pub fn run(env: &Env, cmd: StateCmd) -> anyhow::Result<i32> {
 }
 
 pub fn force_unlock(env: &Env, a: ForceUnlockArgs) -> anyhow::Result<i32> {
-    let s = store(env, &a.state);
-    let current = lock::read(&lock::lock_path(s.path()))?;
+    let loaded = crate::config::load(&env.dir, &env.load_options()).ok();
+    let current = super::backend::holder(env, &a.state, loaded.as_ref())?;
     let Some(holder) = current else {
         eprintln!("Error: the state is not locked.");
         return Ok(1);
@@ -132,7 +133,7 @@ pub fn force_unlock(env: &Env, a: ForceUnlockArgs) -> anyhow::Result<i32> {
             return Ok(1);
         }
     }
-    let info = lock::force_unlock(s.path(), &a.id)?;
+    let info = super::backend::force_unlock(env, &a.state, loaded.as_ref(), &a.id)?;
     println!("skyform state has been successfully unlocked (lock {} held by {}).", info.id, info.who);
     Ok(0)
 }

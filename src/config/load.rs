@@ -1369,6 +1369,13 @@ impl Loader {
                     );
                 } else {
                     let config = self.body_json(&be.body, f, scope);
+                    #[cfg(feature = "aws")]
+                    if kind == "s3" {
+                        if let Err(e) = crate::state::remote::s3::S3BackendConfig::from_json(&config) {
+                            let at = self.pos(f, be.span());
+                            self.err(at, "Invalid backend configuration", e, None);
+                        }
+                    }
                     settings.backend = Some(Backend { kind, config });
                 }
             }

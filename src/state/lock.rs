@@ -22,6 +22,21 @@ pub struct LockInfo {
     pub created: String,
 }
 
+impl LockInfo {
+    /// A new lock record for `operation` by this process.
+    pub fn new(operation: &str) -> LockInfo {
+        LockInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            operation: operation.to_string(),
+            who: format!("{}@{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()), hostname()),
+            pid: std::process::id(),
+            host: hostname(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            created: crate::tracker::format_time(crate::tracker::now_secs()),
+        }
+    }
+}
+
 impl std::fmt::Display for LockInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -38,6 +53,10 @@ pub enum LockError {
     Held(Box<LockInfo>),
     #[error("Error acquiring the state lock: the lock is stale — its holder (pid {pid} on {host}) is no longer running.\nLock Info:\n{info}\nIf no skyform command is running for this job, remove it with: skyform force-unlock {id}", pid = .0.pid, host = .0.host, info = .0, id = .0.id)]
     Stale(Box<LockInfo>),
+    #[error("Error acquiring the state lock: the lock's lease expired — its holder stopped renewing it {1} s ago (it crashed or lost its connection).\nLock Info:\n{0}\nIf no skyform command is running for this job, remove it with: skyform force-unlock {id}", id = .0.id)]
+    Expired(Box<LockInfo>, u64),
+    #[error("state lock: {0}")]
+    Remote(String),
     #[error("no lock with id {given} (the state is {})", .held.as_ref().map(|h| format!("locked with id {}", h.id)).unwrap_or_else(|| "not locked".into()))]
     NotFound { given: String, held: Option<Box<LockInfo>> },
     #[error("the lock file {path} is unreadable: {detail}")]
@@ -108,15 +127,7 @@ pub fn acquire(
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p).map_err(|e| LockError::Io { path: path.display().to_string(), source: e })?;
     }
-    let info = LockInfo {
-        id: uuid::Uuid::new_v4().to_string(),
-        operation: operation.to_string(),
-        who: format!("{}@{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()), hostname()),
-        pid: std::process::id(),
-        host: hostname(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        created: crate::tracker::format_time(crate::tracker::now_secs()),
-    };
+    let info = LockInfo::new(operation);
     let start = Instant::now();
     let mut waited = false;
     let mut backoff = Duration::from_millis(50);

@@ -11,6 +11,7 @@
 //! writer at a time) is [`lock`]. I/O: the store's files only.
 
 pub mod lock;
+pub mod remote;
 
 use crate::config::TaskAddr;
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,8 @@ pub enum StateError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Lock(#[from] lock::LockError),
+    #[error("remote state {0}")]
+    Remote(String),
 }
 
 /// Where a task stands.

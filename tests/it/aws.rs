@@ -292,3 +292,72 @@ task "slow" {{
     let st = state_json(d.path(), &cloud);
     assert_eq!(st["tasks"]["task.slow"]["status"], "succeeded");
 }
+
+/// A job whose state lives in S3 (moto); `sleep` keeps an apply holding the lock.
+fn team_job(endpoint: &str, sleep: u32) -> tempfile::TempDir {
+    job(&[(
+        "main.sky.hcl",
+        &format!(
+            r#"skyform {{
+  name = "team"
+  backend "s3" {{
+    bucket   = "team-state"
+    key      = "jobs/team.json"
+    region   = "us-east-1"
+    endpoint = "{endpoint}"
+  }}
+}}
+
+task "work" {{
+  outputs = {{ out = {{ size_gb = 0.001 }} }}
+  run     = "sleep {sleep}; echo ok > $SKYFORM_OUTPUT_OUT/ok.txt"
+  estimate {{
+    hours = 0.1
+  }}
+}}
+"#
+        ),
+    )])
+}
+
+#[test]
+fn s3_backend_lets_one_of_two_concurrent_applies_hold_the_lock() {
+    let cloud = Cloud::start();
+    cloud.put("team-state", ".keep", "");
+    // Two clones of the same job (two teammates, one remote state).
+    let (a, b) = (team_job(&cloud.moto.endpoint, 3), team_job(&cloud.moto.endpoint, 3));
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_skyform"));
+    cmd.args(["apply", "-auto-approve"])
+        .current_dir(a.path())
+        .env("NO_COLOR", "1")
+        .env("SKYFORM_HOME", home.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in cloud.env() {
+        cmd.env(k, v);
+    }
+    let first = cmd.spawn().unwrap();
+    let pid = first.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cloud.get("team-state", "jobs/team.json.lock").is_none() {
+        assert!(Instant::now() < deadline, "the first apply never took the lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = run(b.path(), &["apply", "-auto-approve", "-lock-timeout=0s"], &cloud);
+    assert_eq!(second.code, 1, "{}\n{}", second.stdout, second.stderr);
+    assert!(second.stderr.contains("the state is locked by another process"), "{}", second.stderr);
+    assert!(second.stderr.contains("Operation: apply"), "{}", second.stderr);
+    assert!(second.stderr.contains(&format!("(pid {pid})")), "the holder is named: {}", second.stderr);
+    let out = first.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The state survived in S3, the lock is gone, and the other clone sees the same state.
+    assert!(cloud.get("team-state", "jobs/team.json.lock").is_none());
+    let remote: serde_json::Value = serde_json::from_str(&cloud.get("team-state", "jobs/team.json").unwrap()).unwrap();
+    assert_eq!(remote["tasks"]["task.work"]["status"], "succeeded");
+    let pulled = state_json(b.path(), &cloud);
+    assert_eq!(pulled["lineage"], remote["lineage"]);
+    assert_eq!(pulled["serial"], remote["serial"]);
+    let again = run(b.path(), &["plan", "-detailed-exitcode"], &cloud);
+    assert_eq!(again.code, 0, "nothing to do from the other clone: {}\n{}", again.stdout, again.stderr);
+}
