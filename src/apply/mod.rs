@@ -7,10 +7,14 @@
 //! the optimizer's best placements for this task with its neighbours fixed — within
 //! `policy.failover` (max cost increase, max attempts); stage the inputs (recording bytes
 //! and egress cost); run; poll; retry a failed run up to `retries`; recover a preemption
-//! per `recovery`; collect the outputs into the object store of the task's location (and
-//! to a pinned `uri`); release the allocation as soon as the task ends.
+//! per `recovery`; collect the outputs into the object store of the task's location
+//! ([`Provider::object_store`], e.g. S3 of its AWS region; the local store otherwise) and
+//! to a pinned `uri`; release the allocation as soon as the task ends. A transfer goes to
+//! the provider that speaks both URI schemes, or in two hops through a staging directory
+//! on this host (S3 → a local sandbox, a local sandbox → S3).
 //!
-//! Before work starts, in-flight intents left by a crash are settled: a run that finished
+//! [`drift`] is the refresh: live allocations that their provider no longer reports (or
+//! reports interrupted). Before work starts, in-flight intents left by a crash are settled: a run that finished
 //! is adopted, anything else is released, so nothing is left that skyform cannot find.
 //! The engine never prints: it reports [`Event`]s to [`Hooks`]. Provider calls run on
 //! tokio's blocking pool with a per-call timeout; `Throttled`/`Transient` back off.
@@ -1034,6 +1038,37 @@ async fn stage_inputs(
         });
     }
     Ok(())
+}
+
+/// Refresh: compares the state's live allocations (not released) with what their
+/// providers report, by idempotency token. Returns, per task, what drifted: an allocation
+/// that is gone (terminated outside skyform) or interrupted (stopped, shutting down).
+pub fn drift(state: &State, providers: &Providers) -> BTreeMap<TaskAddr, String> {
+    let mut out = BTreeMap::new();
+    let tags: BTreeMap<String, String> = [("skyform:lineage".to_string(), state.lineage.clone())].into();
+    let mut seen: BTreeMap<String, Option<Vec<ResourceInfo>>> = BTreeMap::new();
+    for (addr, t) in &state.tasks {
+        for a in t.allocations.iter().filter(|a| a.released.is_none() && a.provider_id.is_some()) {
+            let found = seen.entry(a.placement.cloud.clone()).or_insert_with(|| {
+                providers
+                    .get(&a.placement.cloud)
+                    .and_then(|p| p.read(&ReadRequest { owner_tags: tags.clone() }).ok())
+                    .map(|r| r.resources)
+            });
+            let Some(found) = found else { continue };
+            let id = a.provider_id.clone().unwrap_or_default();
+            match found.iter().find(|r| r.idempotency_token == a.idempotency_token) {
+                None => {
+                    out.insert(addr.clone(), format!("{id} is gone (terminated outside skyform)"));
+                }
+                Some(r) if r.state == RunState::Preempted => {
+                    out.insert(addr.clone(), format!("{id} was interrupted (stopped or shutting down)"));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    out
 }
 
 /// Lists what carries skyform's owner tags for this state but is unknown to it (or already

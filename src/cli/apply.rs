@@ -1,6 +1,8 @@
 //! `skyform apply [FILE]`, `destroy`, `status`, `logs TASK [-f]` and `sweep`: running the
 //! plan for real. Progress goes to stderr (indicatif on a terminal, plain lines
-//! otherwise); `-json` turns events into JSON lines on stdout.
+//! otherwise); `-json` turns events into JSON lines on stdout. `status` refreshes live
+//! allocations against their providers (drift); `logs` reads local files or objects (S3).
+//! The providers of a job: `local` always, `aws` with a `provider "aws"` block.
 
 use super::plan::{make_plan, PlanArgs, StateArgs};
 use super::{output, Env, VarArgs};
@@ -50,6 +52,10 @@ pub struct StatusArgs {
     /// As JSON
     #[arg(long)]
     pub json: bool,
+    /// Ask the providers whether live allocations still exist (drift); `-refresh=false` reads
+    /// the state only
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub refresh: bool,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -444,6 +450,11 @@ pub fn run_apply(env: &Env, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> 
 pub fn run_status(env: &Env, a: StatusArgs) -> anyhow::Result<i32> {
     let loaded = crate::config::load(&env.dir, &env.load_options()).ok();
     let st = super::backend::open(env, &a.state, loaded.as_ref(), None)?.store.read()?;
+    let live = st.tasks.values().any(|t| t.allocations.iter().any(|x| x.released.is_none() && x.provider_id.is_some()));
+    let drift = match (&loaded, a.refresh && live) {
+        (Some(l), true) => apply::drift(&st, &providers(env, &l.spec)?),
+        _ => Default::default(),
+    };
     if a.json {
         let rows: Vec<serde_json::Value> = st
             .tasks
@@ -452,6 +463,7 @@ pub fn run_status(env: &Env, a: StatusArgs) -> anyhow::Result<i32> {
                 serde_json::json!({
                     "address": k, "status": t.status, "tainted": t.tainted, "placement": t.placement,
                     "runs": t.runs.len(), "cost_so_far": crate::plan::money(t.cost_so_far()).to_string(),
+                    "drift": drift.get(k),
                 })
             })
             .collect();
@@ -476,11 +488,17 @@ pub fn run_status(env: &Env, a: StatusArgs) -> anyhow::Result<i32> {
                 )
             })
             .unwrap_or_else(|| ("-".into(), "-".into()));
-        let status = if t.tainted { format!("{} (tainted)", t.status) } else { t.status.to_string() };
+        let mut status = if t.tainted { format!("{} (tainted)", t.status) } else { t.status.to_string() };
+        if drift.contains_key(k) {
+            status.push_str(" (drifted)");
+        }
         rows.push(vec![k.to_string(), status, place, it, t.runs.len().to_string(), render::usd(t.cost_so_far())]);
     }
     print!("{}", output::table(&rows));
     println!("Total cost so far: {}", render::usd(total));
+    for (k, d) in &drift {
+        println!("Drift: {k}: {d}; the next apply releases it and runs the task again.");
+    }
     Ok(0)
 }
 
@@ -503,7 +521,7 @@ pub fn run_logs(env: &Env, a: LogsArgs) -> anyhow::Result<i32> {
             eprintln!("{} has not run yet.", a.task);
             return Ok(if a.follow { 0 } else { 1 });
         };
-        if let Ok(bytes) = std::fs::read(&log) {
+        if let Ok(bytes) = read_log(env, loaded.as_ref(), &log) {
             if bytes.len() > offset {
                 use std::io::Write;
                 std::io::stdout().write_all(&bytes[offset..])?;
@@ -515,6 +533,36 @@ pub fn run_logs(env: &Env, a: LogsArgs) -> anyhow::Result<i32> {
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// A run's log: a local file, or an object (`s3://…/log.txt`) fetched through the
+/// provider that speaks its scheme.
+fn read_log(env: &Env, loaded: Option<&crate::config::Loaded>, log: &str) -> anyhow::Result<Vec<u8>> {
+    if !log.contains("://") {
+        return Ok(std::fs::read(log)?);
+    }
+    let loaded = loaded.ok_or_else(|| anyhow::anyhow!("the job does not load; cannot reach {log}"))?;
+    let scheme = log.split("://").next().unwrap_or_default();
+    let ps = providers(env, &loaded.spec)?;
+    let p = ps
+        .values()
+        .find(|p| p.info().capabilities.schemes.iter().any(|s| s == scheme))
+        .ok_or_else(|| anyhow::anyhow!("no provider of this job reaches {log}"))?;
+    let dir = tempfile_dir()?;
+    let r = p.transfer(&skyform_provider::TransferRequest {
+        from: log.to_string(),
+        to: format!("file://{}", dir.display()),
+    });
+    let name = log.rsplit('/').next().unwrap_or("log.txt");
+    let out = r.map_err(|e| anyhow::anyhow!("{e}")).and_then(|_| Ok(std::fs::read(dir.join(name))?));
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!("skyform-log-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
 }
 
 pub fn run_sweep(env: &Env, a: SweepArgs) -> anyhow::Result<i32> {

@@ -8,7 +8,10 @@
 //!
 //! [`StateStore`] hides the storage: [`SledStore`] keeps it in sled (`.skyform/state` by
 //! default), each commit one transaction across its trees, files 0600. Locking (one
-//! writer at a time) is [`lock`]. I/O: the store's files only.
+//! writer at a time) is [`lock`]. [`remote`] keeps the state in an object store for
+//! teams (`backend "s3"`: JSON with serial/lineage checks, a conditional-put lock with a
+//! lease); commands then work on a local sled copy that is pulled and pushed. I/O: the
+//! store's files, and the object store of a remote backend.
 
 pub mod lock;
 pub mod remote;

@@ -120,7 +120,7 @@ task "prep" {{
   }}
   inputs  = {{ raw = storage.raw }}
   outputs = {{ clean = {{ size_gb = 0.001 }} }}
-  run     = "sort -n $SKYFORM_INPUT_RAW/numbers.txt > $SKYFORM_OUTPUT_CLEAN/sorted.txt"
+  run     = "sort -n $SKYFORM_INPUT_RAW/numbers.txt > $SKYFORM_OUTPUT_CLEAN/sorted.txt; echo sorted $(wc -l < $SKYFORM_OUTPUT_CLEAN/sorted.txt) lines"
   estimate {{
     hours = 0.1
   }}
@@ -185,6 +185,10 @@ fn mixed_job_runs_on_aws_and_local_with_data_through_s3() {
     assert_eq!(cloud.get("skyform-it-us-east-1", &format!("{key}/sorted.txt")).as_deref(), Some("10\n20\n30\n"));
     // Transfers were reported with their bytes.
     assert!(o.stderr.contains("input raw ← s3://input-data/raw"), "{}", o.stderr);
+    // The instance's log, from S3.
+    let logs = run(d.path(), &["logs", "task.prep"], &cloud);
+    assert_eq!(logs.code, 0, "{}", logs.stderr);
+    assert!(logs.stdout.contains("sorted 3 lines"), "{}", logs.stdout);
     // Destroy: nothing is left to sweep.
     let o = run(d.path(), &["destroy", "-auto-approve"], &cloud);
     assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
@@ -278,6 +282,19 @@ task "slow" {{
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(cloud.running(), 1, "the instance outlives the killed engine");
+    // Refresh: no drift while it runs; terminated outside skyform, it shows as drift.
+    let st: serde_json::Value = serde_json::from_str(&run(d.path(), &["status", "-json"], &cloud).stdout).unwrap();
+    assert!(st["tasks"][0]["drift"].is_null(), "{st}");
+    let (ec2, _) = cloud.moto.clients("us-east-1");
+    cloud.rt.block_on(async {
+        let r = ec2.describe_instances().send().await.unwrap();
+        let id = r.reservations()[0].instances()[0].instance_id().unwrap().to_string();
+        ec2.terminate_instances().instance_ids(id).send().await.unwrap();
+    });
+    let st: serde_json::Value = serde_json::from_str(&run(d.path(), &["status", "-json"], &cloud).stdout).unwrap();
+    assert!(st["tasks"][0]["drift"].as_str().unwrap().contains("terminated outside skyform"), "{st}");
+    let text = run(d.path(), &["status"], &cloud).stdout;
+    assert!(text.contains("running (drifted)") && text.contains("Drift: task.slow"), "{text}");
     // The stale lock is reported, not broken; force-unlock it, then apply again.
     let o = run(d.path(), &["apply", "-auto-approve", "-lock-timeout=0s"], &cloud);
     assert_ne!(o.code, 0);
@@ -291,6 +308,7 @@ task "slow" {{
     assert!(s.stdout.starts_with("Nothing to sweep"), "{}", s.stdout);
     let st = state_json(d.path(), &cloud);
     assert_eq!(st["tasks"]["task.slow"]["status"], "succeeded");
+    assert_eq!(cloud.instances().len(), 2, "the terminated first instance and the rerun's");
 }
 
 /// A job whose state lives in S3 (moto); `sleep` keeps an apply holding the lock.

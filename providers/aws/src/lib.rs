@@ -13,7 +13,8 @@
 //! - run_task writes `task.sh` to the allocation's S3 run directory ([`bootstrap`]);
 //!   task_status reads `status.json` there, else `DescribeInstances` (an instance gone or
 //!   interrupted is `Preempted`); read finds instances by tags; release =
-//!   `TerminateInstances`, then waits for `terminated`.
+//!   `TerminateInstances`, then waits for `terminated`, and removes the run's data (its
+//!   log and status stay for `skyform logs`).
 //! - transfer moves trees between `s3://`, `file://` and the allocation's
 //!   `sandbox://REGION/INSTANCE/{inputs,outputs}/NAME`, returning bytes and a content hash
 //!   ([`storage`]: multipart uploads, server-side copies across regions).
@@ -671,11 +672,17 @@ impl Provider for AwsProvider {
             }
         })?;
         if released {
-            // The run directory goes with the allocation (outputs were copied out).
+            // The run's data goes with the allocation (outputs were copied out); its log
+            // and status stay for `skyform logs`.
             if let Ok(k) = self.known(&req.provider_id) {
                 let rd = self.run_dir(&k);
                 let s3 = self.clients(&k.region).s3;
-                let _ = self.block(async move { storage::delete_tree(&s3, &rd.bucket, &rd.prefix).await });
+                let _ = self.block(async move {
+                    for sub in ["inputs", "outputs"] {
+                        storage::delete_tree(&s3, &rd.bucket, &rd.key(sub)).await?;
+                    }
+                    storage::delete(&s3, &rd.bucket, &rd.key("task.sh")).await
+                });
             }
         }
         Ok(ReleaseResponse { released })
