@@ -54,7 +54,7 @@ impl Drop for Opened {
 }
 
 /// The remote backend of a job, if it has one (and `-state` does not override it).
-pub fn remote(env: &Env, args: &StateArgs, loaded: Option<&Loaded>) -> anyhow::Result<Option<(Remote, String)>> {
+pub fn remote(args: &StateArgs, loaded: Option<&Loaded>) -> anyhow::Result<Option<(Remote, String)>> {
     if args.state.is_some() {
         return Ok(None);
     }
@@ -70,7 +70,6 @@ pub fn remote(env: &Env, args: &StateArgs, loaded: Option<&Loaded>) -> anyhow::R
                 .chars()
                 .map(|ch| if ch.is_ascii_alphanumeric() || ch == '-' || ch == '.' { ch } else { '_' })
                 .collect();
-            let _ = env;
             Ok(Some((Remote::new(Arc::new(objects), &c.key), cache)))
         }
         other => anyhow::bail!("backend \"{other}\" is not available in this build"),
@@ -80,7 +79,7 @@ pub fn remote(env: &Env, args: &StateArgs, loaded: Option<&Loaded>) -> anyhow::R
 /// Opens the job's state; with `lock`, takes the lock for that operation first.
 pub fn open(env: &Env, args: &StateArgs, loaded: Option<&Loaded>, lock: Option<&str>) -> anyhow::Result<Opened> {
     let wait = || eprintln!("Acquiring state lock. This may take a few moments...");
-    let Some((remote, cache)) = remote(env, args, loaded)? else {
+    let Some((remote, cache)) = remote(args, loaded)? else {
         let store = Arc::new(SledStore::new(state_path(env, args, loaded)));
         let guard = match lock {
             Some(op) => Guard::Local(lock::acquire(store.path(), op, lock_timeout(&args.lock_timeout)?, wait)?),
@@ -119,7 +118,7 @@ pub fn open(env: &Env, args: &StateArgs, loaded: Option<&Loaded>, lock: Option<&
 
 /// `force-unlock ID` for the job's backend.
 pub fn force_unlock(env: &Env, args: &StateArgs, loaded: Option<&Loaded>, id: &str) -> anyhow::Result<LockInfo> {
-    match remote(env, args, loaded)? {
+    match remote(args, loaded)? {
         Some((r, _)) => Ok(r.force_unlock(id)?),
         None => Ok(lock::force_unlock(&state_path(env, args, loaded), id)?),
     }
@@ -127,7 +126,7 @@ pub fn force_unlock(env: &Env, args: &StateArgs, loaded: Option<&Loaded>, id: &s
 
 /// The current lock holder of the job's backend.
 pub fn holder(env: &Env, args: &StateArgs, loaded: Option<&Loaded>) -> anyhow::Result<Option<LockInfo>> {
-    match remote(env, args, loaded)? {
+    match remote(args, loaded)? {
         Some((r, _)) => Ok(r.lock_info()?.map(|(h, _)| h.info)),
         None => Ok(lock::read(&lock::lock_path(&state_path(env, args, loaded)))?),
     }

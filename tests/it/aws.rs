@@ -142,6 +142,22 @@ task "sum" {{
     job(&[("main.sky.hcl", &text)])
 }
 
+/// `skyform apply -auto-approve` in the background (its output piped), with its home.
+fn spawn_apply(dir: &Path, cloud: &Cloud) -> (std::process::Child, tempfile::TempDir) {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_skyform"));
+    cmd.args(["apply", "-auto-approve"])
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("SKYFORM_HOME", home.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in cloud.env() {
+        cmd.env(k, v);
+    }
+    (cmd.spawn().unwrap(), home)
+}
+
 fn numbers(cloud: &Cloud) {
     cloud.put("input-data", "raw/numbers.txt", "30\n10\n20\n");
     cloud.put("results", ".keep", "");
@@ -260,18 +276,7 @@ task "slow" {{
             cloud.proxy.endpoint
         ),
     )]);
-    let home = tempfile::tempdir().unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_skyform"));
-    cmd.args(["apply", "-auto-approve"])
-        .current_dir(d.path())
-        .env("NO_COLOR", "1")
-        .env("SKYFORM_HOME", home.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    for (k, v) in cloud.env() {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
+    let (mut child, _home) = spawn_apply(d.path(), &cloud);
     // Kill it once the instance runs its task.
     let deadline = Instant::now() + Duration::from_secs(60);
     while cloud.running() == 0 {
@@ -344,18 +349,7 @@ fn s3_backend_lets_one_of_two_concurrent_applies_hold_the_lock() {
     cloud.put("team-state", ".keep", "");
     // Two clones of the same job (two teammates, one remote state).
     let (a, b) = (team_job(&cloud.moto.endpoint, 3), team_job(&cloud.moto.endpoint, 3));
-    let home = tempfile::tempdir().unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_skyform"));
-    cmd.args(["apply", "-auto-approve"])
-        .current_dir(a.path())
-        .env("NO_COLOR", "1")
-        .env("SKYFORM_HOME", home.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    for (k, v) in cloud.env() {
-        cmd.env(k, v);
-    }
-    let first = cmd.spawn().unwrap();
+    let (first, _home) = spawn_apply(a.path(), &cloud);
     let pid = first.id();
     let deadline = Instant::now() + Duration::from_secs(30);
     while cloud.get("team-state", "jobs/team.json.lock").is_none() {

@@ -61,6 +61,14 @@ where
             pe.code = Some(code);
             pe
         }
+        _ if source_chain(&e).to_lowercase().contains("credentials") => {
+            // No credentials could be loaded: nothing in this cloud can work.
+            ProviderError::new(
+                ErrorKind::Unauthorized,
+                location,
+                format!("{what}: {} (set AWS credentials, a profile, or AWS_PROFILE)", source_chain(&e)),
+            )
+        }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
             ProviderError::new(ErrorKind::Transient, location, format!("{what}: {}", source_chain(&e)))
         }

@@ -176,13 +176,7 @@ pub async fn upload_file(
     if len <= MULTIPART_THRESHOLD {
         let data = tokio::fs::read(path).await.map_err(|e| other("upload", e))?;
         hash.update(&data);
-        c.put_object()
-            .bucket(bucket)
-            .key(key)
-            .body(ByteStream::from(data))
-            .send()
-            .await
-            .map_err(|e| from_sdk("PutObject", None, e))?;
+        put(c, bucket, key, data).await?;
         return Ok(len);
     }
     let up = c
