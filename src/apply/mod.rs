@@ -1071,18 +1071,25 @@ pub fn drift(state: &State, providers: &Providers) -> BTreeMap<TaskAddr, String>
     out
 }
 
-/// Lists what carries skyform's owner tags for this state but is unknown to it (or already
-/// released in it), and releases it when `release` is set.
-pub fn sweep(state: &State, providers: &Providers, release: bool) -> Vec<(String, ResourceInfo)> {
+/// Lists what carries skyform's owner tags for this job — this state's lineage, or the
+/// job's name (a state that was lost and made anew) — but is unknown to the state (or
+/// already released in it), and releases it when `release` is set. Other jobs' resources
+/// in the same account are never touched.
+pub fn sweep(state: &State, job: &str, providers: &Providers, release: bool) -> Vec<(String, ResourceInfo)> {
     let live: BTreeSet<String> = state
         .tasks
         .values()
         .flat_map(|t| t.allocations.iter().filter(|a| a.released.is_none()).map(|a| a.idempotency_token.clone()))
         .collect();
+    let ours = |r: &ResourceInfo| {
+        r.owner_tags.get("skyform:lineage") == Some(&state.lineage)
+            || (r.owner_tags.contains_key("skyform:lineage")
+                && r.owner_tags.get("skyform:job").map(String::as_str) == Some(job))
+    };
     let mut found = Vec::new();
     for (cloud, p) in providers {
         for r in p.read(&ReadRequest::default()).map(|r| r.resources).unwrap_or_default() {
-            if r.owner_tags.contains_key("skyform:lineage") && !live.contains(&r.idempotency_token) {
+            if ours(&r) && !live.contains(&r.idempotency_token) {
                 if release {
                     let _ = p.release(&ReleaseRequest { provider_id: r.provider_id.clone() });
                 }

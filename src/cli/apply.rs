@@ -570,7 +570,7 @@ pub fn run_sweep(env: &Env, a: SweepArgs) -> anyhow::Result<i32> {
     let opened = super::backend::open(env, &a.state, Some(&loaded), Some("sweep"))?;
     let store = opened.store.clone();
     let st = store.read()?;
-    let found = apply::sweep(&st, &providers(env, &loaded.spec)?, !a.dry_run);
+    let found = apply::sweep(&st, &loaded.spec.name, &providers(env, &loaded.spec)?, !a.dry_run);
     if found.is_empty() {
         println!("Nothing to sweep: every resource carrying skyform's owner tags is known to the state.");
         return Ok(0);

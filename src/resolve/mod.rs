@@ -9,10 +9,10 @@
 //!
 //! Filters, in order (the first one that removes the last candidates is named when a task
 //! has none): resources, instance type, enabled clouds, the task's cloud/region/zone,
-//! `policy.regions`, spot, `policy.max_price`, tracker blocks. Every instance type that
-//! fits is kept, not just the cheapest per cloud. Exact pruning: within one zone only the
-//! Pareto front of (runtime, cost) survives, so nothing the optimizer could want is lost
-//! (egress depends only on the location). Pure.
+//! `policy.regions` and provider blocks' `regions`, spot, `policy.max_price`, tracker
+//! blocks. Every instance type that fits is kept, not just the cheapest per cloud. Exact
+//! pruning: within one zone only the Pareto front of (runtime, cost) survives, so nothing
+//! the optimizer could want is lost (egress depends only on the location). Pure.
 
 use crate::catalog::egress::{EgressModel, Place};
 use crate::catalog::Catalog;
@@ -133,8 +133,12 @@ pub struct Infeasible {
     pub reason: String,
 }
 
-/// Compiled location patterns of `policy.regions` (`cloud[:region[:zone]]` globs).
-pub struct Residency(Vec<(GlobMatcher, Option<GlobMatcher>, Option<GlobMatcher>)>);
+/// Compiled location patterns of `policy.regions` (`cloud[:region[:zone]]` globs), and
+/// the regions each provider block allows (`provider "aws" { regions = [...] }`).
+pub struct Residency(
+    Vec<(GlobMatcher, Option<GlobMatcher>, Option<GlobMatcher>)>,
+    BTreeMap<String, std::collections::BTreeSet<String>>,
+);
 
 impl Residency {
     pub fn new(patterns: &[String]) -> Residency {
@@ -147,9 +151,29 @@ impl Residency {
                     Some((m(parts.first()?)?, parts.get(1).and_then(|r| m(r)), parts.get(2).and_then(|z| m(z))))
                 })
                 .collect(),
+            BTreeMap::new(),
         )
     }
+
+    /// Also restricts each cloud to the `regions` of its provider block, when it has any.
+    pub fn with_provider_regions(mut self, spec: &JobSpec) -> Residency {
+        for (cloud, body) in &spec.providers {
+            let regions: std::collections::BTreeSet<String> = body
+                .get("regions")
+                .and_then(|r| r.as_array())
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            if !regions.is_empty() {
+                self.1.insert(cloud.clone(), regions);
+            }
+        }
+        self
+    }
+
     pub fn allows(&self, l: &Location) -> bool {
+        if self.1.get(&l.cloud).is_some_and(|rs| !rs.contains(&l.region)) {
+            return false;
+        }
         if l.cloud == "local" && self.0.is_empty() {
             return true;
         }
@@ -303,7 +327,7 @@ fn matches_opt(pattern: &Option<String>, value: &str) -> bool {
 /// Resolves every task of the job.
 pub fn resolve(spec: &JobSpec, catalog: &Catalog, view: &TrackerView) -> Result<ResolvedJob, ResolveError> {
     let egress = EgressModel::default();
-    let residency = Residency::new(&spec.policy.regions);
+    let residency = Residency::new(&spec.policy.regions).with_provider_regions(spec);
     let enabled = spec.enabled_clouds();
     let order = spec.topo_order();
     let index: BTreeMap<TaskAddr, usize> = order.iter().enumerate().map(|(i, a)| (a.clone(), i)).collect();
@@ -399,7 +423,7 @@ fn candidates_for(
         "resources.instance_type",
         "the enabled clouds (provider blocks)",
         "resources.cloud/region/zone",
-        "policy.regions",
+        "policy.regions (and the `regions` of provider blocks)",
         "spot availability (resources.spot / policy.spot)",
         "policy.max_price",
         "the tracker's blocked locations",

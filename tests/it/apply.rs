@@ -275,26 +275,32 @@ fn sweep_releases_what_the_state_does_not_know() {
         skyform_provider_local::runtime::LocalProvider::new(skyform_provider_local::LocalConfig::default(), d.path())
             .unwrap();
     use skyform_provider::Provider;
-    let tags = [
-        ("skyform:lineage".to_string(), "some-lineage".to_string()),
-        ("skyform:task".to_string(), "task.ghost".to_string()),
-    ]
-    .into();
-    p.allocate(&skyform_provider::AllocateRequest {
-        task: "task.ghost".into(),
-        location: skyform_provider::Location::new("local", "local", "zone-c"),
-        instance_type: "local.small".into(),
-        spot: false,
-        num_nodes: 1,
-        owner_tags: tags,
-        idempotency_token: "ghost".into(),
-    })
-    .unwrap();
+    // This job's (a lost state's lineage, the job's name) and another job's.
+    let name = d.path().file_name().unwrap().to_string_lossy().to_string();
+    for (task, lineage, job) in [("task.ghost", "lost-lineage", name.as_str()), ("task.other", "other", "other-job")] {
+        let tags = [
+            ("skyform:lineage".to_string(), lineage.to_string()),
+            ("skyform:job".to_string(), job.to_string()),
+            ("skyform:task".to_string(), task.to_string()),
+        ]
+        .into();
+        p.allocate(&skyform_provider::AllocateRequest {
+            task: task.into(),
+            location: skyform_provider::Location::new("local", "local", "zone-c"),
+            instance_type: "local.small".into(),
+            spot: false,
+            num_nodes: 1,
+            owner_tags: tags,
+            idempotency_token: task.into(),
+        })
+        .unwrap();
+    }
     let dry = skyform(d.path(), &["sweep", "-dry-run"]);
     assert!(dry.stdout.contains("found local") && dry.stdout.contains("task=task.ghost"), "{}", dry.stdout);
+    assert!(!dry.stdout.contains("task.other"), "another job's resources are not ours: {}", dry.stdout);
     let o = skyform(d.path(), &["sweep"]);
     assert!(o.stdout.contains("released local"), "{}", o.stdout);
-    assert_eq!(allocations(d.path()), 0);
+    assert_eq!(allocations(d.path()), 1, "only the other job's allocation is left");
 }
 
 #[test]

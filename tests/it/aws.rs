@@ -373,3 +373,39 @@ fn s3_backend_lets_one_of_two_concurrent_applies_hold_the_lock() {
     let again = run(b.path(), &["plan", "-detailed-exitcode"], &cloud);
     assert_eq!(again.code, 0, "nothing to do from the other clone: {}\n{}", again.stdout, again.stderr);
 }
+
+#[test]
+fn provider_regions_restrict_where_aws_tasks_are_placed() {
+    let d = job(&[(
+        "main.sky.hcl",
+        r#"provider "aws" {
+  regions = ["us-west-2"]
+}
+
+task "t" {
+  resources {
+    cloud = "aws"
+    cpus  = "4+"
+  }
+  run = "true"
+  estimate {
+    hours = 1
+  }
+}
+"#,
+    )]);
+    let o = skyform(d.path(), &["plan"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    // Without the block's regions this task goes to us-east-1 (cheapest); with them, us-west-2.
+    assert!(o.stdout.contains("placement     = \"aws/us-west-2/us-west-2"), "{}", o.stdout);
+    assert!(!o.stdout.contains("us-east-1"), "{}", o.stdout);
+    // A region the catalog does not have: the cause is named.
+    std::fs::write(
+        d.path().join("main.sky.hcl"),
+        std::fs::read_to_string(d.path().join("main.sky.hcl")).unwrap().replace("us-west-2", "eu-west-1"),
+    )
+    .unwrap();
+    let o = skyform(d.path(), &["plan"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("the `regions` of provider blocks) removed the last of them"), "{}", o.stderr);
+}
