@@ -409,3 +409,29 @@ task "t" {
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("the `regions` of provider blocks) removed the last of them"), "{}", o.stderr);
 }
+
+#[test]
+fn tracker_refresh_reads_aws_spot_price_history() {
+    let moto = Moto::start();
+    let d = job(&[(
+        "main.sky.hcl",
+        &format!(
+            "provider \"aws\" {{\n  regions  = [\"us-east-1\"]\n  endpoint = \"{}\"\n}}\n\ntask \"t\" {{\n  run = \"true\"\n}}\n",
+            moto.endpoint
+        ),
+    )]);
+    let env = client_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let o = skyform_env(d.path(), &["tracker", "refresh"], &env);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let n: usize = o
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("aws: recorded ")?.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(n > 0, "{}", o.stderr);
+    let t: serde_json::Value =
+        serde_json::from_str(&skyform_env(d.path(), &["tracker", "show", "-json"], &env).stdout).unwrap();
+    let aws = t["spot"].as_array().unwrap().iter().filter(|s| s["location"]["cloud"] == "aws").count();
+    assert_eq!(aws, n, "every observation is kept, one per zone and type");
+}
