@@ -435,3 +435,64 @@ fn tracker_refresh_reads_aws_spot_price_history() {
     let aws = t["spot"].as_array().unwrap().iter().filter(|s| s["location"]["cloud"] == "aws").count();
     assert_eq!(aws, n, "every observation is kept, one per zone and type");
 }
+
+#[test]
+fn an_instance_terminated_during_its_run_is_a_preemption_and_the_task_moves_on() {
+    let cloud = Cloud::start();
+    let d = job(&[(
+        "main.sky.hcl",
+        &format!(
+            r#"provider "aws" {{
+  regions      = ["us-east-1"]
+  endpoint     = "{}"
+  bucket       = "skyform-it-{{region}}"
+  poll_seconds = 1
+}}
+
+policy {{
+  regions = ["aws:us-east-1:us-east-1a", "aws:us-east-1:us-east-1b"]
+}}
+
+task "long" {{
+  resources {{
+    cloud = "aws"
+    cpus  = "2+"
+    spot  = false
+  }}
+  outputs  = {{ out = {{ size_gb = 0.001 }} }}
+  run      = "sleep 3; echo $(hostname) > $SKYFORM_OUTPUT_OUT/done.txt"
+  recovery = "next_zone"
+  estimate {{
+    hours = 0.1
+  }}
+}}
+"#,
+            cloud.proxy.endpoint
+        ),
+    )]);
+    let (child, _home) = spawn_apply(d.path(), &cloud);
+    // Interrupt the first instance while its task runs (as a spot reclaim would).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cloud.running() == 0 {
+        assert!(Instant::now() < deadline, "no instance was launched");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let (ec2, _) = cloud.moto.clients("us-east-1");
+    cloud.rt.block_on(async {
+        let r = ec2.describe_instances().send().await.unwrap();
+        let id = r.reservations()[0].instances()[0].instance_id().unwrap().to_string();
+        ec2.terminate_instances().instance_ids(id).send().await.unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("task.long: preempted in aws/us-east-1/us-east-1a; recovering (NextZone)"), "{stderr}");
+    let mut zones: Vec<String> = cloud.instances().into_iter().map(|i| i.zone).collect();
+    zones.sort();
+    assert_eq!(zones, vec!["us-east-1a".to_string(), "us-east-1b".to_string()], "rerun in the next zone");
+    assert_eq!(cloud.running(), 0);
+    let st = state_json(d.path(), &cloud);
+    assert_eq!(st["tasks"]["task.long"]["status"], "succeeded");
+    assert_eq!(st["tasks"]["task.long"]["runs"].as_array().unwrap().len(), 2);
+}

@@ -34,7 +34,8 @@ pub struct AwsConfig {
     /// An instance that finished its task and was not released after this many minutes
     /// shuts itself down (and so terminates): a safety net if skyform is gone.
     pub idle_shutdown_minutes: u32,
-    /// Seconds `release` waits for `terminated`.
+    /// Seconds `release` waits for `terminated` (below the engine's 60 s per-call timeout;
+    /// a release that is still shutting down then fails transiently and is retried).
     pub terminate_wait_seconds: u32,
 }
 
@@ -49,7 +50,7 @@ impl Default for AwsConfig {
             instance_profile: None,
             poll_seconds: 5,
             idle_shutdown_minutes: 30,
-            terminate_wait_seconds: 300,
+            terminate_wait_seconds: 50,
         }
     }
 }
