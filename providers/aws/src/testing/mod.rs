@@ -228,9 +228,11 @@ impl InstanceAgent {
 }
 
 /// Kills a VM's process group (its pgid is its own pid: it was started as a group leader).
+/// Only while the leader runs: once it has been reaped its pid may belong to someone else.
 fn kill_vm(vm: &mut Vm) {
     let pid = vm.child.id();
-    if pid > 1 && pid != std::process::id() {
+    let running = matches!(vm.child.try_wait(), Ok(None));
+    if running && pid > 1 && pid != std::process::id() {
         let _ = Command::new("kill").arg("-KILL").arg("--").arg(format!("-{pid}")).stderr(Stdio::null()).status();
     }
     let _ = vm.child.kill();
