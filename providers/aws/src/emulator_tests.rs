@@ -168,6 +168,9 @@ fn s3_trees_round_trip_with_multipart() {
     let (a, b) = r.unwrap();
     assert!(matches!(a, storage::Conditional::Written(_)));
     assert_eq!(b, storage::Conditional::Refused);
+    // A bucket's region is discovered (requests for it then go to that region).
+    assert_eq!(p.bucket_region("bucket-two"), "eu-west-1");
+    assert_eq!(p.bucket_region("bucket-one"), "us-east-1");
     let e = p
         .transfer(&TransferRequest { from: "s3://bucket-one/nothing".into(), to: "s3://bucket-two/x".into() })
         .unwrap_err();

@@ -17,7 +17,8 @@
 //!   log and status stay for `skyform logs`).
 //! - transfer moves trees between `s3://`, `file://` and the allocation's
 //!   `sandbox://REGION/INSTANCE/{inputs,outputs}/NAME`, returning bytes and a content hash
-//!   ([`storage`]: multipart uploads, server-side copies across regions).
+//!   ([`storage`]: multipart uploads, server-side copies across regions; a user's bucket
+//!   is addressed in its own region, found once with `HeadBucket`).
 //! - [`market::AwsMarket`]: `DescribeSpotPriceHistory` per region for the tracker.
 //! - [`storage::put_conditional`] and friends back the `s3` state backend.
 //!
@@ -81,6 +82,8 @@ pub struct AwsProvider {
     offered: Mutex<HashMap<(String, String), bool>>,
     arch: Mutex<HashMap<String, String>>,
     buckets: Mutex<std::collections::HashSet<String>>,
+    /// bucket → region, for buckets that are not skyform's own.
+    bucket_regions: Mutex<HashMap<String, String>>,
 }
 
 fn other(msg: impl Into<String>) -> ProviderError {
@@ -105,6 +108,7 @@ impl AwsProvider {
             offered: Mutex::new(HashMap::new()),
             arch: Mutex::new(HashMap::new()),
             buckets: Mutex::new(Default::default()),
+            bucket_regions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -179,6 +183,20 @@ impl AwsProvider {
 
     fn run_dir(&self, k: &Known) -> RunDir {
         RunDir::new(&self.cfg.bucket_for(&k.region), &k.token)
+    }
+
+    /// The region of a bucket that is not skyform's (asked once, then cached); the first
+    /// configured region when S3 does not say.
+    pub fn bucket_region(&self, bucket: &str) -> String {
+        if let Some(r) = self.bucket_regions.lock().expect("lock").get(bucket) {
+            return r.clone();
+        }
+        let s3 = self.clients(&self.default_region()).s3;
+        let b = bucket.to_string();
+        let found = self.block(async move { storage::bucket_region(&s3, &b).await });
+        let r = found.unwrap_or_else(|| self.default_region());
+        self.bucket_regions.lock().expect("lock").insert(bucket.to_string(), r.clone());
+        r
     }
 
     fn ensure_bucket(&self, region: &str) -> Result<String, ProviderError> {
@@ -353,13 +371,11 @@ impl AwsProvider {
         }
         if uri.starts_with("s3://") {
             let (bucket, key) = storage::parse_s3(uri)?;
-            let region = self
-                .cfg
-                .regions
-                .iter()
-                .find(|r| self.cfg.bucket_for(r) == bucket)
-                .cloned()
-                .unwrap_or_else(|| self.default_region());
+            let own = self.cfg.regions.iter().find(|r| self.cfg.bucket_for(r) == bucket).cloned();
+            let region = match own {
+                Some(r) => r,
+                None => self.bucket_region(&bucket),
+            };
             return Ok(End::S3 { region, bucket, key });
         }
         if let Some(p) = uri.strip_prefix("file://") {

@@ -76,6 +76,15 @@ pub async fn list(c: &Client, bucket: &str, prefix: &str) -> Result<Vec<Entry>, 
     Ok(out)
 }
 
+/// The region a bucket lives in (HeadBucket; from the `x-amz-bucket-region` header when
+/// asked in the wrong region), or None when S3 does not say.
+pub async fn bucket_region(c: &Client, bucket: &str) -> Option<String> {
+    match c.head_bucket().bucket(bucket).send().await {
+        Ok(o) => o.bucket_region().map(str::to_string),
+        Err(e) => e.raw_response().and_then(|r| r.headers().get("x-amz-bucket-region")).map(str::to_string),
+    }
+}
+
 /// Creates the bucket when it does not exist.
 pub async fn ensure_bucket(c: &Client, bucket: &str, region: &str) -> Result<(), ProviderError> {
     if c.head_bucket().bucket(bucket).send().await.is_ok() {
