@@ -508,6 +508,8 @@ pub fn run_logs(env: &Env, a: LogsArgs) -> anyhow::Result<i32> {
     let store = opened.store.clone();
     let addr = crate::config::TaskAddr(a.task.clone());
     let mut offset = 0usize;
+    // Built once, and only when a log lives in an object store.
+    let mut remote: Option<Providers> = None;
     loop {
         let st = store.read()?;
         let Some(t) = st.tasks.get(&addr) else {
@@ -521,7 +523,7 @@ pub fn run_logs(env: &Env, a: LogsArgs) -> anyhow::Result<i32> {
             eprintln!("{} has not run yet.", a.task);
             return Ok(if a.follow { 0 } else { 1 });
         };
-        if let Ok(bytes) = read_log(env, loaded.as_ref(), &log) {
+        if let Ok(bytes) = read_log(env, loaded.as_ref(), &mut remote, &log) {
             if bytes.len() > offset {
                 use std::io::Write;
                 std::io::stdout().write_all(&bytes[offset..])?;
@@ -531,20 +533,31 @@ pub fn run_logs(env: &Env, a: LogsArgs) -> anyhow::Result<i32> {
         if !a.follow || !matches!(t.status, TaskStatus::Running | TaskStatus::Pending) {
             return Ok(0);
         }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        // An object store is asked less often than a local file is read.
+        let every = if log.contains("://") { 2000 } else { 200 };
+        std::thread::sleep(std::time::Duration::from_millis(every));
     }
 }
 
 /// A run's log: a local file, or an object (`s3://…/log.txt`) fetched through the
 /// provider that speaks its scheme.
-fn read_log(env: &Env, loaded: Option<&crate::config::Loaded>, log: &str) -> anyhow::Result<Vec<u8>> {
+fn read_log(
+    env: &Env,
+    loaded: Option<&crate::config::Loaded>,
+    remote: &mut Option<Providers>,
+    log: &str,
+) -> anyhow::Result<Vec<u8>> {
     if !log.contains("://") {
         return Ok(std::fs::read(log)?);
     }
-    let loaded = loaded.ok_or_else(|| anyhow::anyhow!("the job does not load; cannot reach {log}"))?;
     let scheme = log.split("://").next().unwrap_or_default();
-    let ps = providers(env, &loaded.spec)?;
-    let p = ps
+    if remote.is_none() {
+        let loaded = loaded.ok_or_else(|| anyhow::anyhow!("the job does not load; cannot reach {log}"))?;
+        *remote = Some(providers(env, &loaded.spec)?);
+    }
+    let p = remote
+        .as_ref()
+        .expect("built above")
         .values()
         .find(|p| p.info().capabilities.schemes.iter().any(|s| s == scheme))
         .ok_or_else(|| anyhow::anyhow!("no provider of this job reaches {log}"))?;

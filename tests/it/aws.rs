@@ -94,16 +94,19 @@ fn run(dir: &Path, args: &[&str], cloud: &Cloud) -> Out {
     skyform_env(dir, args, &env)
 }
 
+/// The `provider "aws"` block of the tests: moto (or the proxy) at `endpoint`, a bucket per
+/// region, the bootstrap looking for its task every second.
+fn aws_block(endpoint: &str) -> String {
+    format!(
+        "provider \"aws\" {{\n  regions      = [\"us-east-1\"]\n  endpoint     = \"{endpoint}\"\n  bucket       = \"skyform-it-{{region}}\"\n  poll_seconds = 1\n}}\n"
+    )
+}
+
 /// The mixed job: `prep` on AWS (spot) reads S3, `sum` on local writes its result to S3.
 fn mixed_job(endpoint: &str, prep_resources: &str, extra: &str) -> tempfile::TempDir {
+    let aws = aws_block(endpoint);
     let text = format!(
-        r#"provider "aws" {{
-  regions      = ["us-east-1"]
-  endpoint     = "{endpoint}"
-  bucket       = "skyform-it-{{region}}"
-  poll_seconds = 1
-}}
-
+        r#"{aws}
 provider "local" {{
   zones = ["zone-a"]
 }}
@@ -254,13 +257,7 @@ fn kill_9_during_apply_then_apply_leaves_no_unknown_instance() {
     let d = job(&[(
         "main.sky.hcl",
         &format!(
-            r#"provider "aws" {{
-  regions      = ["us-east-1"]
-  endpoint     = "{}"
-  bucket       = "skyform-it-{{region}}"
-  poll_seconds = 1
-}}
-
+            r#"{}
 task "slow" {{
   resources {{
     cloud = "aws"
@@ -273,7 +270,7 @@ task "slow" {{
   }}
 }}
 "#,
-            cloud.proxy.endpoint
+            aws_block(&cloud.proxy.endpoint)
         ),
     )]);
     let (mut child, _home) = spawn_apply(d.path(), &cloud);
@@ -442,13 +439,7 @@ fn an_instance_terminated_during_its_run_is_a_preemption_and_the_task_moves_on()
     let d = job(&[(
         "main.sky.hcl",
         &format!(
-            r#"provider "aws" {{
-  regions      = ["us-east-1"]
-  endpoint     = "{}"
-  bucket       = "skyform-it-{{region}}"
-  poll_seconds = 1
-}}
-
+            r#"{}
 policy {{
   regions = ["aws:us-east-1:us-east-1a", "aws:us-east-1:us-east-1b"]
 }}
@@ -467,7 +458,7 @@ task "long" {{
   }}
 }}
 "#,
-            cloud.proxy.endpoint
+            aws_block(&cloud.proxy.endpoint)
         ),
     )]);
     let (child, _home) = spawn_apply(d.path(), &cloud);

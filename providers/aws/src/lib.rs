@@ -546,10 +546,10 @@ impl Provider for AwsProvider {
             req.workdir.as_deref(),
         );
         let s3 = self.clients(&k.region).s3;
-        let (b, key) = (rd.bucket.clone(), rd.key("task.sh"));
+        let (b, key, status) = (rd.bucket.clone(), rd.key("task.sh"), rd.key("status.json"));
         self.block(async move {
             // A rerun on the same allocation starts from a clean slate.
-            let _ = storage::delete(&s3, &b, &format!("{}/status.json", key.trim_end_matches("/task.sh"))).await;
+            let _ = storage::delete(&s3, &b, &status).await;
             storage::put(&s3, &b, &key, script.into_bytes()).await
         })?;
         Ok(RunTaskResponse { log: format!("{}/log.txt", rd.uri()) })
@@ -619,9 +619,8 @@ impl Provider for AwsProvider {
                 let r = self.block(async move { storage::download_tree(&s3, &bucket, &key, &dst).await })?;
                 (r.0, Some(r.1))
             }
-            (End::S3 { region: r1, bucket: b1, key: k1 }, End::S3 { region: r2, bucket: b2, key: k2 }) => {
+            (End::S3 { region: _, bucket: b1, key: k1 }, End::S3 { region: r2, bucket: b2, key: k2 }) => {
                 // Server-side copy, issued in the destination's region.
-                let _ = r1;
                 let s3 = self.clients(&r2).s3;
                 self.block(async move { storage::copy_tree(&s3, (&b1, &k1), (&b2, &k2)).await })?
             }
