@@ -366,7 +366,7 @@ pub fn import_dir(dir: &Path) -> Result<Snapshot, CatalogError> {
         .ok()
         .map(|t| {
             let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            crate::tracker::format_date(secs)
+            crate::clock::format_date(secs)
         })
         .unwrap_or_default();
     Ok(b.finish(format!("SkyPilot-format CSVs ({})", found.join(", ")), created))

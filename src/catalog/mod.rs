@@ -8,7 +8,9 @@
 //! Sources, in order: `skyform { catalog = PATH }`, `$SKYFORM_CATALOG`,
 //! `$SKYFORM_HOME/catalog.bin` (what `skyform catalog import` installs), and the embedded
 //! snapshot in `data/catalog.bin` (built from the SkyPilot CSVs of `../shared/catalog`).
-//! The `local` cloud is added from the local provider's configuration at load time.
+//! Clouds the snapshot does not hold (the `local` provider, a cluster behind a plugin) are
+//! added at load time from the offerings their providers make of their configuration
+//! ([`Catalog::for_job`], through the provider registry).
 //!
 //! [`egress`] prices data movement between locations. I/O: reading a snapshot file.
 
@@ -35,8 +37,8 @@ pub enum CatalogError {
     Format { path: String },
     #[error("catalog import failed with {} problem(s):\n{}", .0.len(), .0.join("\n"))]
     Import(Vec<String>),
-    #[error("provider \"local\": {0}")]
-    Local(String),
+    #[error(transparent)]
+    Provider(#[from] crate::providers::RegistryError),
 }
 
 /// CPU architecture.
@@ -216,49 +218,58 @@ impl Catalog {
         Ok(Catalog::embedded())
     }
 
-    /// The catalog a job plans against: its catalog source plus its `local` cloud.
-    pub fn for_job(spec: &JobSpec) -> Result<Catalog, CatalogError> {
+    /// The catalog a job plans against: its catalog source plus the offerings of the
+    /// enabled clouds whose providers make them from their configuration (`local`).
+    pub fn for_job(spec: &JobSpec, registry: &crate::providers::Registry) -> Result<Catalog, CatalogError> {
         let setting = spec.settings.catalog_path.as_deref().map(Path::new);
         let mut c = Catalog::default_source(setting)?;
-        let local = match spec.providers.get("local") {
-            Some(v) => skyform_provider_local::LocalConfig::from_json(v).map_err(CatalogError::Local)?,
-            None => skyform_provider_local::LocalConfig::default(),
-        };
-        c.add_local(&local);
+        for (cloud, offerings) in registry.offerings(spec)? {
+            c.add_offerings(&cloud, &offerings);
+        }
         Ok(c)
     }
 
-    /// Adds the `local` cloud's offerings from the local provider's configuration.
-    pub fn add_local(&mut self, cfg: &skyform_provider_local::LocalConfig) {
-        self.snap.shapes.retain(|s| s.cloud != "local");
-        let region = self.intern("local");
-        let zones: Vec<u16> = cfg.zones.iter().map(|z| self.intern(z)).collect();
-        for t in &cfg.instance_types {
-            let (acc, count) = match &t.accelerator {
-                Some(a) => match a.split_once(':') {
-                    Some((n, c)) => (Some(n.to_string()), c.parse().unwrap_or(1.0)),
-                    None => (Some(a.clone()), 1.0),
-                },
-                None => (None, 0.0),
+    /// Replaces `cloud`'s offerings with `offerings` (one shape per instance type and
+    /// accelerator, its zones contiguous).
+    pub fn add_offerings(&mut self, cloud: &str, offerings: &[skyform_provider::OfferingSpec]) {
+        self.snap.shapes.retain(|s| s.cloud != cloud);
+        let mut groups: Vec<(&skyform_provider::OfferingSpec, Vec<&skyform_provider::OfferingSpec>)> = Vec::new();
+        for o in offerings {
+            let same = |g: &&skyform_provider::OfferingSpec| {
+                g.instance_type == o.instance_type
+                    && g.vcpus == o.vcpus
+                    && g.memory_gb == o.memory_gb
+                    && g.accelerator == o.accelerator
+                    && g.accelerator_count == o.accelerator_count
             };
-            let start = self.snap.zones.len() as u32;
-            for &z in &zones {
-                self.snap.zones.push(ZoneOffer { region, zone: z, price: t.price, spot_price: t.spot_price });
+            match groups.iter_mut().find(|(g, _)| same(g)) {
+                Some((_, v)) => v.push(o),
+                None => groups.push((o, vec![o])),
             }
+        }
+        for (first, places) in groups {
+            let start = self.snap.zones.len() as u32;
+            for p in places {
+                let (region, zone) = (self.intern(&p.region), self.intern(&p.zone));
+                self.snap.zones.push(ZoneOffer { region, zone, price: p.price, spot_price: p.spot_price });
+            }
+            let arch = match first.arch.as_deref() {
+                Some("aarch64" | "arm64") => Arch::Arm64,
+                _ => Arch::X86_64,
+            };
             self.snap.shapes.push(Shape {
-                cloud: "local".into(),
-                instance_type: t.name.clone(),
-                vcpus: t.vcpus,
-                memory_gb: t.memory_gb,
-                accelerator: acc,
-                accelerator_count: count,
-                arch: if std::env::consts::ARCH == "aarch64" { Arch::Arm64 } else { Arch::X86_64 },
+                cloud: cloud.to_string(),
+                instance_type: first.instance_type.clone(),
+                vcpus: first.vcpus,
+                memory_gb: first.memory_gb,
+                accelerator: first.accelerator.clone(),
+                accelerator_count: if first.accelerator.is_some() { first.accelerator_count } else { 0.0 },
+                arch,
                 start,
                 end: self.snap.zones.len() as u32,
             });
         }
-        let n = (cfg.instance_types.len() * cfg.zones.len()) as u64;
-        self.snap.counts.insert("local".into(), (n, 0));
+        self.snap.counts.insert(cloud.to_string(), (offerings.len() as u64, 0));
     }
 
     fn intern(&mut self, s: &str) -> u16 {
@@ -399,6 +410,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skyform_provider::Factory;
 
     #[test]
     fn embedded_snapshot_loads_all_clouds() {
@@ -420,7 +432,8 @@ mod tests {
     #[test]
     fn local_cloud_comes_from_config() {
         let mut c = Catalog::embedded();
-        c.add_local(&skyform_provider_local::LocalConfig::default());
+        let offered = skyform_provider_local::LocalFactory.offerings(&serde_json::json!({})).unwrap().unwrap();
+        c.add_offerings("local", &offered);
         let f = Filter { cloud: Some("local".into()), ..Default::default() };
         let found = c.search(&f);
         assert_eq!(found.len(), 5 * 3);

@@ -1,10 +1,9 @@
 //! Where a command's state is: the local sled store (default, `-state`, `skyform {
-//! state_path }`) or a remote backend (`skyform { backend "s3" { } }`), whose state is
-//! pulled into a local copy under `.skyform/remote/` and pushed back ([`crate::state::remote`]).
+//! state_path }`) or a remote backend (`skyform { backend "s3" | "gcs" | "azurerm" { } }`,
+//! its object store built by the provider registry), whose state is pulled into a local copy
+//! under `.skyform/remote/` and pushed back ([`crate::state::remote`]).
 
-use super::plan::{lock_timeout, state_path, StateArgs};
-use super::Env;
-use crate::config::Loaded;
+use super::{Ctx, StateArgs};
 use crate::state::lock::{self, LockGuard, LockInfo};
 use crate::state::remote::{Remote, RemoteLock};
 use crate::state::{SledStore, StateStore};
@@ -46,41 +45,41 @@ impl Drop for Opened {
         if let Guard::Remote(l) = &mut self.guard {
             if let Some(l) = l.take() {
                 if let Err(e) = l.finish() {
-                    eprintln!("Error: {e}");
+                    errln!("Error: {e}");
                 }
             }
         }
     }
 }
 
-/// The remote backend of a job, if it has one (and `-state` does not override it).
-pub fn remote(args: &StateArgs, loaded: Option<&Loaded>) -> anyhow::Result<Option<(Remote, String)>> {
+/// Parses `-lock-timeout` (`30s`, `2m`, `0s`).
+pub fn lock_timeout(s: &str) -> anyhow::Result<std::time::Duration> {
+    let h = crate::config::parse_hours(s).map_err(|e| anyhow::anyhow!("-lock-timeout: {e}"))?;
+    Ok(std::time::Duration::from_secs_f64(h * 3600.0))
+}
+
+/// The remote backend of a job, if it has one (and `-state` does not override it), with
+/// the name of its local working copy.
+pub fn remote(ctx: &Ctx, args: &StateArgs) -> anyhow::Result<Option<(Remote, String)>> {
     if args.state.is_some() {
         return Ok(None);
     }
-    let Some(be) = loaded.and_then(|l| l.spec.settings.backend.as_ref()) else { return Ok(None) };
-    match be.kind.as_str() {
-        "local" => Ok(None),
-        #[cfg(feature = "aws")]
-        "s3" => {
-            use crate::state::remote::s3::{S3BackendConfig, S3Objects};
-            let c = S3BackendConfig::from_json(&be.config).map_err(|e| anyhow::anyhow!(e))?;
-            let objects = S3Objects::new(&c).map_err(|e| anyhow::anyhow!(e))?;
-            let cache: String = format!("{}-{}", c.bucket, c.key)
-                .chars()
-                .map(|ch| if ch.is_ascii_alphanumeric() || ch == '-' || ch == '.' { ch } else { '_' })
-                .collect();
-            Ok(Some((Remote::new(Arc::new(objects), &c.key), cache)))
-        }
-        other => anyhow::bail!("backend \"{other}\" is not available in this build"),
-    }
+    let Some(be) = ctx.job_opt().and_then(|l| l.spec.settings.backend.as_ref()) else { return Ok(None) };
+    let Some(store) = ctx.registry.backend(&be.kind, &be.config)? else { return Ok(None) };
+    let cache: String = store
+        .id
+        .chars()
+        .map(|ch| if ch.is_ascii_alphanumeric() || ch == '-' || ch == '.' { ch } else { '_' })
+        .collect();
+    let warn: crate::state::remote::Warn = Arc::new(|m| errln!("Warning: {m}"));
+    Ok(Some((Remote::new(store.objects, &store.key, ctx.clock.clone(), warn), cache)))
 }
 
 /// Opens the job's state; with `lock`, takes the lock for that operation first.
-pub fn open(env: &Env, args: &StateArgs, loaded: Option<&Loaded>, lock: Option<&str>) -> anyhow::Result<Opened> {
-    let wait = || eprintln!("Acquiring state lock. This may take a few moments...");
-    let Some((remote, cache)) = remote(args, loaded)? else {
-        let store = Arc::new(SledStore::new(state_path(env, args, loaded)));
+pub fn open(ctx: &Ctx, args: &StateArgs, lock: Option<&str>) -> anyhow::Result<Opened> {
+    let wait = || errln!("Acquiring state lock. This may take a few moments...");
+    let Some((remote, cache)) = remote(ctx, args)? else {
+        let store = Arc::new(SledStore::new(ctx.state_path(args)));
         let guard = match lock {
             Some(op) => Guard::Local(lock::acquire(store.path(), op, lock_timeout(&args.lock_timeout)?, wait)?),
             None => Guard::None,
@@ -91,7 +90,7 @@ pub fn open(env: &Env, args: &StateArgs, loaded: Option<&Loaded>, lock: Option<&
         Some(op) => Some(remote.lock(op, lock_timeout(&args.lock_timeout)?, wait)?),
         None => None,
     };
-    let store = Arc::new(SledStore::new(env.dir.join(".skyform/remote").join(cache).join("state")));
+    let store = Arc::new(SledStore::new(ctx.dir.join(".skyform/remote").join(cache).join("state")));
     let local = store.read()?;
     let pulled = remote.pull()?;
     let (etag, serial) = match pulled {
@@ -117,17 +116,17 @@ pub fn open(env: &Env, args: &StateArgs, loaded: Option<&Loaded>, lock: Option<&
 }
 
 /// `force-unlock ID` for the job's backend.
-pub fn force_unlock(env: &Env, args: &StateArgs, loaded: Option<&Loaded>, id: &str) -> anyhow::Result<LockInfo> {
-    match remote(args, loaded)? {
+pub fn force_unlock(ctx: &Ctx, args: &StateArgs, id: &str) -> anyhow::Result<LockInfo> {
+    match remote(ctx, args)? {
         Some((r, _)) => Ok(r.force_unlock(id)?),
-        None => Ok(lock::force_unlock(&state_path(env, args, loaded), id)?),
+        None => Ok(lock::force_unlock(&ctx.state_path(args), id)?),
     }
 }
 
 /// The current lock holder of the job's backend.
-pub fn holder(env: &Env, args: &StateArgs, loaded: Option<&Loaded>) -> anyhow::Result<Option<LockInfo>> {
-    match remote(args, loaded)? {
+pub fn holder(ctx: &Ctx, args: &StateArgs) -> anyhow::Result<Option<LockInfo>> {
+    match remote(ctx, args)? {
         Some((r, _)) => Ok(r.lock_info()?.map(|(h, _)| h.info)),
-        None => Ok(lock::read(&lock::lock_path(&state_path(env, args, loaded)))?),
+        None => Ok(lock::read(&lock::lock_path(&ctx.state_path(args)))?),
     }
 }

@@ -1,6 +1,6 @@
 //! `skyform bench catalog|optimize`: benchmarks that print figures (text or `-json`).
 
-use super::output;
+use super::views;
 use crate::bench::{self, Shape};
 use crate::catalog::Catalog;
 use crate::config::Objective;
@@ -103,20 +103,20 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
             let per_task_ms = apply_s * 1e3 / a.tasks as f64;
             let per_slot_ms = per_task_ms * a.parallelism as f64;
             if a.json {
-                output::print_json(&serde_json::json!({
+                views::print_json(&serde_json::json!({
                     "tasks": a.tasks, "parallelism": a.parallelism, "plan_s": plan_s, "apply_s": apply_s,
                     "destroy_s": destroy_s, "wall_ms_per_task": per_task_ms, "overhead_ms_per_task_per_slot": per_slot_ms,
                 }));
             } else {
-                println!(
+                outln!(
                     "apply: {} trivial tasks (a DAG with data on every edge), parallelism {}",
                     a.tasks, a.parallelism
                 );
-                println!("  plan (load, resolve, optimize)    {plan_s:>8.2} s");
-                println!("  apply (wall)                      {apply_s:>8.2} s");
-                println!("  wall per task                     {per_task_ms:>8.1} ms");
-                println!("  overhead per task per slot        {per_slot_ms:>8.1} ms  (allocate, stage, run bash, poll, collect, release, commits)");
-                println!("  destroy                           {destroy_s:>8.2} s");
+                outln!("  plan (load, resolve, optimize)    {plan_s:>8.2} s");
+                outln!("  apply (wall)                      {apply_s:>8.2} s");
+                outln!("  wall per task                     {per_task_ms:>8.1} ms");
+                outln!("  overhead per task per slot        {per_slot_ms:>8.1} ms  (allocate, stage, run bash, poll, collect, release, commits)");
+                outln!("  destroy                           {destroy_s:>8.2} s");
             }
             Ok(0)
         }
@@ -139,15 +139,15 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
             }
             let e2e_ms = bench::median(&mut e2e);
             if a.json {
-                output::print_json(&serde_json::json!({
+                views::print_json(&serde_json::json!({
                     "offerings": offerings, "load_ms": load_ms, "search_ms": search_ms,
                     "search_end_to_end_ms": e2e_ms, "search_matches": matches, "runs": a.runs,
                 }));
             } else {
-                println!("catalog: {offerings} offerings (embedded), median of {} runs", a.runs);
-                println!("  load (decode snapshot)            {load_ms:>8.2} ms");
-                println!("  search --gpu V100:8 --spot        {search_ms:>8.2} ms  ({matches} matches)");
-                println!("  `skyform catalog search` process  {e2e_ms:>8.2} ms  (end to end)");
+                outln!("catalog: {offerings} offerings (embedded), median of {} runs", a.runs);
+                outln!("  load (decode snapshot)            {load_ms:>8.2} ms");
+                outln!("  search --gpu V100:8 --spot        {search_ms:>8.2} ms  ({matches} matches)");
+                outln!("  `skyform catalog search` process  {e2e_ms:>8.2} ms  (end to end)");
             }
             Ok(0)
         }
@@ -170,7 +170,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
                 .collect::<Result<_, _>>()?;
             let mut rows = Vec::new();
             if !a.json {
-                println!(
+                outln!(
                     "{:<6} {:>5} {:>5} {:<5} {:>10} {:>11} {:>10} {:>9} {:>8} {:<20} {:>8} {:>8} {:>12} {:>9}",
                     "shape",
                     "tasks",
@@ -194,7 +194,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
                         let r = bench::run_optimize(&catalog, shape, n, obj)
                             .map_err(|e| anyhow::anyhow!("{shape} {n} {obj}: {e}"))?;
                         if !a.json {
-                            println!(
+                            outln!(
                                 "{:<6} {:>5} {:>5} {:<5} {:>10.1} {:>11.1} {:>10.1} {:>9.1} {:>8.1} {:<20} {:>8} {:>8} {:>12.2} {:>9.2}",
                                 r.shape, r.tasks, r.edges, r.objective, r.resolve_ms, r.optimize_ms, r.total_ms, r.candidates_per_task,
                                 r.working_per_task, r.method, r.variables, r.constraints, r.total_cost, r.makespan_hours
@@ -205,7 +205,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
                 }
             }
             if a.json {
-                output::print_json(&serde_json::to_value(&rows)?);
+                views::print_json(&serde_json::to_value(&rows)?);
             }
             Ok(0)
         }

@@ -1,7 +1,7 @@
 //! `skyform catalog search|gpus|regions|info|import`: the catalog from the command line,
 //! each with a `-json` twin.
 
-use super::{output, Env};
+use super::{views, Ctx};
 use crate::catalog::{self, fmt_count, Catalog, Filter};
 use crate::config::Quantity;
 use clap::{Args, Subcommand};
@@ -86,20 +86,17 @@ pub struct ImportArgs {
     pub date: Option<String>,
 }
 
-/// The catalog for catalog commands: the job's (with its local cloud) when the directory
-/// holds a job, else the default source plus the default local cloud.
-fn open(env: &Env) -> anyhow::Result<Catalog> {
-    let has_job = std::fs::read_dir(&env.dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().ends_with(".sky.hcl")))
-        .unwrap_or(false);
-    if has_job {
-        if let Ok(l) = crate::config::load(&env.dir, &env.load_options()) {
-            return Ok(Catalog::for_job(&l.spec)?);
+/// The catalog for catalog commands: the job's (with the offerings of its providers) when
+/// the directory holds a job that loads, else the default source plus the offerings of a
+/// job with no provider blocks (the default local cloud).
+fn open(ctx: &Ctx) -> anyhow::Result<Catalog> {
+    if ctx.has_job_files() {
+        if let Some(l) = ctx.job_opt() {
+            return ctx.catalog(&l.spec);
         }
     }
-    let mut c = Catalog::default_source(None)?;
-    c.add_local(&skyform_provider_local::LocalConfig::default());
-    Ok(c)
+    let empty = crate::config::JobSpec::empty("catalog");
+    ctx.catalog(&empty)
 }
 
 fn parse_gpu(c: &Catalog, s: &str) -> anyhow::Result<(String, Option<f64>)> {
@@ -122,15 +119,15 @@ fn money(x: f64) -> String {
     format!("${x:.4}")
 }
 
-pub fn run(env: &Env, cmd: CatalogCmd) -> anyhow::Result<i32> {
+pub fn run(ctx: &Ctx, cmd: CatalogCmd) -> anyhow::Result<i32> {
     match cmd {
-        CatalogCmd::Search(a) => search(env, a),
-        CatalogCmd::Gpus(a) => gpus(env, a),
+        CatalogCmd::Search(a) => search(ctx, a),
+        CatalogCmd::Gpus(a) => gpus(ctx, a),
         CatalogCmd::Regions(a) => {
-            let c = open(env)?;
+            let c = open(ctx)?;
             let r = c.regions();
             if a.json {
-                output::print_json(&serde_json::to_value(&r)?);
+                views::print_json(&serde_json::to_value(&r)?);
             } else {
                 let mut rows = vec![vec!["CLOUD".into(), "REGION".into(), "ZONES".into()]];
                 for (cloud, regions) in &r {
@@ -143,12 +140,12 @@ pub fn run(env: &Env, cmd: CatalogCmd) -> anyhow::Result<i32> {
                         ]);
                     }
                 }
-                print!("{}", output::table(&rows));
+                out!("{}", views::table(&rows));
             }
             Ok(0)
         }
         CatalogCmd::Info(a) => {
-            let c = open(env)?;
+            let c = open(ctx)?;
             let gpus = c.accelerator_names().len();
             let per_cloud: BTreeMap<&String, serde_json::Value> = c
                 .snap
@@ -160,14 +157,14 @@ pub fn run(env: &Env, cmd: CatalogCmd) -> anyhow::Result<i32> {
                 })
                 .collect();
             if a.json {
-                output::print_json(&serde_json::json!({
+                views::print_json(&serde_json::json!({
                     "origin": c.origin, "source": c.snap.source, "created": c.snap.created,
                     "offerings": c.len(), "accelerators": gpus, "clouds": per_cloud,
                 }));
             } else {
-                println!("Catalog:   {} ({})", c.origin, c.snap.source);
-                println!("Data date: {}", c.snap.created);
-                println!("Offerings: {} in total, {gpus} accelerator types", c.len());
+                outln!("Catalog:   {} ({})", c.origin, c.snap.source);
+                outln!("Data date: {}", c.snap.created);
+                outln!("Offerings: {} in total, {gpus} accelerator types", c.len());
                 let mut rows = vec![vec!["CLOUD".into(), "OFFERINGS".into(), "SHAPES".into(), "SKIPPED ROWS".into()]];
                 for (k, v) in &per_cloud {
                     rows.push(vec![
@@ -177,17 +174,17 @@ pub fn run(env: &Env, cmd: CatalogCmd) -> anyhow::Result<i32> {
                         v["skipped_rows"].to_string(),
                     ]);
                 }
-                print!("{}", output::table(&rows));
+                out!("{}", views::table(&rows));
             }
             Ok(0)
         }
         CatalogCmd::Import(a) => {
-            let from = env.dir.join(&a.from);
+            let from = ctx.dir.join(&a.from);
             let mut snap = catalog::import::import_dir(&from)?;
             if let Some(d) = a.date {
                 snap.created = d;
             }
-            let out = a.out.map(|o| env.dir.join(o)).unwrap_or_else(catalog::installed_path);
+            let out = a.out.map(|o| ctx.dir.join(o)).unwrap_or_else(catalog::installed_path);
             if let Some(p) = out.parent() {
                 std::fs::create_dir_all(p)?;
             }
@@ -197,15 +194,15 @@ pub fn run(env: &Env, cmd: CatalogCmd) -> anyhow::Result<i32> {
             std::fs::rename(&tmp, &out)?;
             let total: u64 = snap.counts.values().map(|c| c.0).sum();
             let skipped: u64 = snap.counts.values().map(|c| c.1).sum();
-            eprintln!("Imported {total} offerings ({skipped} rows skipped) from {}", from.display());
-            println!("{}", out.display());
+            errln!("Imported {total} offerings ({skipped} rows skipped) from {}", from.display());
+            outln!("{}", out.display());
             Ok(0)
         }
     }
 }
 
-fn search(env: &Env, a: SearchArgs) -> anyhow::Result<i32> {
-    let c = open(env)?;
+fn search(ctx: &Ctx, a: SearchArgs) -> anyhow::Result<i32> {
+    let c = open(ctx)?;
     let mut f = Filter {
         spot: a.spot,
         max_price: a.max_price,
@@ -223,8 +220,9 @@ fn search(env: &Env, a: SearchArgs) -> anyhow::Result<i32> {
         f.memory = Some(Quantity::parse(s).map_err(|e| anyhow::anyhow!("--memory: {e}"))?);
     }
     if let Some(cl) = &a.cloud {
-        if !crate::config::load::CLOUDS.contains(&cl.as_str()) {
-            anyhow::bail!("--cloud {cl}: unknown cloud (aws, gcp, azure, local)");
+        let known = ctx.registry.names();
+        if !known.contains(cl) {
+            anyhow::bail!("--cloud {cl}: unknown cloud ({})", known.join(", "));
         }
     }
     if let Some(r) = &a.region {
@@ -233,11 +231,11 @@ fn search(env: &Env, a: SearchArgs) -> anyhow::Result<i32> {
     let found = c.search(&f);
     let shown: Vec<_> = if a.limit == 0 { found.iter().collect() } else { found.iter().take(a.limit).collect() };
     if a.json {
-        output::print_json(&serde_json::json!({"count": found.len(), "offerings": shown}));
+        views::print_json(&serde_json::json!({"count": found.len(), "offerings": shown}));
         return Ok(0);
     }
     if found.is_empty() {
-        eprintln!("No offering matches these filters.");
+        errln!("No offering matches these filters.");
         return Ok(0);
     }
     let mut rows =
@@ -257,15 +255,15 @@ fn search(env: &Env, a: SearchArgs) -> anyhow::Result<i32> {
             o.spot_price.map(money).unwrap_or_else(|| "-".into()),
         ]);
     }
-    print!("{}", output::table(&rows));
+    out!("{}", views::table(&rows));
     if shown.len() < found.len() {
-        eprintln!("({} of {} offerings shown; --limit 0 shows all)", shown.len(), found.len());
+        errln!("({} of {} offerings shown; --limit 0 shows all)", shown.len(), found.len());
     }
     Ok(0)
 }
 
-fn gpus(env: &Env, a: GpusArgs) -> anyhow::Result<i32> {
-    let c = open(env)?;
+fn gpus(ctx: &Ctx, a: GpusArgs) -> anyhow::Result<i32> {
+    let c = open(ctx)?;
     let name = match &a.name {
         Some(n) => Some(parse_gpu(&c, n)?.0),
         None => None,
@@ -305,7 +303,7 @@ fn gpus(env: &Env, a: GpusArgs) -> anyhow::Result<i32> {
                 })
             })
             .collect();
-        output::print_json(&serde_json::Value::Array(rows));
+        views::print_json(&serde_json::Value::Array(rows));
         return Ok(0);
     }
     let mut rows =
@@ -327,6 +325,6 @@ fn gpus(env: &Env, a: GpusArgs) -> anyhow::Result<i32> {
             sp.as_ref().map(|o| o.region.to_string()).unwrap_or_else(|| "-".into()),
         ]);
     }
-    print!("{}", output::table(&rows));
+    out!("{}", views::table(&rows));
     Ok(0)
 }

@@ -2,7 +2,7 @@
 //! `*.skyvars` files in the canonical layout. With `-check`, change nothing and exit 3 when
 //! a file would change; `-diff` prints a unified diff of each change.
 
-use super::{output, Env};
+use super::{views, Ctx};
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -45,11 +45,11 @@ fn collect(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> std::io::Resu
     Ok(())
 }
 
-pub fn run(env: &Env, args: FmtArgs) -> anyhow::Result<i32> {
+pub fn run(ctx: &Ctx, args: FmtArgs) -> anyhow::Result<i32> {
     let roots = if args.paths.is_empty() {
-        vec![env.dir.clone()]
+        vec![ctx.dir.clone()]
     } else {
-        args.paths.iter().map(|p| env.dir.join(p)).collect()
+        args.paths.iter().map(|p| ctx.dir.join(p)).collect()
     };
     let mut files = Vec::new();
     for r in &roots {
@@ -64,7 +64,7 @@ pub fn run(env: &Env, args: FmtArgs) -> anyhow::Result<i32> {
     let mut changed = 0;
     let mut errors = crate::config::Diagnostics::default();
     for f in files {
-        let shown = f.strip_prefix(&env.dir).unwrap_or(&f).display().to_string();
+        let shown = f.strip_prefix(&ctx.dir).unwrap_or(&f).display().to_string();
         let text = std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
         let formatted = match crate::config::fmt::format_source(&shown, &text) {
             Ok(t) => t,
@@ -78,11 +78,11 @@ pub fn run(env: &Env, args: FmtArgs) -> anyhow::Result<i32> {
         }
         changed += 1;
         if args.list {
-            println!("{shown}");
+            outln!("{shown}");
         }
         if args.diff {
             let diff = similar::TextDiff::from_lines(&text, &formatted);
-            print!(
+            out!(
                 "{}",
                 diff.unified_diff().context_radius(3).header(&format!("old/{shown}"), &format!("new/{shown}"))
             );
@@ -92,7 +92,7 @@ pub fn run(env: &Env, args: FmtArgs) -> anyhow::Result<i32> {
         }
     }
     if errors.has_errors() {
-        output::print_diagnostics(&errors, env.color);
+        views::print_diagnostics(&errors, ctx.color);
         return Ok(1);
     }
     Ok(if args.check && changed > 0 { 3 } else { 0 })

@@ -1,36 +1,36 @@
 //! `skyform init`: create `.skyform/` in the job directory (state, tracker and local
 //! provider data live there), validate the job, and explain the next steps.
 
-use super::Env;
+use super::{views, Ctx};
 use clap::Args;
 
 #[derive(Debug, Args)]
 pub struct InitArgs {}
 
-pub fn run(env: &Env, _args: InitArgs) -> anyhow::Result<i32> {
-    let dot = env.dir.join(".skyform");
+pub fn run(ctx: &Ctx, _args: InitArgs) -> anyhow::Result<i32> {
+    let dot = ctx.dir.join(".skyform");
     let existed = dot.is_dir();
     std::fs::create_dir_all(&dot).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dot.display()))?;
     let gi = dot.join(".gitignore");
     if !gi.exists() {
         std::fs::write(&gi, "*\n")?;
     }
-    eprintln!("{} {}", if existed { "Reusing" } else { "Created" }, dot.display());
-    match crate::config::load(&env.dir, &env.load_options()) {
+    errln!("{} {}", if existed { "Reusing" } else { "Created" }, dot.display());
+    match ctx.job() {
         Ok(l) => {
             let clouds = l.spec.enabled_clouds().join(", ");
-            eprintln!("Job \"{}\": {} task(s), clouds enabled: {clouds}.", l.spec.name, l.spec.tasks.len());
-            println!("skyform has been successfully initialized!");
-            println!();
-            println!("Next steps:");
-            println!("  skyform validate   check the job");
-            println!("  skyform plan       see where each task would run and what it costs");
-            println!("  skyform apply      run it");
+            errln!("Job \"{}\": {} task(s), clouds enabled: {clouds}.", l.spec.name, l.spec.tasks.len());
+            outln!("skyform has been successfully initialized!");
+            outln!();
+            outln!("Next steps:");
+            outln!("  skyform validate   check the job");
+            outln!("  skyform plan       see where each task would run and what it costs");
+            outln!("  skyform apply      run it");
             Ok(0)
         }
         Err(d) => {
-            super::output::print_diagnostics(&d, env.color);
-            println!("skyform initialized .skyform/, but the job has errors: fix them, then run `skyform validate`.");
+            views::print_diagnostics(d, ctx.color);
+            outln!("skyform initialized .skyform/, but the job has errors: fix them, then run `skyform validate`.");
             Ok(1)
         }
     }

@@ -1,21 +1,57 @@
 //! The command line: clap arguments, one file per command, and the views that render
 //! results (human text on stdout/stderr, `-json` twins on stdout).
 //!
+//! Every command gets a [`context::Ctx`]: the job directory, colour, the provider registry
+//! and the clock, and — loaded once, on first use — the job, its state (local or remote,
+//! locked when the command writes), its tracker and catalog. A command parses its flags,
+//! calls the library (`crate::pipeline`, `crate::apply`, ...) and renders the result with
+//! [`views`]. Nothing else in the crate prints.
+//!
 //! Flags follow Terraform: single-dash long flags (`-json`, `-chdir=DIR`, `-var k=v`)
 //! are accepted as well as the double-dash forms ([`normalize_args`]). Commands return
-//! an exit code; errors bubble up as `anyhow` errors to `main`.
+//! an exit code; errors bubble up as `anyhow` errors to `main`. Output goes through
+//! [`out!`]/[`outln!`] (stdout; a closed pipe ends quietly) and [`errln!`] (stderr).
+
+/// `print!` to stdout through [`views::print_str`] (a closed pipe ends the process quietly).
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::views::print_str(&format!($($t)*)) };
+}
+
+/// `println!` to stdout through [`views::print_str`].
+macro_rules! outln {
+    () => { $crate::cli::views::print_str("\n") };
+    ($($t:tt)*) => { $crate::cli::views::print_line(&format!($($t)*)) };
+}
+
+/// `eprintln!` (progress, diagnostics, hints: never data).
+macro_rules! errln {
+    () => { $crate::cli::views::eprint_line("") };
+    ($($t:tt)*) => { $crate::cli::views::eprint_line(&format!($($t)*)) };
+}
 
 pub mod apply;
 pub mod backend;
 pub mod bench;
 pub mod catalog;
+pub mod context;
+pub mod destroy;
 pub mod fmt;
+pub mod force_unlock;
+pub mod graph;
 pub mod init;
+pub mod logs;
 pub mod output;
 pub mod plan;
+pub mod show;
 pub mod state;
+pub mod status;
+pub mod sweep;
 pub mod tracker;
 pub mod validate;
+pub mod version;
+pub mod views;
+
+pub use context::Ctx;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -53,41 +89,34 @@ pub enum Command {
     /// Release everything the state holds and forget the tasks
     Destroy(apply::ApplyArgs),
     /// Task states, placements and cost so far
-    Status(apply::StatusArgs),
+    Status(status::StatusArgs),
     /// A task's log (-f follows it)
-    Logs(apply::LogsArgs),
+    Logs(logs::LogsArgs),
     /// Release resources carrying skyform's owner tags that the state does not know
-    Sweep(apply::SweepArgs),
+    Sweep(sweep::SweepArgs),
     /// Show a saved plan (text, -json, -format=markdown) or the current state
-    Show(plan::ShowArgs),
+    Show(show::ShowArgs),
     /// The task DAG with placements and edge sizes (dot or mermaid)
-    Graph(plan::GraphArgs),
+    Graph(graph::GraphArgs),
     /// The job's outputs
-    Output(plan::OutputArgs),
+    Output(output::OutputArgs),
     /// Inspect and edit the state
     #[command(subcommand)]
     State(state::StateCmd),
     /// Remove a state lock left behind (by its ID)
     #[command(name = "force-unlock")]
-    ForceUnlock(state::ForceUnlockArgs),
+    ForceUnlock(force_unlock::ForceUnlockArgs),
     /// Instance offerings, GPUs, regions and prices
     #[command(subcommand)]
     Catalog(catalog::CatalogCmd),
     /// Observed spot prices, allocation failures and preemptions
     #[command(subcommand)]
     Tracker(tracker::TrackerCmd),
-    /// Benchmarks that print figures (catalog, optimize)
+    /// Benchmarks that print figures (catalog, optimize, apply)
     #[command(subcommand)]
     Bench(bench::BenchCmd),
-    /// Print the skyform version
-    Version(VersionArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct VersionArgs {
-    /// Print as JSON
-    #[arg(long)]
-    pub json: bool,
+    /// Print the skyform version and its providers
+    Version(version::VersionArgs),
 }
 
 /// Variables of a job: `-var NAME=VALUE` and `-var-file FILE` (repeatable; later wins).
@@ -99,6 +128,17 @@ pub struct VarArgs {
     /// Read variables from an HCL file of NAME = VALUE lines (repeatable)
     #[arg(long = "var-file", value_name = "FILE")]
     pub var_file: Vec<PathBuf>,
+}
+
+/// Where the state is and how long to wait for its lock.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StateArgs {
+    /// Path of the state (default: skyform { state_path } or .skyform/state)
+    #[arg(long = "state", value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// How long to wait for the state lock, e.g. 30s
+    #[arg(long = "lock-timeout", default_value = "0s")]
+    pub lock_timeout: String,
 }
 
 /// Turns Terraform-style `-flag` / `-flag=value` into clap's `--flag` forms. Short flags
@@ -156,28 +196,6 @@ pub fn ordered_var_args(argv: &[String]) -> Vec<crate::config::VarArg> {
     out
 }
 
-/// `SKYFORM_VAR_<name>` values from the environment.
-pub fn env_vars() -> std::collections::BTreeMap<String, String> {
-    std::env::vars().filter_map(|(k, v)| k.strip_prefix("SKYFORM_VAR_").map(|n| (n.to_string(), v))).collect()
-}
-
-/// Everything a command needs from the outside world, injected (so tests can drive
-/// commands in-process).
-#[derive(Debug, Clone)]
-pub struct Env {
-    /// The job directory (after -chdir).
-    pub dir: PathBuf,
-    pub color: bool,
-    /// The normalized argv, for ordered -var/-var-file.
-    pub argv: Vec<String>,
-}
-
-impl Env {
-    pub fn load_options(&self) -> crate::config::LoadOptions {
-        crate::config::LoadOptions { var_args: ordered_var_args(&self.argv), env_vars: env_vars() }
-    }
-}
-
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli, argv: Vec<String>) -> anyhow::Result<i32> {
     let dir = match &cli.chdir {
@@ -191,37 +209,26 @@ pub fn run(cli: Cli, argv: Vec<String>) -> anyhow::Result<i32> {
     };
     let color =
         !cli.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let env = Env { dir, color, argv };
+    let ctx = Ctx::new(dir, color, argv, crate::providers::Registry::builtin());
     match cli.command {
-        Command::Validate(a) => validate::run(&env, a),
-        Command::Fmt(a) => fmt::run(&env, a),
-        Command::Init(a) => init::run(&env, a),
-        Command::Plan(a) => plan::run_plan(&env, a),
-        Command::Apply(a) => apply::run_apply(&env, a, false),
-        Command::Destroy(a) => apply::run_apply(&env, a, true),
-        Command::Status(a) => apply::run_status(&env, a),
-        Command::Logs(a) => apply::run_logs(&env, a),
-        Command::Sweep(a) => apply::run_sweep(&env, a),
-        Command::Show(a) => plan::run_show(&env, a),
-        Command::Graph(a) => plan::run_graph(&env, a),
-        Command::Output(a) => plan::run_output(&env, a),
-        Command::State(c) => state::run(&env, c),
-        Command::ForceUnlock(a) => state::force_unlock(&env, a),
-        Command::Catalog(c) => catalog::run(&env, c),
-        Command::Tracker(c) => tracker::run(&env, c),
+        Command::Validate(a) => validate::run(&ctx, a),
+        Command::Fmt(a) => fmt::run(&ctx, a),
+        Command::Init(a) => init::run(&ctx, a),
+        Command::Plan(a) => plan::run(&ctx, a),
+        Command::Apply(a) => apply::run(&ctx, a),
+        Command::Destroy(a) => destroy::run(&ctx, a),
+        Command::Status(a) => status::run(&ctx, a),
+        Command::Logs(a) => logs::run(&ctx, a),
+        Command::Sweep(a) => sweep::run(&ctx, a),
+        Command::Show(a) => show::run(&ctx, a),
+        Command::Graph(a) => graph::run(&ctx, a),
+        Command::Output(a) => output::run(&ctx, a),
+        Command::State(c) => state::run(&ctx, c),
+        Command::ForceUnlock(a) => force_unlock::run(&ctx, a),
+        Command::Catalog(c) => catalog::run(&ctx, c),
+        Command::Tracker(c) => tracker::run(&ctx, c),
         Command::Bench(c) => bench::run(c),
-        Command::Version(a) => {
-            let v = env!("CARGO_PKG_VERSION");
-            if a.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"skyform_version": v, "catalog": crate::catalog::Catalog::embedded_info()})
-                );
-            } else {
-                println!("skyform v{v}");
-            }
-            Ok(0)
-        }
+        Command::Version(a) => version::run(&ctx, a),
     }
 }
 

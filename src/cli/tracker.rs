@@ -1,12 +1,14 @@
 //! `skyform tracker show|refresh|block|unblock`: the observed market from the command
-//! line. The tracker lives at `skyform { tracker_path }`, `$SKYFORM_TRACKER`, or
-//! `.skyform/tracker` in the job directory.
+//! line. The tracker lives at `$SKYFORM_TRACKER`, `skyform { tracker_path }`, or
+//! `.skyform/tracker` in the job directory. `refresh` asks the market of every enabled
+//! provider (through the registry) and says where the others' prices come from.
 
-use super::{output, Env};
-use crate::tracker::{self, format_time, now_secs, Tracker};
+use super::{views, Ctx};
+use crate::clock::format_time;
+use crate::providers::MarketEntry;
+use crate::tracker::{self, Tracker};
 use clap::{Args, Subcommand};
-use skyform_provider::{ErrorKind, Market, SpotPricesRequest};
-use std::path::PathBuf;
+use skyform_provider::{ErrorKind, SpotPricesRequest};
 
 #[derive(Debug, Subcommand)]
 pub enum TrackerCmd {
@@ -48,34 +50,21 @@ pub struct UnblockArgs {
     pub location: String,
 }
 
-/// The tracker path of the job in `env.dir`.
-pub fn tracker_path(env: &Env) -> PathBuf {
-    if let Some(p) = std::env::var_os("SKYFORM_TRACKER") {
-        return PathBuf::from(p);
-    }
-    if let Ok(l) = crate::config::load(&env.dir, &env.load_options()) {
-        if let Some(p) = l.spec.settings.tracker_path {
-            return env.dir.join(p);
-        }
-    }
-    env.dir.join(".skyform").join("tracker")
-}
-
-pub fn run(env: &Env, cmd: TrackerCmd) -> anyhow::Result<i32> {
-    let path = tracker_path(env);
+pub fn run(ctx: &Ctx, cmd: TrackerCmd) -> anyhow::Result<i32> {
+    let path = ctx.tracker_path();
     let t = Tracker::open(&path)?;
-    let now = now_secs();
+    let now = ctx.clock.now();
     match cmd {
         TrackerCmd::Show(a) => {
             let v = t.view(now)?;
             if a.json {
-                output::print_json(&serde_json::to_value(&v)?);
+                views::print_json(&serde_json::to_value(&v)?);
                 return Ok(0);
             }
-            println!("Tracker: {}", path.display());
-            println!();
+            outln!("Tracker: {}", path.display());
+            outln!();
             if v.blocks.is_empty() {
-                println!("No blocked locations.");
+                outln!("No blocked locations.");
             } else {
                 let mut rows =
                     vec![["BLOCKED", "SCOPE", "KIND", "COUNT", "UNTIL", "REASON"].map(String::from).to_vec()];
@@ -89,48 +78,44 @@ pub fn run(env: &Env, cmd: TrackerCmd) -> anyhow::Result<i32> {
                         b.reason.clone(),
                     ]);
                 }
-                print!("{}", output::table(&rows));
+                out!("{}", views::table(&rows));
             }
-            println!();
-            println!("Spot observations: {} stored, {} (location, type) series", t.spot_observations(), v.spot.len());
+            outln!();
+            outln!("Spot observations: {} stored, {} (location, type) series", t.spot_observations(), v.spot.len());
             let mut rows = vec![["LOCATION", "INSTANCE TYPE", "SPOT $/h", "OBSERVED"].map(String::from).to_vec()];
             for ((l, it), (p, at)) in v.spot.iter().take(20) {
                 rows.push(vec![l.to_string(), it.clone(), format!("${p:.5}"), format_time(*at)]);
             }
             if rows.len() > 1 {
-                print!("{}", output::table(&rows));
+                out!("{}", views::table(&rows));
             }
             if !v.preemptions.is_empty() {
-                println!();
+                outln!();
                 for (l, n) in &v.preemptions {
-                    println!("Preemptions at {l} (7 days): {n}");
+                    outln!("Preemptions at {l} (7 days): {n}");
                 }
             }
             Ok(0)
         }
         TrackerCmd::Refresh(_) => {
-            let loaded = crate::config::load(&env.dir, &env.load_options()).ok();
-            let local = match loaded.as_ref().and_then(|l| l.spec.providers.get("local")) {
-                Some(v) => skyform_provider_local::LocalConfig::from_json(v).map_err(|e| anyhow::anyhow!(e))?,
-                None => skyform_provider_local::LocalConfig::default(),
-            };
-            #[allow(unused_mut)]
-            let mut markets: Vec<Box<dyn Market>> = vec![Box::new(skyform_provider_local::SyntheticMarket::new(local))];
-            #[cfg(feature = "aws")]
-            if let Some(v) = loaded.as_ref().and_then(|l| l.spec.providers.get("aws")) {
-                let p = std::sync::Arc::new(super::apply::aws_provider(v)?);
-                markets.push(Box::new(skyform_provider_aws::market::AwsMarket::new(p)));
-            }
-            let clouds = loaded.map(|l| l.spec.enabled_clouds()).unwrap_or_else(|| vec!["local".into()]);
-            for cloud in clouds.iter().filter(|c| !markets.iter().any(|m| m.cloud() == c.as_str())) {
-                eprintln!("{cloud}: no market client in this build; its spot prices come from the catalog");
-            }
-            for m in &markets {
-                let r = m
-                    .spot_prices(&SpotPricesRequest { now, ..Default::default() })
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", m.cloud()))?;
-                let n = t.record_spot(&r.prices)?;
-                eprintln!("{}: recorded {n} spot price observations", m.cloud());
+            let empty = crate::config::JobSpec::empty("tracker");
+            let spec = ctx.job_opt().map(|l| &l.spec).unwrap_or(&empty);
+            for m in ctx.registry.markets(spec, &ctx.build_context()) {
+                match m {
+                    MarketEntry::Market(m) => {
+                        let r = m
+                            .spot_prices(&SpotPricesRequest::at(now))
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", m.cloud()))?;
+                        let n = t.record_spot(&r.prices)?;
+                        errln!("{}: recorded {n} spot price observations", m.cloud());
+                    }
+                    MarketEntry::Elsewhere { cloud, source } => {
+                        errln!("{cloud}: no market to ask; its spot prices come from {source}");
+                    }
+                    MarketEntry::Failed { cloud, error } => {
+                        errln!("{cloud}: no market in this build ({error}); its spot prices come from the catalog");
+                    }
+                }
             }
             Ok(0)
         }
@@ -139,7 +124,7 @@ pub fn run(env: &Env, cmd: TrackerCmd) -> anyhow::Result<i32> {
             let kind: ErrorKind = a.kind.parse().map_err(|e: String| anyhow::anyhow!("--kind: {e}"))?;
             let ttl = crate::config::parse_hours(&a.ttl).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
             let b = t.block_for(&loc, scope, kind, &a.reason, now, (ttl * 3600.0) as u64)?;
-            println!("Blocked {} ({}) until {}", b.key(), b.scope, format_time(b.until));
+            outln!("Blocked {} ({}) until {}", b.key(), b.scope, format_time(b.until));
             Ok(0)
         }
         TrackerCmd::Unblock(a) => {
@@ -155,10 +140,10 @@ pub fn run(env: &Env, cmd: TrackerCmd) -> anyhow::Result<i32> {
             }
             .key();
             if t.unblock(&key)? {
-                println!("Unblocked {key}");
+                outln!("Unblocked {key}");
                 Ok(0)
             } else {
-                eprintln!("No block on {key}");
+                errln!("No block on {key}");
                 Ok(1)
             }
         }

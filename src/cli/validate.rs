@@ -1,7 +1,8 @@
-//! `skyform validate [-json]`: load the job offline and report every problem.
+//! `skyform validate [-json]`: load the job offline and report every problem — the HCL,
+//! the provider and backend blocks (through the registry) and the job against the catalog.
 //! Exit 0 when valid (warnings allowed), 1 on errors.
 
-use super::{output, Env, VarArgs};
+use super::{views, Ctx, VarArgs};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -13,24 +14,18 @@ pub struct ValidateArgs {
     pub vars: VarArgs,
 }
 
-pub fn run(env: &Env, args: ValidateArgs) -> anyhow::Result<i32> {
-    let result = crate::config::load(&env.dir, &env.load_options());
-    let diags = match result {
+pub fn run(ctx: &Ctx, args: ValidateArgs) -> anyhow::Result<i32> {
+    let diags = match ctx.job() {
         Ok(loaded) => {
-            let mut d = loaded.warnings;
-            let catalog = crate::catalog::Catalog::for_job(&loaded.spec)?;
-            for x in crate::resolve::check_against_catalog(&loaded.spec, &catalog).0 {
-                d.push(x);
-            }
-            loaded.sources.fill_snippets(&mut d);
-            d
+            let catalog = ctx.catalog(&loaded.spec)?;
+            crate::pipeline::validate(loaded, &ctx.registry, &catalog)
         }
-        Err(d) => d,
+        Err(d) => d.clone(),
     };
     let errors = diags.errors().count();
     let warnings = diags.warnings().count();
     if args.json {
-        output::print_json(&serde_json::json!({
+        views::print_json(&serde_json::json!({
             "format_version": "1.0",
             "valid": errors == 0,
             "error_count": errors,
@@ -38,9 +33,9 @@ pub fn run(env: &Env, args: ValidateArgs) -> anyhow::Result<i32> {
             "diagnostics": diags.0,
         }));
     } else {
-        output::print_diagnostics(&diags, env.color);
+        views::print_diagnostics(&diags, ctx.color);
         if errors == 0 {
-            println!("Success! The job is valid.");
+            outln!("Success! The job is valid.");
         }
     }
     Ok(if errors == 0 { 0 } else { 1 })

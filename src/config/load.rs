@@ -28,14 +28,43 @@ pub struct LoadOptions {
     pub var_args: Vec<VarArg>,
     /// `SKYFORM_VAR_<name>` values (name → raw value), injected by the caller.
     pub env_vars: BTreeMap<String, String>,
+    /// The cloud names a job may use (the provider registry's); empty: any name is
+    /// accepted here and left to later checks.
+    pub clouds: Vec<String>,
 }
 
-/// A loaded job: the spec, warnings, and the source texts (for later diagnostics).
+/// A loaded job: the spec, warnings, the source texts and where the provider and backend
+/// blocks are (for diagnostics found later, e.g. by the provider registry).
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub spec: JobSpec,
     pub warnings: Diagnostics,
     pub sources: SourceMap,
+    pub positions: Positions,
+}
+
+/// Where a block and its attributes are in the source.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BlockPos {
+    pub block: Pos,
+    /// Attribute name (nested: `faults.capacity_zones`) → position.
+    pub attributes: BTreeMap<String, Pos>,
+}
+
+impl BlockPos {
+    /// The position of `attribute` when it is written, else of the block.
+    pub fn of(&self, attribute: Option<&str>) -> Pos {
+        attribute.and_then(|a| self.attributes.get(a)).unwrap_or(&self.block).clone()
+    }
+}
+
+/// Positions of the blocks that other parts of skyform check.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Positions {
+    /// `provider "NAME"` blocks by name.
+    pub providers: BTreeMap<String, BlockPos>,
+    /// The `skyform { backend "KIND" { } }` block.
+    pub backend: Option<BlockPos>,
 }
 
 /// Where a diagnostic points: a position and its source line.
@@ -43,8 +72,6 @@ type At = Option<(Pos, String)>;
 /// A declared variable: type, default, sensitive, file and span.
 type VarDecl = (VarType, Option<Value>, bool, FileId, Option<std::ops::Range<usize>>);
 
-/// The clouds skyform knows.
-pub const CLOUDS: &[&str] = &["aws", "gcp", "azure", "local"];
 /// Attributes `resource.*` offers to an estimate expression.
 pub const RESOURCE_ATTRS: &[&str] =
     &["cloud", "region", "zone", "instance_type", "vcpus", "memory_gb", "accelerator", "accelerator_count", "spot"];
@@ -53,8 +80,13 @@ const MAX_SIZE_GB: f64 = 1_000_000.0;
 
 /// Loads the job in `dir`.
 pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Loaded, Diagnostics> {
-    let mut l =
-        Loader { sm: SourceMap::default(), diags: Diagnostics::default(), out: Out::default(), stack: Vec::new() };
+    let mut l = Loader {
+        sm: SourceMap::default(),
+        diags: Diagnostics::default(),
+        out: Out::default(),
+        clouds: opts.clouds.clone(),
+        stack: Vec::new(),
+    };
     let name = dir
         .canonicalize()
         .ok()
@@ -84,7 +116,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Loaded, Diagnostics> {
     if diags.has_errors() {
         return Err(diags);
     }
-    Ok(Loaded { spec, warnings: diags, sources: l.sm })
+    Ok(Loaded { spec, warnings: diags, sources: l.sm, positions: std::mem::take(&mut l.out.positions) })
 }
 
 #[derive(Default)]
@@ -96,6 +128,7 @@ struct Out {
     settings: Option<Settings>,
     variables: BTreeMap<String, VariableValue>,
     job_name: Option<String>,
+    positions: Positions,
 }
 
 enum ModuleInputs<'a> {
@@ -187,6 +220,8 @@ struct Loader {
     sm: SourceMap,
     diags: Diagnostics,
     out: Out,
+    /// Known cloud names (empty: all accepted).
+    clouds: Vec<String>,
     /// Canonical module directories being loaded (cycle detection).
     stack: Vec<PathBuf>,
 }
@@ -1298,7 +1333,7 @@ impl Loader {
             }
             if let Some((regions, at)) = self.get_strings(b, "regions", f, scope, CONFIG_ROOTS) {
                 for r in &regions {
-                    if let Err(e) = check_location_glob(r) {
+                    if let Err(e) = check_location_glob(r, &self.clouds) {
                         self.err(at.clone(), "Invalid region pattern", e, None);
                     }
                 }
@@ -1358,59 +1393,47 @@ impl Loader {
             settings.tracker_path = self.get_string(b, "tracker_path", f, scope, CONFIG_ROOTS);
             settings.catalog_path = self.get_string(b, "catalog", f, scope, CONFIG_ROOTS);
             if let Some(be) = self.single_block(b, "backend", f, "the skyform block") {
+                // Which kinds exist and what their blocks hold is the registry's to check
+                // (`crate::providers::Registry::check`), with the positions kept here.
                 let kind = label(be, 0).unwrap_or("").to_string();
-                if !["s3", "local"].contains(&kind.as_str()) {
-                    let at = self.pos(f, be.span());
-                    self.err(
-                        at,
-                        "Unsupported backend",
-                        format!("Backend \"{kind}\" is not supported; use \"local\" or \"s3\"."),
-                        None,
-                    );
-                } else {
-                    let config = self.body_json(&be.body, f, scope);
-                    #[cfg(feature = "aws")]
-                    if kind == "s3" {
-                        if let Err(e) = crate::state::remote::s3::S3BackendConfig::from_json(&config) {
-                            let at = self.pos(f, be.span());
-                            self.err(at, "Invalid backend configuration", e, None);
-                        }
-                    }
-                    settings.backend = Some(Backend { kind, config });
-                }
+                let config = self.body_json(&be.body, f, scope);
+                self.out.positions.backend = Some(self.block_pos(be, f));
+                settings.backend = Some(Backend { kind, config });
             }
         }
         self.out.settings = Some(settings);
 
-        // providers
+        // providers: the bodies and where they are; the registry checks them.
         for p in &raw.providers {
-            if !CLOUDS.contains(&p.name.as_str()) {
-                let at = self.pos(p.file, p.node.span());
-                let hint = did_you_mean(&p.name, CLOUDS.iter().copied()).map(|s| format!("did you mean \"{s}\"?"));
-                self.err(
-                    at,
-                    "Unknown provider",
-                    format!("There is no provider named \"{}\". Known: {}.", p.name, CLOUDS.join(", ")),
-                    hint,
-                );
-                continue;
-            }
             let body = self.body_json(&p.node.body, p.file, scope);
-            if p.name == "local" {
-                if let Err(e) = skyform_provider_local::LocalConfig::from_json(&body) {
-                    let at = self.pos(p.file, p.node.span());
-                    self.err(at, "Invalid provider configuration", e, None);
-                }
-            }
-            #[cfg(feature = "aws")]
-            if p.name == "aws" {
-                if let Err(e) = skyform_provider_aws::AwsConfig::from_json(&body) {
-                    let at = self.pos(p.file, p.node.span());
-                    self.err(at, "Invalid provider configuration", e, None);
-                }
-            }
+            self.out.positions.providers.insert(p.name.clone(), self.block_pos(&p.node, p.file));
             self.out.providers.insert(p.name.clone(), body);
         }
+    }
+
+    /// Where a block and its attributes (nested ones as `inner.attr`) are.
+    fn block_pos(&self, b: &Block, f: FileId) -> BlockPos {
+        fn walk(l: &Loader, body: &Body, f: FileId, prefix: &str, out: &mut BTreeMap<String, Pos>) {
+            for s in body.iter() {
+                match s {
+                    Structure::Attribute(a) => {
+                        if let Some((p, _)) = l.pos(f, a.span()) {
+                            out.insert(format!("{prefix}{}", a.key.as_str()), p);
+                        }
+                    }
+                    Structure::Block(inner) => {
+                        let name = format!("{prefix}{}", inner.ident.as_str());
+                        if let Some((p, _)) = l.pos(f, inner.span()) {
+                            out.entry(name.clone()).or_insert(p);
+                        }
+                        walk(l, &inner.body, f, &format!("{name}."), out);
+                    }
+                }
+            }
+        }
+        let mut attributes = BTreeMap::new();
+        walk(self, &b.body, f, "", &mut attributes);
+        BlockPos { block: self.pos(f, b.span()).map(|x| x.0).unwrap_or_default(), attributes }
     }
 
     fn fraction_attr(&mut self, b: &Body, key: &str, f: FileId, scope: &Scope) -> Option<f64> {
@@ -2062,15 +2085,15 @@ impl Loader {
             }
         }
         if let Some(c) = self.get_string(b, "cloud", f, scope, BODY_ROOTS) {
-            if CLOUDS.contains(&c.as_str()) {
+            if self.clouds.is_empty() || self.clouds.contains(&c) {
                 r.cloud = Some(c);
             } else {
                 let at = self.pos(f, b.get_attribute("cloud").and_then(|a| a.value.span()));
-                let hint = did_you_mean(&c, CLOUDS.iter().copied()).map(|s| format!("did you mean \"{s}\"?"));
+                let hint = did_you_mean(&c, self.clouds.iter().map(String::as_str)).map(|s| format!("did you mean \"{s}\"?"));
                 self.err(
                     at,
                     "Unknown cloud",
-                    format!("`{c}` is not a cloud skyform knows ({}).", CLOUDS.join(", ")),
+                    format!("`{c}` is not a cloud skyform knows ({}).", self.clouds.join(", ")),
                     hint,
                 );
             }
@@ -2297,8 +2320,9 @@ fn check_output_uri(uri: &str) -> Result<(), String> {
     }
 }
 
-/// Validates a location glob: `cloud`, `cloud:region` or `cloud:region:zone`, with `*`.
-pub fn check_location_glob(g: &str) -> Result<(), String> {
+/// Validates a location glob: `cloud`, `cloud:region` or `cloud:region:zone`, with `*`;
+/// the cloud must be one of `clouds` (when not empty).
+pub fn check_location_glob(g: &str, clouds: &[String]) -> Result<(), String> {
     let parts: Vec<&str> = g.split(':').collect();
     if parts.is_empty() || parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
         return Err(format!(
@@ -2306,9 +2330,10 @@ pub fn check_location_glob(g: &str) -> Result<(), String> {
         ));
     }
     let cloud = parts[0];
-    if !cloud.contains('*') && !CLOUDS.contains(&cloud) {
-        let hint =
-            did_you_mean(cloud, CLOUDS.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+    if !cloud.contains('*') && !clouds.is_empty() && !clouds.iter().any(|c| c == cloud) {
+        let hint = did_you_mean(cloud, clouds.iter().map(String::as_str))
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
         return Err(format!("`{g}`: unknown cloud `{cloud}`{hint}"));
     }
     for p in &parts {

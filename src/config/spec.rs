@@ -430,6 +430,21 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// A job with nothing in it (no tasks, no provider blocks, default policy).
+    pub fn empty(name: &str) -> JobSpec {
+        JobSpec {
+            name: name.to_string(),
+            settings: Settings::default(),
+            policy: Policy::default(),
+            providers: BTreeMap::new(),
+            storage: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            edges: Vec::new(),
+            outputs: BTreeMap::new(),
+            variables: BTreeMap::new(),
+        }
+    }
+
     /// Tasks in a topological order (ties broken by address). The loader has rejected
     /// cycles, so every task appears.
     pub fn topo_order(&self) -> Vec<TaskAddr> {

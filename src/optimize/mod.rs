@@ -107,6 +107,9 @@ pub struct Report {
     pub method: String,
     pub variables: usize,
     pub constraints: usize,
+    /// Wall time of the solve. Not part of a saved plan (two plans of the same inputs are
+    /// byte-identical); the CLI prints it from the assignment.
+    #[serde(skip)]
     pub solve_ms: f64,
     /// Constraints at their bound (e.g. "deadline").
     pub binding: Vec<String>,

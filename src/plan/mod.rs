@@ -7,9 +7,7 @@
 //! Plans are saved with `-out` as JSON ([`Plan::encode`]) together with the state lineage
 //! and serial, the config snapshot, the variables and the catalog/tracker ids; [`check_saved`]
 //! refuses a saved plan that no longer matches the state. Money is a decimal
-//! ([`money`]). Pure.
-
-pub mod render;
+//! ([`money`]). Pure; its views (text, JSON, markdown) are the CLI's (`cli::views::plan`).
 
 use crate::config::{JobSpec, TaskAddr};
 use crate::optimize::{Assignment, Placement, Report};
@@ -117,7 +115,6 @@ pub struct Change {
 pub struct Plan {
     pub format_version: String,
     pub job: String,
-    pub created: u64,
     pub lineage: String,
     pub serial: u64,
     pub destroy: bool,
@@ -139,7 +136,6 @@ pub struct Options {
     pub replace: Vec<TaskAddr>,
     pub target: Vec<TaskAddr>,
     pub exclude: Vec<TaskAddr>,
-    pub now: u64,
     pub catalog_id: String,
     pub tracker_id: String,
 }
@@ -162,6 +158,11 @@ pub enum PlanError {
     Decode(String),
 }
 
+/// `V100:8` of a candidate with accelerators.
+fn accelerator(c: &crate::resolve::Candidate) -> Option<String> {
+    c.accelerator.as_ref().map(|a| format!("{a}:{}", crate::catalog::fmt_count(c.accelerator_count)))
+}
+
 fn record(p: &Placement) -> PlacementRecord {
     let c = &p.choice;
     PlacementRecord {
@@ -169,6 +170,7 @@ fn record(p: &Placement) -> PlacementRecord {
         region: c.location.region.clone(),
         zone: c.location.zone.clone(),
         instance_type: c.instance_type.clone(),
+        accelerator: accelerator(c),
         spot: c.spot,
         hourly: c.hourly,
         hours: c.hours,
@@ -208,6 +210,7 @@ fn planned(p: &Placement) -> Planned {
                 region: f.candidate.location.region.clone(),
                 zone: f.candidate.location.zone.clone(),
                 instance_type: f.candidate.instance_type.clone(),
+                accelerator: accelerator(&f.candidate),
                 spot: f.candidate.spot,
                 hourly: f.candidate.hourly,
                 hours: f.candidate.hours,
@@ -367,7 +370,6 @@ pub fn build(
     Ok(Plan {
         format_version: FORMAT_VERSION.into(),
         job: spec.name.clone(),
-        created: opts.now,
         lineage: state.lineage.clone(),
         serial: state.serial,
         destroy: opts.destroy,

@@ -32,7 +32,7 @@ impl LockInfo {
             pid: std::process::id(),
             host: hostname(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            created: crate::tracker::format_time(crate::tracker::now_secs()),
+            created: crate::clock::format_time(crate::clock::now_secs()),
         }
     }
 }

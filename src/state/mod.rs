@@ -21,21 +21,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Opens a sled database, waiting up to `attempts` × 50 ms while another handle (another
-/// process, or a just-dropped handle's flusher) still holds its lock.
-pub fn open_sled(path: &Path, attempts: u32) -> Result<sled::Db, sled::Error> {
-    let mut attempt = 0;
-    loop {
-        match sled::Config::new().path(path).open() {
-            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock && attempt < attempts => {
-                attempt += 1;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            other => return other,
-        }
-    }
-}
-
 /// A raw key and value of a sled tree.
 type KeyValue = (Vec<u8>, Vec<u8>);
 
@@ -97,6 +82,9 @@ pub struct PlacementRecord {
     pub region: String,
     pub zone: String,
     pub instance_type: String,
+    /// The offering's accelerators, `NAME:COUNT` (absent in states written before 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<String>,
     pub spot: bool,
     /// USD per hour per node.
     pub hourly: f64,
@@ -297,7 +285,7 @@ impl SledStore {
         if let Some(p) = self.path.parent() {
             std::fs::create_dir_all(p)?;
         }
-        let db = open_sled(&self.path, 100)
+        let db = crate::db::open_sled(&self.path, 100)
             .map_err(|e| StateError::Open { path: self.path.display().to_string(), source: e })?;
         restrict_permissions(&self.path);
         Ok(db)
@@ -598,6 +586,7 @@ mod tests {
             region: "local".into(),
             zone: "zone-a".into(),
             instance_type: "local.small".into(),
+            accelerator: None,
             spot: false,
             hourly: 0.02,
             hours: 1.0,

@@ -1,6 +1,7 @@
-//! Remote state for teams: `skyform { backend "s3" { bucket, key, region, endpoint } }`.
+//! Remote state for teams: `skyform { backend "s3" | "gcs" | "azurerm" { ... } }`.
 //!
-//! The state lives as JSON at `key` in an object store; commands work on a local sled copy
+//! The object store comes from the provider that serves the backend (the registry's
+//! `backend`, an [`Objects`] of the provider seam). The state lives as JSON at `key` in it; commands work on a local sled copy
 //! under `.skyform/remote/` that is pulled when they start and pushed after every commit
 //! (within [`MIRROR_EVERY`]) and when they end. A push is refused when the remote lineage
 //! differs or its serial moved past ours, and is written with `If-Match` on the ETag read,
@@ -10,9 +11,12 @@
 //! exactly one writer wins. It holds [`RemoteLockInfo`] (who, pid, host, operation) and is
 //! renewed every `lease / 3` while the holder runs (`If-Match` on its own ETag). A lock
 //! whose renewals stopped for more than three leases is reported as expired (never broken
-//! silently): `skyform force-unlock ID` removes it. I/O: the object store.
+//! silently): `skyform force-unlock ID` removes it. Problems met in the background (a
+//! renewal or a push that failed) go to the `warn` callback the caller gives; nothing here
+//! prints. I/O: the object store.
 
 use super::lock::{LockError, LockInfo};
+use crate::clock::Clock;
 use super::{SledStore, State, StateError, StateStore};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,23 +28,10 @@ pub const MIRROR_EVERY: Duration = Duration::from_millis(300);
 /// The lock's lease; the holder renews it three times per lease.
 pub const LEASE: Duration = Duration::from_secs(30);
 
-/// The result of a conditional write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Put {
-    Written(String),
-    Refused,
-}
+pub use skyform_provider::objects::{Objects, Put};
 
-/// The few object operations a remote backend needs.
-pub trait Objects: Send + Sync {
-    /// The object's bytes and ETag, or None.
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, String>;
-    /// Writes when absent (`etag` None) or when the ETag still matches.
-    fn put_if(&self, key: &str, data: Vec<u8>, etag: Option<&str>) -> Result<Put, String>;
-    fn delete(&self, key: &str) -> Result<(), String>;
-    /// `s3://bucket/key`, for messages.
-    fn describe(&self, key: &str) -> String;
-}
+/// Where background problems (renewals, pushes) are reported.
+pub type Warn = Arc<dyn Fn(String) + Send + Sync>;
 
 /// What the lock object holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,28 +43,30 @@ pub struct RemoteLockInfo {
     pub lease_secs: u64,
 }
 
-fn now() -> u64 {
-    crate::tracker::now_secs()
-}
-
 /// A remote state at one key.
 #[derive(Clone)]
 pub struct Remote {
     pub objects: Arc<dyn Objects>,
     pub key: String,
     pub lease: Duration,
+    pub clock: Arc<dyn Clock>,
+    pub warn: Warn,
 }
 
 impl Remote {
-    pub fn new(objects: Arc<dyn Objects>, key: &str) -> Remote {
-        Remote { objects, key: key.to_string(), lease: LEASE }
+    pub fn new(objects: Arc<dyn Objects>, key: &str, clock: Arc<dyn Clock>, warn: Warn) -> Remote {
+        Remote { objects, key: key.to_string(), lease: LEASE, clock, warn }
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now()
     }
 
     fn lock_key(&self) -> String {
         format!("{}.lock", self.key)
     }
 
-    fn err(&self, e: String) -> StateError {
+    fn err(&self, e: impl std::fmt::Display) -> StateError {
         StateError::Remote(format!("{}: {e}", self.objects.describe(&self.key)))
     }
 
@@ -82,7 +75,7 @@ impl Remote {
         match self.objects.get(&self.key).map_err(|e| self.err(e))? {
             None => Ok(None),
             Some((data, etag)) => {
-                let text = String::from_utf8(data).map_err(|e| self.err(e.to_string()))?;
+                let text = String::from_utf8(data).map_err(|e| self.err(e))?;
                 Ok(Some((State::from_json(&text)?, etag)))
             }
         }
@@ -107,7 +100,7 @@ impl Remote {
         }
         match self.objects.put_if(&self.key, state.to_json().into_bytes(), etag).map_err(|e| self.err(e))? {
             Put::Written(t) => Ok(t),
-            Put::Refused => Err(self.err("the remote state changed while this run held the lock".into())),
+            Put::Refused => Err(self.err("the remote state changed while this run held the lock")),
         }
     }
 
@@ -131,9 +124,12 @@ impl Remote {
         let start = Instant::now();
         let mut waited = false;
         let mut backoff = Duration::from_millis(100);
-        let io = |e: String| LockError::Remote(format!("{}: {e}", self.objects.describe(&self.lock_key())));
+        let io = |e: skyform_provider::ProviderError| {
+            LockError::Remote(format!("{}: {e}", self.objects.describe(&self.lock_key())))
+        };
         loop {
-            let record = RemoteLockInfo { info: info.clone(), renewed: now(), lease_secs: self.lease.as_secs().max(1) };
+            let record =
+                RemoteLockInfo { info: info.clone(), renewed: self.now(), lease_secs: self.lease.as_secs().max(1) };
             let body = serde_json::to_vec_pretty(&record).expect("json");
             match self.objects.put_if(&self.lock_key(), body, None).map_err(io)? {
                 Put::Written(etag) => return Ok(RemoteLock::start(self.clone(), record, etag)),
@@ -141,7 +137,7 @@ impl Remote {
                     let Some((holder, _)) = self.lock_info().map_err(|e| LockError::Remote(e.to_string()))? else {
                         continue;
                     };
-                    let silent = now().saturating_sub(holder.renewed);
+                    let silent = self.now().saturating_sub(holder.renewed);
                     if silent > 3 * holder.lease_secs {
                         return Err(LockError::Expired(Box::new(holder.info), silent));
                     }
@@ -163,7 +159,7 @@ impl Remote {
     pub fn force_unlock(&self, id: &str) -> Result<LockInfo, LockError> {
         match self.lock_info().map_err(|e| LockError::Remote(e.to_string()))? {
             Some((h, _)) if h.info.id == id => {
-                self.objects.delete(&self.lock_key()).map_err(LockError::Remote)?;
+                self.objects.delete(&self.lock_key()).map_err(|e| LockError::Remote(e.to_string()))?;
                 Ok(h.info)
             }
             held => Err(LockError::NotFound { given: id.to_string(), held: held.map(|h| Box::new(h.0.info)) }),
@@ -211,7 +207,7 @@ impl RemoteLock {
             while !stop2.load(Ordering::SeqCst) {
                 std::thread::sleep(MIRROR_EVERY);
                 if last_renew.elapsed() >= every && !lost2.load(Ordering::SeqCst) {
-                    rec.renewed = now();
+                    rec.renewed = r2.now();
                     let body = serde_json::to_vec_pretty(&rec).expect("json");
                     match r2.objects.put_if(&r2.lock_key(), body, Some(&lock_etag)) {
                         Ok(Put::Written(t)) => {
@@ -220,19 +216,19 @@ impl RemoteLock {
                         }
                         Ok(Put::Refused) => {
                             lost2.store(true, Ordering::SeqCst);
-                            eprintln!(
-                                "Warning: the state lock {} was removed or taken over; this run stops pushing state",
+                            (r2.warn)(format!(
+                                "the state lock {} was removed or taken over; this run stops pushing state",
                                 rec.info.id
-                            );
+                            ));
                         }
-                        Err(e) => eprintln!("Warning: renewing the state lock: {e}"),
+                        Err(e) => (r2.warn)(format!("renewing the state lock: {e}")),
                     }
                 }
                 let store = mirror2.lock().expect("lock").clone();
                 if let Some(store) = store {
                     if !lost2.load(Ordering::SeqCst) && live2.load(Ordering::SeqCst) {
                         if let Err(e) = mirror_once(&r2, &store, &se2, &ps2) {
-                            eprintln!("Warning: pushing the state: {e}");
+                            (r2.warn)(format!("pushing the state: {e}"));
                         }
                     }
                 }
@@ -307,136 +303,22 @@ fn mirror_once(
     Ok(())
 }
 
-/// The S3 implementation of [`Objects`] (through the AWS provider's SDK clients).
-#[cfg(feature = "aws")]
-pub mod s3 {
-    use super::{Objects, Put};
-    use skyform_provider_aws::storage::{self, Conditional};
-    use skyform_provider_aws::{AwsConfig, AwsProvider};
-
-    /// `backend "s3" { bucket, key, region, endpoint, profile }`.
-    #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct S3BackendConfig {
-        pub bucket: String,
-        pub key: String,
-        #[serde(default = "default_region")]
-        pub region: String,
-        #[serde(default)]
-        pub endpoint: Option<String>,
-        #[serde(default)]
-        pub profile: Option<String>,
-    }
-
-    fn default_region() -> String {
-        "us-east-1".into()
-    }
-
-    impl S3BackendConfig {
-        pub fn from_json(v: &serde_json::Value) -> Result<Self, String> {
-            let c: S3BackendConfig = serde_json::from_value(v.clone()).map_err(|e| format!("backend \"s3\": {e}"))?;
-            if c.bucket.is_empty() || c.key.is_empty() {
-                return Err("backend \"s3\": `bucket` and `key` must not be empty".into());
-            }
-            Ok(c)
-        }
-    }
-
-    pub struct S3Objects {
-        provider: AwsProvider,
-        bucket: String,
-        region: String,
-    }
-
-    impl S3Objects {
-        pub fn new(c: &S3BackendConfig) -> Result<S3Objects, String> {
-            let cfg = AwsConfig {
-                regions: vec![c.region.clone()],
-                endpoint: c.endpoint.clone(),
-                profile: c.profile.clone(),
-                ..AwsConfig::default()
-            };
-            Ok(S3Objects { provider: AwsProvider::new(cfg)?, bucket: c.bucket.clone(), region: c.region.clone() })
-        }
-    }
-
-    impl Objects for S3Objects {
-        fn get(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, String> {
-            let s3 = self.provider.clients(&self.region).s3;
-            let (b, k) = (self.bucket.clone(), key.to_string());
-            let r = self.provider.block(async move { storage::get(&s3, &b, &k).await }).map_err(|e| e.message)?;
-            Ok(r.map(|(d, etag)| (d, etag.unwrap_or_default())))
-        }
-
-        fn put_if(&self, key: &str, data: Vec<u8>, etag: Option<&str>) -> Result<Put, String> {
-            let s3 = self.provider.clients(&self.region).s3;
-            let (b, k, t) = (self.bucket.clone(), key.to_string(), etag.map(str::to_string));
-            let r = self
-                .provider
-                .block(async move { storage::put_conditional(&s3, &b, &k, data, t.as_deref()).await })
-                .map_err(|e| e.message)?;
-            Ok(match r {
-                Conditional::Written(t) => Put::Written(t.unwrap_or_default()),
-                Conditional::Refused => Put::Refused,
-            })
-        }
-
-        fn delete(&self, key: &str) -> Result<(), String> {
-            let s3 = self.provider.clients(&self.region).s3;
-            let (b, k) = (self.bucket.clone(), key.to_string());
-            self.provider.block(async move { storage::delete(&s3, &b, &k).await }).map_err(|e| e.message)
-        }
-
-        fn describe(&self, key: &str) -> String {
-            format!("s3://{}/{key}", self.bucket)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    /// Objects in memory with S3's conditional-write semantics.
-    #[derive(Default)]
-    struct Mem {
-        objects: Mutex<HashMap<String, (Vec<u8>, u64)>>,
-        next: Mutex<u64>,
-    }
+    use crate::clock::ManualClock;
+    use skyform_provider::objects::MemoryObjects;
 
-    impl Objects for Mem {
-        fn get(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, String> {
-            Ok(self.objects.lock().unwrap().get(key).map(|(d, t)| (d.clone(), t.to_string())))
-        }
-        fn put_if(&self, key: &str, data: Vec<u8>, etag: Option<&str>) -> Result<Put, String> {
-            let mut o = self.objects.lock().unwrap();
-            let ok = match (o.get(key), etag) {
-                (None, None) => true,
-                (Some((_, t)), Some(e)) => t.to_string() == e,
-                _ => false,
-            };
-            if !ok {
-                return Ok(Put::Refused);
-            }
-            let mut n = self.next.lock().unwrap();
-            *n += 1;
-            o.insert(key.to_string(), (data, *n));
-            Ok(Put::Written(n.to_string()))
-        }
-        fn delete(&self, key: &str) -> Result<(), String> {
-            self.objects.lock().unwrap().remove(key);
-            Ok(())
-        }
-        fn describe(&self, key: &str) -> String {
-            format!("mem://{key}")
-        }
+    fn remote(mem: Arc<MemoryObjects>, clock: Arc<ManualClock>) -> Remote {
+        Remote::new(mem, "job.json", clock, Arc::new(|_| {}))
     }
 
     #[test]
     fn one_writer_holds_the_lock_and_an_expired_lease_is_reported() {
-        let mem = Arc::new(Mem::default());
-        let r = Remote::new(mem.clone(), "job.json");
+        let mem = Arc::new(MemoryObjects::default());
+        let clock = ManualClock::at(1_000_000);
+        let r = remote(mem.clone(), clock.clone());
         let held = r.lock("apply", Duration::ZERO, || {}).unwrap();
         match r.lock("apply", Duration::ZERO, || {}) {
             Err(LockError::Held(h)) => assert_eq!(h.id, held.info.info.id),
@@ -444,9 +326,13 @@ mod tests {
         }
         held.finish().unwrap();
         assert!(r.lock_info().unwrap().is_none(), "finish removes the lock");
-        // A holder that stopped renewing long ago: expired, named, not broken.
-        let stale = RemoteLockInfo { info: LockInfo::new("apply"), renewed: now() - 1000, lease_secs: 30 };
+        // A holder that stopped renewing: within three leases it holds; past them it is
+        // expired, named, not broken.
+        let stale = RemoteLockInfo { info: LockInfo::new("apply"), renewed: clock.now(), lease_secs: 30 };
         mem.put_if("job.json.lock", serde_json::to_vec(&stale).unwrap(), None).unwrap();
+        clock.advance(90);
+        assert!(matches!(r.lock("apply", Duration::ZERO, || {}), Err(LockError::Held(_))));
+        clock.advance(910);
         match r.lock("apply", Duration::ZERO, || {}) {
             Err(LockError::Expired(h, silent)) => {
                 assert_eq!(h.id, stale.info.id);
@@ -461,8 +347,7 @@ mod tests {
 
     #[test]
     fn pushes_refuse_other_lineages_older_serials_and_lost_races() {
-        let mem = Arc::new(Mem::default());
-        let r = Remote::new(mem, "job.json");
+        let r = remote(Arc::new(MemoryObjects::default()), ManualClock::at(0));
         let mut a = State::new();
         a.serial = 3;
         let t1 = r.push(&a, None).unwrap();

@@ -7,12 +7,17 @@
 //!
 //! [`Tracker::view`] takes a pure, in-memory [`TrackerView`] at a given time for the
 //! resolver and optimizer: current spot price (latest observation, else the catalog's),
-//! blocked locations, preemption counts. I/O: the sled database only; time is injected.
+//! blocked locations, preemption counts.
+//!
+//! sled locks its database for one process. So that `plan` works while an `apply` holds the
+//! tracker, every write also replaces `<path>.snapshot.json` (atomically) with what a view
+//! is made of; [`Tracker::read_view`] reads the database when it can and that snapshot when
+//! another process holds it. I/O: the database and its snapshot file; time is injected.
 
 use serde::{Deserialize, Serialize};
 use skyform_provider::{ErrorKind, Location, Scope, SpotPrice};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Default TTL of a first block, seconds.
 pub const BASE_TTL: u64 = 15 * 60;
@@ -29,6 +34,8 @@ pub enum TrackerError {
     Db(#[from] sled::Error),
     #[error("tracker record is corrupt: {0}")]
     Corrupt(String),
+    #[error("cannot use the tracker snapshot {path}: {message}")]
+    Snapshot { path: String, message: String },
 }
 
 /// A blocked part of the location space.
@@ -60,7 +67,8 @@ fn block_key(scope: Scope, l: &Location) -> String {
     match scope {
         Scope::Zone => format!("{}/{}/{}", l.cloud, l.region, l.zone),
         Scope::Region => format!("{}/{}", l.cloud, l.region),
-        Scope::Cloud => l.cloud.clone(),
+        // Cloud, and any broader scope a newer seam may add.
+        _ => l.cloud.clone(),
     }
 }
 
@@ -74,6 +82,7 @@ pub struct Preemption {
 
 /// The sled-backed tracker.
 pub struct Tracker {
+    path: PathBuf,
     db: sled::Db,
     spot: sled::Tree,
     blocks: sled::Tree,
@@ -89,13 +98,19 @@ fn spot_key(l: &Location, it: &str, at: u64) -> Vec<u8> {
 impl Tracker {
     /// Opens (or creates) the tracker database at `path`.
     pub fn open(path: &Path) -> Result<Tracker, TrackerError> {
+        // Another process (or a just-dropped handle's flusher) may hold the lock briefly.
+        Tracker::open_waiting(path, 60)
+    }
+
+    /// Opens, waiting up to `attempts` × 50 ms for another handle to let go.
+    fn open_waiting(path: &Path, attempts: u32) -> Result<Tracker, TrackerError> {
         if let Some(parent) = path.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
-        // Another process (or a just-dropped handle's flusher) may hold the lock briefly.
-        let db = crate::state::open_sled(path, 60)
+        let db = crate::db::open_sled(path, attempts)
             .map_err(|e| TrackerError::Open { path: path.display().to_string(), source: e })?;
         Ok(Tracker {
+            path: path.to_path_buf(),
             spot: db.open_tree("spot")?,
             blocks: db.open_tree("blocks")?,
             preemptions: db.open_tree("preemptions")?,
@@ -110,7 +125,7 @@ impl Tracker {
             batch.insert(spot_key(&p.location, &p.instance_type, p.at), &p.price.to_le_bytes());
         }
         self.spot.apply_batch(batch)?;
-        self.db.flush()?;
+        self.written()?;
         Ok(prices.len())
     }
 
@@ -168,14 +183,14 @@ impl Tracker {
 
     fn put_block(&self, b: Block) -> Result<Block, TrackerError> {
         self.blocks.insert(b.key(), serde_json::to_vec(&b).expect("serializable"))?;
-        self.db.flush()?;
+        self.written()?;
         Ok(b)
     }
 
     /// Removes the block with this key (`cloud`, `cloud/region` or `cloud/region/zone`).
     pub fn unblock(&self, key: &str) -> Result<bool, TrackerError> {
         let removed = self.blocks.remove(key)?.is_some();
-        self.db.flush()?;
+        self.written()?;
         Ok(removed)
     }
 
@@ -183,7 +198,7 @@ impl Tracker {
     pub fn record_preemption(&self, loc: &Location, instance_type: &str, at: u64) -> Result<(), TrackerError> {
         let p = Preemption { location: loc.clone(), instance_type: instance_type.to_string(), at };
         self.preemptions.insert(spot_key(loc, instance_type, at), serde_json::to_vec(&p).expect("serializable"))?;
-        self.db.flush()?;
+        self.written()?;
         Ok(())
     }
 
@@ -206,14 +221,40 @@ impl Tracker {
 
     /// A pure snapshot at time `now`.
     pub fn view(&self, now: u64) -> Result<TrackerView, TrackerError> {
-        let mut spot: BTreeMap<(Location, String), (f64, u64)> = BTreeMap::new();
+        Ok(self.raw()?.view(now))
+    }
+
+    /// The view at `now` of the tracker at `path`, without waiting for a process that holds
+    /// the database (an apply): its last snapshot is read then.
+    pub fn read_view(path: &Path, now: u64) -> Result<TrackerView, TrackerError> {
+        match Tracker::open_waiting(path, 4) {
+            Ok(t) => t.view(now),
+            Err(TrackerError::Open { source: sled::Error::Io(e), .. })
+                if e.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                let snap = snapshot_path(path);
+                let text = std::fs::read_to_string(&snap).map_err(|e| TrackerError::Snapshot {
+                    path: snap.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                let raw: Raw = serde_json::from_str(&text).map_err(|e| TrackerError::Snapshot {
+                    path: snap.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                Ok(raw.view(now))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Everything a view is made of: the latest spot price per series, every block and
+    /// every preemption.
+    fn raw(&self) -> Result<Raw, TrackerError> {
+        let mut spot: Vec<Observation> = Vec::new();
         for kv in self.spot.iter() {
             let (k, v) = kv?;
             let (head, at) = k.split_at(k.len() - 8);
             let at = u64::from_be_bytes(at.try_into().map_err(|_| TrackerError::Corrupt("spot key".into()))?);
-            if at > now {
-                continue;
-            }
             let parts: Vec<&str> =
                 std::str::from_utf8(head).map_err(|e| TrackerError::Corrupt(e.to_string()))?.split('\0').collect();
             if parts.len() < 4 {
@@ -221,19 +262,75 @@ impl Tracker {
             }
             let price =
                 f64::from_le_bytes(v.as_ref().try_into().map_err(|_| TrackerError::Corrupt("spot value".into()))?);
-            let key = (Location::new(parts[0], parts[1], parts[2]), parts[3].to_string());
-            // Keys sort by time within a (location, type), so the last one wins.
-            spot.insert(key, (price, at));
+            spot.push(Observation {
+                location: Location::new(parts[0], parts[1], parts[2]),
+                instance_type: parts[3].to_string(),
+                price,
+                at,
+            });
         }
-        let blocks = self.blocks()?.into_iter().filter(|b| b.until > now && b.since <= now).collect();
-        let mut preemptions: BTreeMap<Location, u32> = BTreeMap::new();
+        let mut preemptions = Vec::new();
         for v in self.preemptions.iter().values() {
-            let p: Preemption = serde_json::from_slice(&v?).map_err(|e| TrackerError::Corrupt(e.to_string()))?;
+            preemptions.push(serde_json::from_slice(&v?).map_err(|e| TrackerError::Corrupt(e.to_string()))?);
+        }
+        Ok(Raw { spot, blocks: self.blocks()?, preemptions })
+    }
+
+    /// Makes a write durable and refreshes the snapshot readers use meanwhile.
+    fn written(&self) -> Result<(), TrackerError> {
+        self.db.flush()?;
+        let raw = self.raw()?;
+        let snap = snapshot_path(&self.path);
+        let tmp = snap.with_extension("tmp");
+        let io = |e: std::io::Error| TrackerError::Snapshot { path: snap.display().to_string(), message: e.to_string() };
+        std::fs::write(&tmp, serde_json::to_vec(&raw).expect("serializable")).map_err(io)?;
+        std::fs::rename(&tmp, &snap).map_err(io)?;
+        Ok(())
+    }
+}
+
+/// `<tracker>.snapshot.json`.
+fn snapshot_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".snapshot.json");
+    PathBuf::from(s)
+}
+
+/// One spot observation (series keys in time order).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Observation {
+    location: Location,
+    instance_type: String,
+    price: f64,
+    at: u64,
+}
+
+/// What views are made of (also the snapshot file's content).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Raw {
+    /// Every observation, in key order (time order within a series).
+    spot: Vec<Observation>,
+    blocks: Vec<Block>,
+    preemptions: Vec<Preemption>,
+}
+
+impl Raw {
+    fn view(self, now: u64) -> TrackerView {
+        let mut spot: BTreeMap<(Location, String), (f64, u64)> = BTreeMap::new();
+        for o in self.spot {
+            if o.at <= now {
+                // Keys sort by time within a (location, type), so the last one wins.
+                spot.insert((o.location, o.instance_type), (o.price, o.at));
+            }
+        }
+        let blocks = self.blocks.into_iter().filter(|b| b.until > now && b.since <= now).collect();
+        let mut preemptions: BTreeMap<Location, u32> = BTreeMap::new();
+        for p in self.preemptions {
             if p.at <= now && now - p.at <= 7 * 24 * 3600 {
                 *preemptions.entry(p.location).or_default() += 1;
             }
         }
-        Ok(TrackerView { now, spot, blocks, preemptions })
+        TrackerView { now, spot, blocks, preemptions }
     }
 }
 
@@ -270,9 +367,10 @@ impl TrackerView {
         self.preemptions.get(loc).copied().unwrap_or(0)
     }
 
-    /// A stable id of this view's content (for saved plans).
+    /// A stable id of this view's content (for saved plans): a hash of what the planner sees (observations, blocks, preemptions), not of the
+    /// moment it was read: two plans against the same tracker name the same view.
     pub fn fingerprint(&self) -> String {
-        let s = serde_json::to_string(self).unwrap_or_default();
+        let s = serde_json::to_string(&TrackerView { now: 0, ..self.clone() }).unwrap_or_default();
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in s.bytes() {
             h ^= b as u64;
@@ -329,34 +427,6 @@ pub fn parse_location(s: &str) -> Result<(Location, Scope), String> {
         [c, r, z] if !c.is_empty() && !r.is_empty() && !z.is_empty() => Ok((Location::new(*c, *r, *z), Scope::Zone)),
         _ => Err(format!("`{s}` is not a location; expected CLOUD, CLOUD:REGION or CLOUD:REGION:ZONE, as in aws:us-east-1:us-east-1a")),
     }
-}
-
-/// Seconds since the epoch, now.
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-/// `YYYY-MM-DD` of a Unix time (UTC).
-pub fn format_date(secs: u64) -> String {
-    format_time(secs)[..10].to_string()
-}
-
-/// RFC 3339 UTC time of a Unix time.
-pub fn format_time(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]
@@ -429,8 +499,6 @@ mod tests {
 
     #[test]
     fn dates() {
-        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_time(1_779_926_400), "2026-05-28T00:00:00Z");
         assert_eq!(parse_location("aws:us-east-1").unwrap().1, Scope::Region);
         assert!(parse_location("aws::x").is_err());
     }

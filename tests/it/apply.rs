@@ -284,16 +284,14 @@ fn sweep_releases_what_the_state_does_not_know() {
             ("skyform:task".to_string(), task.to_string()),
         ]
         .into();
-        p.allocate(&skyform_provider::AllocateRequest {
-            task: task.into(),
-            location: skyform_provider::Location::new("local", "local", "zone-c"),
-            instance_type: "local.small".into(),
-            spot: false,
-            num_nodes: 1,
-            owner_tags: tags,
-            idempotency_token: task.into(),
-        })
-        .unwrap();
+        let mut req = skyform_provider::AllocateRequest::new(
+            task,
+            skyform_provider::Location::new("local", "local", "zone-c"),
+            "local.small",
+            task,
+        );
+        req.owner_tags = tags;
+        p.allocate(&req).unwrap();
     }
     let dry = skyform(d.path(), &["sweep", "-dry-run"]);
     assert!(dry.stdout.contains("found local") && dry.stdout.contains("task=task.ghost"), "{}", dry.stdout);

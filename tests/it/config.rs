@@ -111,6 +111,7 @@ fn variable_precedence_follows_terraform() {
             VarArg::Var("d=cli".into()),
         ],
         env_vars: env,
+        ..Default::default()
     };
     let spec = load(d.path(), &opts).unwrap().spec;
     let v = |k: &str| spec.variables[k].value.clone();

@@ -3,6 +3,7 @@
 
 use super::*;
 use skyform::catalog::Catalog;
+use skyform::providers::Registry;
 use skyform::config::{load, LoadOptions};
 use skyform::optimize::{optimize, Assignment};
 use skyform::tracker::TrackerView;
@@ -10,7 +11,7 @@ use skyform::tracker::TrackerView;
 fn plan(files: &[(&str, &str)]) -> Assignment {
     let d = job(files);
     let spec = load(d.path(), &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}")).spec;
-    let catalog = Catalog::for_job(&spec).unwrap();
+    let catalog = Catalog::for_job(&spec, &Registry::builtin()).unwrap();
     let resolved = skyform::resolve::resolve(&spec, &catalog, &TrackerView::default()).unwrap();
     optimize(&resolved).unwrap()
 }
@@ -149,7 +150,7 @@ fn deterministic_plans() {
     let dir = root().join("testdata/jobs/multi-file");
     let run = || {
         let spec = load(&dir, &LoadOptions::default()).unwrap().spec;
-        let c = Catalog::for_job(&spec).unwrap();
+        let c = Catalog::for_job(&spec, &Registry::builtin()).unwrap();
         let r = skyform::resolve::resolve(&spec, &c, &TrackerView::default()).unwrap();
         let mut a = optimize(&r).unwrap();
         a.report.solve_ms = 0.0;
@@ -186,7 +187,7 @@ task "big" {
 "#,
     )]);
     let spec = load(d.path(), &LoadOptions::default()).unwrap().spec;
-    let c = Catalog::for_job(&spec).unwrap();
+    let c = Catalog::for_job(&spec, &Registry::builtin()).unwrap();
     let err = skyform::resolve::resolve(&spec, &c, &TrackerView::default()).unwrap_err().to_string();
     assert!(
         err.contains(

@@ -103,6 +103,7 @@ fn a_cheaper_placement_migrates_a_pending_task() {
         region: "local".into(),
         zone: "zone-b".into(),
         instance_type: "local.gpu4".into(),
+        accelerator: Some("LocalGPU:4".into()),
         spot: false,
         hourly: 1.6,
         hours: 2.0,

@@ -33,14 +33,10 @@ fn conformance_kit_passes_against_moto() {
     conformance::capacity_error(&p, &Location::new("aws", "us-east-1", "us-east-1c"), "m5.large").unwrap();
     // The error came through the SDK's parsing of AWS's XML, code kept.
     let e = p
-        .allocate(&AllocateRequest {
-            task: "t".into(),
-            location: Location::new("aws", "us-east-1", "us-east-1c"),
-            instance_type: "m5.large".into(),
-            spot: true,
-            num_nodes: 1,
-            owner_tags: Default::default(),
-            idempotency_token: "t-ice".into(),
+        .allocate(&{
+            let mut r = AllocateRequest::new("t", Location::new("aws", "us-east-1", "us-east-1c"), "m5.large", "t-ice");
+            r.spot = true;
+            r
         })
         .unwrap_err();
     assert_eq!(e.code.as_deref(), Some("InsufficientInstanceCapacity"), "{e}");
@@ -55,15 +51,7 @@ fn quota_and_throttling_map_to_their_kinds() {
     let proxy = FaultProxy::start(&moto.endpoint);
     proxy.inject(Fault::run_instances("us-east-1a", "VcpuLimitExceeded"));
     let p = provider(&proxy.endpoint);
-    let req = |zone: &str, tok: &str| AllocateRequest {
-        task: "t".into(),
-        location: Location::new("aws", "us-east-1", zone),
-        instance_type: "c5.large".into(),
-        spot: false,
-        num_nodes: 1,
-        owner_tags: Default::default(),
-        idempotency_token: tok.into(),
-    };
+    let req = |zone: &str, tok: &str| AllocateRequest::new("t", Location::new("aws", "us-east-1", zone), "c5.large", tok);
     let e = p.allocate(&req("us-east-1a", "q1")).unwrap_err();
     assert_eq!((e.kind, e.scope), (ErrorKind::QuotaExceeded, Scope::Region), "{e}");
     proxy.clear();
@@ -71,7 +59,7 @@ fn quota_and_throttling_map_to_their_kinds() {
     let e = p.allocate(&req("us-east-1b", "q2")).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Throttled, "{e}");
     // A type the zone does not offer is a capacity error for that zone, before any launch.
-    let e = p.allocate(&AllocateRequest { instance_type: "p3.2xlarge".into(), ..req("us-east-1a", "q3") }).unwrap_err();
+    let e = p.allocate(&AllocateRequest::new("t", Location::new("aws", "us-east-1", "us-east-1a"), "p3.2xlarge", "q3")).unwrap_err();
     assert_eq!(
         (e.kind, e.scope, e.code.as_deref()),
         (ErrorKind::CapacityUnavailable, Scope::Zone, Some("Unsupported"))
@@ -88,14 +76,11 @@ fn spot_allocation_carries_type_zone_market_and_tags() {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
     let a = p
-        .allocate(&AllocateRequest {
-            task: "task.a".into(),
-            location: Location::new("aws", "us-east-1", "us-east-1b"),
-            instance_type: "m5.large".into(),
-            spot: true,
-            num_nodes: 1,
-            owner_tags: tags.clone(),
-            idempotency_token: "tok-spot".into(),
+        .allocate(&{
+            let mut r = AllocateRequest::new("task.a", Location::new("aws", "us-east-1", "us-east-1b"), "m5.large", "tok-spot");
+            r.spot = true;
+            r.owner_tags = tags.clone();
+            r
         })
         .unwrap();
     let (ec2, _) = moto.clients("us-east-1");
@@ -113,16 +98,16 @@ fn spot_allocation_carries_type_zone_market_and_tags() {
     assert_eq!(got.get(TOKEN_TAG).map(String::as_str), Some("tok-spot"));
     // Without an agent nothing runs the bootstrap: the run is still running; once the
     // instance is terminated outside skyform, it shows as preempted.
-    p.run_task(&RunTaskRequest { provider_id: a.provider_id.clone(), run: "true".into(), ..Default::default() })
+    p.run_task(&RunTaskRequest::new(a.provider_id.clone(), "", "true"))
         .unwrap();
-    let s = p.task_status(&TaskStatusRequest { provider_id: a.provider_id.clone() }).unwrap();
+    let s = p.task_status(&TaskStatusRequest::new(a.provider_id.clone())).unwrap();
     assert_eq!(s.state, RunState::Running);
     let (ec2, _) = moto.clients("us-east-1");
     let id = a.provider_id.split_once('/').unwrap().1.to_string();
     p.block(async move { ec2.terminate_instances().instance_ids(id).send().await.unwrap() });
-    let s = p.task_status(&TaskStatusRequest { provider_id: a.provider_id.clone() }).unwrap();
+    let s = p.task_status(&TaskStatusRequest::new(a.provider_id.clone())).unwrap();
     assert_eq!(s.state, RunState::Preempted);
-    assert!(p.read(&ReadRequest { owner_tags: tags }).unwrap().resources.is_empty());
+    assert!(p.read(&ReadRequest::tagged(tags)).unwrap().resources.is_empty());
 }
 
 #[test]
@@ -144,16 +129,16 @@ fn s3_trees_round_trip_with_multipart() {
     })
     .unwrap();
     let up = p
-        .transfer(&TransferRequest { from: format!("file://{}", src.display()), to: "s3://bucket-one/data/in".into() })
+        .transfer(&TransferRequest::new(format!("file://{}", src.display()), "s3://bucket-one/data/in"))
         .unwrap();
     assert_eq!(up.bytes, big.len() as u64 + 6);
     let cp = p
-        .transfer(&TransferRequest { from: "s3://bucket-one/data/in".into(), to: "s3://bucket-two/copy".into() })
+        .transfer(&TransferRequest::new("s3://bucket-one/data/in", "s3://bucket-two/copy"))
         .unwrap();
     assert_eq!(cp.bytes, up.bytes);
     let dst = d.path().join("dst");
     let down = p
-        .transfer(&TransferRequest { from: "s3://bucket-two/copy".into(), to: format!("file://{}", dst.display()) })
+        .transfer(&TransferRequest::new("s3://bucket-two/copy", format!("file://{}", dst.display())))
         .unwrap();
     assert_eq!(down.bytes, up.bytes);
     assert_eq!(down.checksum, up.checksum, "same content hash both ways");
@@ -172,7 +157,7 @@ fn s3_trees_round_trip_with_multipart() {
     assert_eq!(p.bucket_region("bucket-two"), "eu-west-1");
     assert_eq!(p.bucket_region("bucket-one"), "us-east-1");
     let e = p
-        .transfer(&TransferRequest { from: "s3://bucket-one/nothing".into(), to: "s3://bucket-two/x".into() })
+        .transfer(&TransferRequest::new("s3://bucket-one/nothing", "s3://bucket-two/x"))
         .unwrap_err();
     assert!(e.message.contains("nothing at s3://bucket-one/nothing"), "{e}");
 }
@@ -183,10 +168,11 @@ fn spot_price_history_feeds_observations() {
     let p = std::sync::Arc::new(provider(&moto.endpoint));
     let m = market::AwsMarket::new(p);
     let r = m
-        .spot_prices(&SpotPricesRequest {
-            instance_types: vec!["m5.large".into()],
-            regions: vec!["us-east-1".into()],
-            now: 1_700_000_000,
+        .spot_prices(&{
+            let mut r = SpotPricesRequest::at(1_700_000_000);
+            r.instance_types = vec!["m5.large".into()];
+            r.regions = vec!["us-east-1".into()];
+            r
         })
         .unwrap();
     // moto answers placeholder rows: the plumbing is what is tested.

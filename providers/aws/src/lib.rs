@@ -20,12 +20,16 @@
 //!   ([`storage`]: multipart uploads, server-side copies across regions; a user's bucket
 //!   is addressed in its own region, found once with `HeadBucket`).
 //! - [`market::AwsMarket`]: `DescribeSpotPriceHistory` per region for the tracker.
-//! - [`storage::put_conditional`] and friends back the `s3` state backend.
+//! - [`backend`]: the `s3` state backend's object store ([`backend::S3Objects`], conditional
+//!   puts through [`storage::put_conditional`]).
+//! - [`AwsFactory`]: the provider in skyform's registry (checks `provider "aws"` and
+//!   `backend "s3"` blocks, builds the provider, its market and the backend's store).
 //!
 //! Provider ids are `REGION/INSTANCE_ID`. Errors map by AWS code ([`errors::classify`]).
 //! The `testing` feature adds the emulator harness used by skyform's tests (moto server,
 //! an instance agent that plays the VM, a fault-injecting proxy).
 
+pub mod backend;
 pub mod bootstrap;
 pub mod config;
 pub mod errors;
@@ -35,6 +39,8 @@ pub mod storage;
 pub mod testing;
 
 pub use config::AwsConfig;
+pub use factory::AwsFactory;
+mod factory;
 // The SDK crates, for tests and tools that speak to the same endpoints.
 pub use aws_sdk_ec2;
 pub use aws_sdk_s3;
@@ -86,7 +92,7 @@ pub struct AwsProvider {
     bucket_regions: Mutex<HashMap<String, String>>,
 }
 
-fn other(msg: impl Into<String>) -> ProviderError {
+pub(crate) fn other(msg: impl Into<String>) -> ProviderError {
     ProviderError::new(ErrorKind::Other, None, msg)
 }
 
@@ -425,7 +431,7 @@ impl Provider for AwsProvider {
         ProviderInfo {
             name: CLOUD.into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            capabilities: Capabilities { spot: true, transfer: true, schemes: vec!["s3".into(), "file".into()] },
+            capabilities: Capabilities::new(true, &["s3", "file"]),
         }
     }
 

@@ -11,12 +11,18 @@
 //!
 //! - [`runtime::LocalProvider`]: the provider itself — real processes and a directory
 //!   object store (does I/O under its root directory).
+//! - [`LocalFactory`]: how skyform's registry checks a `provider "local"` block and builds
+//!   the provider, its market and its offerings.
 
 pub mod runtime;
 
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use skyform_provider::{Location, Market, ProviderError, SpotPrice, SpotPricesRequest, SpotPricesResponse};
+use skyform_provider::{
+    BuildContext, ConfigError, ErrorKind, Factory, Location, Market, OfferingSpec, Provider, ProviderError, SpotPrice,
+    SpotPricesRequest, SpotPricesResponse,
+};
+use std::sync::Arc;
 
 /// The cloud name of the local provider.
 pub const CLOUD: &str = "local";
@@ -187,9 +193,75 @@ impl Market for SyntheticMarket {
     }
 }
 
+/// The local provider in skyform's registry. It is always enabled: a job without a
+/// `provider "local"` block gets the defaults (the body is then `{}`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalFactory;
+
+impl Factory for LocalFactory {
+    fn name(&self) -> &str {
+        CLOUD
+    }
+
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").into()
+    }
+
+    fn check(&self, body: &serde_json::Value) -> Result<(), ConfigError> {
+        LocalConfig::from_json(body).map(|_| ()).map_err(ConfigError::block)
+    }
+
+    fn provider(&self, body: &serde_json::Value, ctx: &BuildContext) -> Result<Arc<dyn Provider>, ProviderError> {
+        let cfg = LocalConfig::from_json(body).map_err(|e| ProviderError::new(ErrorKind::Other, None, e))?;
+        let p = runtime::LocalProvider::new(cfg, &ctx.job_dir).map_err(|e| ProviderError::new(ErrorKind::Other, None, e))?;
+        Ok(Arc::new(p))
+    }
+
+    fn market(&self, body: &serde_json::Value, _ctx: &BuildContext) -> Result<Option<Box<dyn Market>>, ProviderError> {
+        let cfg = LocalConfig::from_json(body).map_err(|e| ProviderError::new(ErrorKind::Other, None, e))?;
+        Ok(Some(Box::new(SyntheticMarket::new(cfg))))
+    }
+
+    fn offerings(&self, body: &serde_json::Value) -> Result<Option<Vec<OfferingSpec>>, ConfigError> {
+        let cfg = LocalConfig::from_json(body).map_err(ConfigError::block)?;
+        let mut out = Vec::new();
+        for t in &cfg.instance_types {
+            let (acc, count) = match &t.accelerator {
+                Some(a) => match a.split_once(':') {
+                    Some((n, c)) => (Some(n.to_string()), c.parse().unwrap_or(1.0)),
+                    None => (Some(a.clone()), 1.0),
+                },
+                None => (None, 0.0),
+            };
+            for z in &cfg.zones {
+                let mut o = OfferingSpec::new(REGION, z.clone(), t.name.clone(), t.vcpus, t.memory_gb, t.price);
+                o.accelerator = acc.clone();
+                o.accelerator_count = count;
+                o.spot_price = t.spot_price;
+                // The runs are processes on this host.
+                o.arch = Some(std::env::consts::ARCH.to_string());
+                out.push(o);
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn factory_checks_and_offers_every_type_in_every_zone() {
+        let f = LocalFactory;
+        assert!(f.check(&serde_json::json!({})).is_ok());
+        let e = f.check(&serde_json::json!({"slots": 0})).unwrap_err();
+        assert!(e.message.contains("slots"), "{e}");
+        let o = f.offerings(&serde_json::json!({"zones": ["a", "b"]})).unwrap().unwrap();
+        assert_eq!(o.len(), 2 * LocalConfig::default().instance_types.len());
+        let gpu = o.iter().find(|x| x.instance_type == "local.gpu4").unwrap();
+        assert_eq!((gpu.accelerator.as_deref(), gpu.accelerator_count), (Some("LocalGPU"), 4.0));
+    }
 
     #[test]
     fn defaults_are_valid() {
@@ -212,7 +284,7 @@ mod tests {
     #[test]
     fn market_is_deterministic_and_moves_hourly() {
         let m = SyntheticMarket::new(LocalConfig::default());
-        let req = |now| SpotPricesRequest { now, ..Default::default() };
+        let req = SpotPricesRequest::at;
         let a = m.spot_prices(&req(7200)).unwrap();
         let b = m.spot_prices(&req(7200 + 1800)).unwrap();
         let c = m.spot_prices(&req(7200 + 3600)).unwrap();

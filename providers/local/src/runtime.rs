@@ -233,7 +233,7 @@ impl Provider for LocalProvider {
         ProviderInfo {
             name: CLOUD.into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            capabilities: Capabilities { spot: true, transfer: true, schemes: vec!["file".into(), "local".into()] },
+            capabilities: Capabilities::new(true, &["file", "local"]),
         }
     }
 
@@ -244,7 +244,7 @@ impl Provider for LocalProvider {
                 continue;
             }
             let state = self
-                .task_status(&TaskStatusRequest { provider_id: r.id.clone() })
+                .task_status(&TaskStatusRequest::new(r.id.clone()))
                 .map(|s| s.state)
                 .unwrap_or(RunState::Running);
             out.push(ResourceInfo {
@@ -496,27 +496,14 @@ mod tests {
     fn release_kills_the_process_group() {
         let (_d, p) = provider(Faults::default());
         let a = p
-            .allocate(&AllocateRequest {
-                task: "t".into(),
-                location: Location::new("local", "local", "zone-a"),
-                instance_type: "local.small".into(),
-                spot: false,
-                num_nodes: 1,
-                owner_tags: BTreeMap::new(),
-                idempotency_token: "tok".into(),
-            })
+            .allocate(&AllocateRequest::new("t", Location::new("local", "local", "zone-a"), "local.small", "tok"))
             .unwrap();
-        p.run_task(&RunTaskRequest {
-            provider_id: a.provider_id.clone(),
-            task: "t".into(),
-            run: "sleep 300 & sleep 300".into(),
-            ..Default::default()
-        })
+        p.run_task(&RunTaskRequest::new(a.provider_id.clone(), "t", "sleep 300 & sleep 300"))
         .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(200));
         let pid = p.record(&a.provider_id).unwrap().pid.unwrap();
         assert!(LocalProvider::pid_alive(pid));
-        assert!(p.release(&ReleaseRequest { provider_id: a.provider_id.clone() }).unwrap().released);
+        assert!(p.release(&ReleaseRequest::new(a.provider_id.clone())).unwrap().released);
         std::thread::sleep(std::time::Duration::from_millis(200));
         assert!(!LocalProvider::pid_alive(pid), "the run's process group is gone");
         assert!(!p.sandbox(&a.provider_id).exists(), "the sandbox is removed");
@@ -525,14 +512,11 @@ mod tests {
     #[test]
     fn slots_quota_and_preemption() {
         let (_d, p) = provider(Faults { preempt_after_secs: Some(0.2), ..Default::default() });
-        let req = |i: usize| AllocateRequest {
-            task: "t".into(),
-            location: Location::new("local", "local", "zone-b"),
-            instance_type: "local.small".into(),
-            spot: true,
-            num_nodes: 1,
-            owner_tags: BTreeMap::new(),
-            idempotency_token: format!("tok-{i}"),
+        let req = |i: usize| {
+            let mut r =
+                AllocateRequest::new("t", Location::new("local", "local", "zone-b"), "local.small", format!("tok-{i}"));
+            r.spot = true;
+            r
         };
         for i in 0..8 {
             p.allocate(&req(i)).unwrap();
@@ -540,16 +524,11 @@ mod tests {
         let e = p.allocate(&req(8)).unwrap_err();
         assert_eq!(e.kind, ErrorKind::CapacityUnavailable, "a full zone has no capacity");
         let id = p.allocate(&req(0)).unwrap().provider_id;
-        p.run_task(&RunTaskRequest {
-            provider_id: id.clone(),
-            task: "t".into(),
-            run: "sleep 30".into(),
-            ..Default::default()
-        })
+        p.run_task(&RunTaskRequest::new(id.clone(), "t", "sleep 30"))
         .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(300));
-        assert_eq!(p.task_status(&TaskStatusRequest { provider_id: id.clone() }).unwrap().state, RunState::Preempted);
-        p.release(&ReleaseRequest { provider_id: id }).unwrap();
+        assert_eq!(p.task_status(&TaskStatusRequest::new(id.clone())).unwrap().state, RunState::Preempted);
+        p.release(&ReleaseRequest::new(id)).unwrap();
         let (_d2, q) = provider(Faults { quota: true, ..Default::default() });
         let e = q.allocate(&req(0)).unwrap_err();
         assert_eq!((e.kind, e.scope), (ErrorKind::QuotaExceeded, Scope::Region));

@@ -7,12 +7,22 @@
 //!   failover reason about.
 //! - [`ErrorKind`] + [`Scope`]: what went wrong in a provider call and which part of the
 //!   location space it blocks. Failover branches on the kind, never on a cloud's text.
+//! - [`Provider`]: the compute and storage side of a cloud, one request and one response
+//!   struct per verb (`read`, `allocate`, `run_task`, `task_status`, `transfer`, `release`),
+//!   plus `info()` with its [`Capabilities`]. Calls block; the engine runs them on a blocking
+//!   pool with a timeout.
 //! - [`Market`]: the read-only side of a provider (spot price observations), used by
 //!   `skyform tracker refresh`.
+//! - [`Factory`] ([`factory`]): how skyform finds a provider by name — check a `provider`
+//!   block, build the [`Provider`] and its [`Market`], offer instance types from the
+//!   configuration (clouds without a catalog), and open the object store of a state backend
+//!   ([`objects::Objects`]). skyform's registry holds one factory per provider crate.
+//! - [`conformance`]: the kit every provider's tests run against a real instance of it.
 //!
-//! The compute/storage `Provider` trait with one request and one response struct per verb
-//! arrives with the apply engine; new capabilities arrive as optional traits with a flag,
-//! not as more methods on existing traits.
+//! Requests and the public enums are `#[non_exhaustive]`: a field or a variant can be added
+//! without breaking providers built against an older version of this crate. Build requests
+//! with their `new` constructors and set the optional fields afterwards. New capabilities
+//! arrive as optional traits with a flag, not as more methods on existing traits.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -20,7 +30,7 @@ use std::fmt;
 /// A place where compute can be bought: cloud, region and zone.
 ///
 /// Clouds without zones in their data (Azure) use the region name as the zone.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub struct Location {
     pub cloud: String,
     pub region: String,
@@ -58,6 +68,7 @@ impl fmt::Display for Location {
 /// How much of the location space an error blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Scope {
     Zone,
     Region,
@@ -89,6 +100,7 @@ impl std::str::FromStr for Scope {
 /// The typed kind of a provider error. Failover and retries branch on this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ErrorKind {
     CapacityUnavailable,
     QuotaExceeded,
@@ -180,6 +192,8 @@ pub struct SpotPrice {
 
 /// Request of [`Market::spot_prices`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
 pub struct SpotPricesRequest {
     /// Restrict to these instance types (empty: all the market knows).
     pub instance_types: Vec<String>,
@@ -187,6 +201,13 @@ pub struct SpotPricesRequest {
     pub regions: Vec<String>,
     /// The time of the observation (injected: markets are deterministic given it).
     pub now: u64,
+}
+
+impl SpotPricesRequest {
+    /// Every price the market knows, observed at `now`.
+    pub fn at(now: u64) -> Self {
+        SpotPricesRequest { now, ..Default::default() }
+    }
 }
 
 /// Response of [`Market::spot_prices`].
@@ -204,14 +225,28 @@ pub trait Market {
 }
 
 pub mod conformance;
+pub mod factory;
+pub mod objects;
 
-/// What a provider can do.
+pub use factory::{BuildContext, ConfigError, Factory, OfferingSpec};
+
+/// What a provider can do. Flags are added over time (non-exhaustive): build it with
+/// [`Capabilities::new`] and set flags on the result.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
 pub struct Capabilities {
     pub spot: bool,
     pub transfer: bool,
     /// URI schemes its object store speaks (`file`, `local`, `s3`, ...).
     pub schemes: Vec<String>,
+}
+
+impl Capabilities {
+    /// A provider that can transfer data and whose object store speaks `schemes`.
+    pub fn new(spot: bool, schemes: &[&str]) -> Self {
+        Capabilities { spot, transfer: true, schemes: schemes.iter().map(|s| s.to_string()).collect() }
+    }
 }
 
 /// `Provider::info`.
@@ -223,7 +258,9 @@ pub struct ProviderInfo {
 }
 
 /// Request of [`Provider::allocate`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+#[non_exhaustive]
 pub struct AllocateRequest {
     pub task: String,
     pub location: Location,
@@ -234,6 +271,33 @@ pub struct AllocateRequest {
     pub owner_tags: std::collections::BTreeMap<String, String>,
     /// Repeating a request with the same token returns the same allocation.
     pub idempotency_token: String,
+    /// The offering's accelerators as `NAME:COUNT` (`V100:8`), for clouds that attach them
+    /// to a host (GCP's N1 types); types with built-in GPUs carry them here too.
+    pub accelerator: Option<String>,
+    /// Boot disk size the task asked for (GB), when it did.
+    pub disk_gb: Option<u32>,
+}
+
+impl AllocateRequest {
+    /// One on-demand node of `instance_type` at `location` for `task`, with no tags yet.
+    pub fn new(
+        task: impl Into<String>,
+        location: Location,
+        instance_type: impl Into<String>,
+        idempotency_token: impl Into<String>,
+    ) -> Self {
+        AllocateRequest {
+            task: task.into(),
+            location,
+            instance_type: instance_type.into(),
+            spot: false,
+            num_nodes: 1,
+            owner_tags: Default::default(),
+            idempotency_token: idempotency_token.into(),
+            accelerator: None,
+            disk_gb: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -243,6 +307,8 @@ pub struct AllocateResponse {
 
 /// Request of [`Provider::run_task`]: run `setup` then `run` with bash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+#[non_exhaustive]
 pub struct RunTaskRequest {
     pub provider_id: String,
     pub task: String,
@@ -255,20 +321,36 @@ pub struct RunTaskRequest {
     pub workdir: Option<String>,
 }
 
+impl RunTaskRequest {
+    /// Runs `run` on the allocation `provider_id` for `task`; set the other fields after.
+    pub fn new(provider_id: impl Into<String>, task: impl Into<String>, run: impl Into<String>) -> Self {
+        RunTaskRequest { provider_id: provider_id.into(), task: task.into(), run: run.into(), ..Default::default() }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunTaskResponse {
     /// Where the task's log is.
     pub log: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+#[non_exhaustive]
 pub struct TaskStatusRequest {
     pub provider_id: String,
+}
+
+impl TaskStatusRequest {
+    pub fn new(provider_id: impl Into<String>) -> Self {
+        TaskStatusRequest { provider_id: provider_id.into() }
+    }
 }
 
 /// Where a run stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
+#[non_exhaustive]
 pub enum RunState {
     Running,
     Succeeded,
@@ -284,10 +366,18 @@ pub struct TaskStatusResponse {
 
 /// Request of [`Provider::transfer`]: copy a directory tree between URIs. The allocation's
 /// own directories are `sandbox://PROVIDER_ID/inputs/NAME` and `.../outputs/NAME`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+#[non_exhaustive]
 pub struct TransferRequest {
     pub from: String,
     pub to: String,
+}
+
+impl TransferRequest {
+    pub fn new(from: impl Into<String>, to: impl Into<String>) -> Self {
+        TransferRequest { from: from.into(), to: to.into() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -296,9 +386,17 @@ pub struct TransferResponse {
     pub checksum: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+#[non_exhaustive]
 pub struct ReleaseRequest {
     pub provider_id: String,
+}
+
+impl ReleaseRequest {
+    pub fn new(provider_id: impl Into<String>) -> Self {
+        ReleaseRequest { provider_id: provider_id.into() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -307,10 +405,25 @@ pub struct ReleaseResponse {
     pub released: bool,
 }
 
-/// Request of [`Provider::read`]: what exists that carries these tags.
+/// Request of [`Provider::read`]: what exists that carries these tags (all of them; no tags:
+/// everything skyform created that the provider can see).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+#[non_exhaustive]
 pub struct ReadRequest {
     pub owner_tags: std::collections::BTreeMap<String, String>,
+}
+
+impl ReadRequest {
+    /// Everything carrying skyform's owner tags.
+    pub fn all() -> Self {
+        ReadRequest::default()
+    }
+
+    /// What carries every one of `owner_tags`.
+    pub fn tagged(owner_tags: std::collections::BTreeMap<String, String>) -> Self {
+        ReadRequest { owner_tags }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

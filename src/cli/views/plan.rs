@@ -2,7 +2,7 @@
 //! document, the markdown pull-request comment, and the line-delimited JSON events of
 //! `plan -json`. Pure: each returns a string.
 
-use super::{money, Action, Change, Plan};
+use crate::plan::{money, Action, Change, Plan};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -102,7 +102,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
     for ((a, cloud), (n, b, af)) in &groups {
         rows.push(vec![format!("{:?}", a).to_lowercase(), cloud.clone(), n.to_string(), usd(*b), usd(*af)]);
     }
-    for line in crate::cli::output::table(&rows).lines() {
+    for line in super::table(&rows).lines() {
         let _ = writeln!(s, "  {line}");
     }
     let _ = writeln!(s);
@@ -223,7 +223,7 @@ fn block(s: &mut String, c: &Change, color: bool) {
     let _ = writeln!(s, "    }}");
 }
 
-fn attr_diff(s: &mut String, d: &super::AttrDiff, width: usize, color: bool) {
+fn attr_diff(s: &mut String, d: &crate::plan::AttrDiff, width: usize, color: bool) {
     let show =
         |v: &Option<String>| v.as_ref().map(|v| if d.sensitive { "(sensitive value)".to_string() } else { v.clone() });
     let (b, a) = (show(&d.before), show(&d.after));
@@ -303,7 +303,7 @@ pub fn json(plan: &Plan) -> serde_json::Value {
         .collect();
     let (a, c, d) = plan.counts();
     serde_json::json!({
-        "format_version": super::FORMAT_VERSION,
+        "format_version": crate::plan::FORMAT_VERSION,
         "skyform_version": env!("CARGO_PKG_VERSION"),
         "job": plan.job,
         "lineage": plan.lineage,

@@ -1,0 +1,72 @@
+//! What the engine reports while it works ([`Event`]) and who listens ([`Hooks`]). The
+//! engine never prints: the CLI renders events as text, progress bars or JSON lines, and
+//! tests record them to assert the sequence.
+
+use crate::config::TaskAddr;
+use crate::state::TaskStatus;
+use skyform_provider::{ErrorKind, Scope};
+
+/// What the engine reports while it works.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// An allocation left by an interrupted apply was found: adopted (its run had finished
+    /// and its outputs are kept) or released.
+    Recovered { task: TaskAddr, provider_id: String, adopted: bool },
+    Allocating { task: TaskAddr, attempt: u32, location: String, instance_type: String, spot: bool },
+    AllocationFailed { task: TaskAddr, location: String, kind: ErrorKind, scope: Scope, message: String },
+    Running { task: TaskAddr, run: u32, log: String },
+    RunFailed { task: TaskAddr, run: u32, exit_code: Option<i32>, log: String, retrying: bool },
+    Preempted { task: TaskAddr, location: String, recovery: String },
+    Transferred { task: TaskAddr, what: String, bytes: u64, cost: f64 },
+    TaskDone { task: TaskAddr, status: TaskStatus, cost: f64 },
+    Destroyed { task: TaskAddr },
+    /// Something the user should know that is not a task's step (a release that failed, an
+    /// interrupt).
+    Interrupted { message: String },
+}
+
+impl Event {
+    /// The task the event is about, when it is about one.
+    pub fn task(&self) -> Option<&TaskAddr> {
+        match self {
+            Event::Recovered { task, .. }
+            | Event::Allocating { task, .. }
+            | Event::AllocationFailed { task, .. }
+            | Event::Running { task, .. }
+            | Event::RunFailed { task, .. }
+            | Event::Preempted { task, .. }
+            | Event::Transferred { task, .. }
+            | Event::TaskDone { task, .. }
+            | Event::Destroyed { task } => Some(task),
+            Event::Interrupted { .. } => None,
+        }
+    }
+
+    /// True for events that mean something went wrong (rendered as warnings).
+    pub fn is_warning(&self) -> bool {
+        matches!(self, Event::AllocationFailed { .. } | Event::RunFailed { .. })
+    }
+}
+
+/// Receives events (the CLI renders them as text, progress bars or JSON lines).
+pub trait Hooks: Send + Sync {
+    fn event(&self, e: &Event);
+}
+
+/// Hooks that keep every event, in order (tests; `skyform` uses its views).
+#[derive(Default)]
+pub struct Recorder(std::sync::Mutex<Vec<Event>>);
+
+impl Recorder {
+    /// The events so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.0.lock().expect("lock").clone()
+    }
+}
+
+impl Hooks for Recorder {
+    fn event(&self, e: &Event) {
+        self.0.lock().expect("lock").push(e.clone());
+    }
+}

@@ -1,0 +1,139 @@
+//! Settling what an earlier apply left behind, and releasing allocations.
+//!
+//! Before work starts, every intent (allocation written to state before its provider
+//! call) that is not released is looked up by its idempotency token: a run that finished
+//! is adopted — its outputs collected and the task recorded as succeeded — anything else is
+//! released. Resources carrying this state's lineage that the state does not know (a crash
+//! between the provider call and the commit of its id) are released too. So nothing is
+//! left that skyform cannot find, and a finished task does not run again.
+
+use super::call::Shared;
+use super::events::Event;
+use super::ApplyError;
+use crate::config::TaskAddr;
+use crate::state::{Allocation, TaskStatus};
+use skyform_provider::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+fn lineage_tags(lineage: &str) -> BTreeMap<String, String> {
+    [("skyform:lineage".to_string(), lineage.to_string())].into()
+}
+
+impl Shared {
+    /// Releases every unreleased allocation of a task (and records it).
+    pub async fn release_all(&self, addr: &TaskAddr) -> Result<(), ApplyError> {
+        let allocs: Vec<(usize, Allocation)> = {
+            let st = self.state.lock().await;
+            st.tasks
+                .get(addr)
+                .map(|t| t.allocations.iter().cloned().enumerate().filter(|(_, a)| a.released.is_none()).collect())
+                .unwrap_or_default()
+        };
+        for (i, a) in allocs {
+            if let Some(id) = a.provider_id.clone() {
+                let r = self.call(&a.placement.cloud, move |p| p.release(&ReleaseRequest::new(id.clone()))).await;
+                if let Err(e) = r {
+                    if e.kind != ErrorKind::Unsupported {
+                        self.event(Event::Interrupted { message: format!("{addr}: release failed: {e}") });
+                        continue;
+                    }
+                }
+            }
+            let now = self.now();
+            self.commit(addr, |s| {
+                if let Some(x) = s.tasks.get_mut(addr).and_then(|t| t.allocations.get_mut(i)) {
+                    x.released = Some(now);
+                    x.status = "released".into();
+                }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Settles intents left by an earlier apply that did not finish (see the module doc).
+    pub async fn recover(self: &Arc<Self>) -> Result<(), ApplyError> {
+        let st = self.state.lock().await.clone();
+        let lineage = st.lineage.clone();
+        for (addr, t) in &st.tasks {
+            for (i, a) in t.allocations.iter().enumerate() {
+                if a.released.is_some() {
+                    continue;
+                }
+                // Find it by token (the intent was written before the call).
+                let token = a.idempotency_token.clone();
+                let tags = lineage_tags(&lineage);
+                let found = self
+                    .call(&a.placement.cloud, move |p| p.read(&ReadRequest::tagged(tags.clone())))
+                    .await
+                    .ok()
+                    .and_then(|r| r.resources.into_iter().find(|x| x.idempotency_token == token));
+                let objects = match &found {
+                    Some(res) if res.state == RunState::Succeeded && t.status != TaskStatus::Succeeded => {
+                        self.gather_outputs(addr, &res.provider_id, &a.placement).await.ok()
+                    }
+                    _ => None,
+                };
+                let adopted = objects.is_some();
+                let cost = a.placement.hourly * a.placement.hours;
+                let now = self.now();
+                // Adopted: succeeded with its outputs, committed before the release.
+                if let Some(objects) = objects {
+                    self.commit(addr, |s| {
+                        if let Some(tt) = s.tasks.get_mut(addr) {
+                            tt.data = objects;
+                            tt.status = TaskStatus::Succeeded;
+                            tt.tainted = false;
+                            if let Some(r) = tt.runs.last_mut() {
+                                r.status = TaskStatus::Succeeded;
+                                r.exit_code = Some(0);
+                                r.end = Some(now);
+                                r.cost = cost;
+                            }
+                        }
+                    })
+                    .await?;
+                }
+                if let Some(res) = &found {
+                    let id = res.provider_id.clone();
+                    let _ = self.call(&a.placement.cloud, move |p| p.release(&ReleaseRequest::new(id.clone()))).await;
+                }
+                self.commit(addr, |s| {
+                    if let Some(tt) = s.tasks.get_mut(addr) {
+                        if let Some(x) = tt.allocations.get_mut(i) {
+                            x.released = Some(now);
+                            x.status = if adopted { "adopted".into() } else { "released".into() };
+                        }
+                        if !adopted && tt.status == TaskStatus::Running {
+                            tt.status = TaskStatus::Pending;
+                        }
+                    }
+                })
+                .await?;
+                if let Some(res) = found {
+                    self.event(Event::Recovered { task: addr.clone(), provider_id: res.provider_id, adopted });
+                }
+            }
+        }
+        // Orphans: tagged with our lineage, unknown to the state.
+        let known: BTreeSet<String> =
+            st.tasks.values().flat_map(|t| t.allocations.iter().map(|a| a.idempotency_token.clone())).collect();
+        for cloud in self.providers.keys() {
+            let tags = lineage_tags(&lineage);
+            let found = self.call(cloud, move |p| p.read(&ReadRequest::tagged(tags.clone()))).await;
+            for r in found.map(|r| r.resources).unwrap_or_default() {
+                if !known.contains(&r.idempotency_token) {
+                    let id = r.provider_id.clone();
+                    let _ = self.call(cloud, move |p| p.release(&ReleaseRequest::new(id.clone()))).await;
+                    self.event(Event::Recovered {
+                        task: TaskAddr(r.owner_tags.get("skyform:task").cloned().unwrap_or_default()),
+                        provider_id: r.provider_id,
+                        adopted: false,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}

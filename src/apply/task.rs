@@ -1,0 +1,447 @@
+//! One task, from intent to settlement: [`run_task`] walks the task's placements (the
+//! plan's choice, then its ranked alternatives within `policy.failover`) through three
+//! steps —
+//!
+//! - **place**: write the intent (allocation with idempotency token and owner tags) to the
+//!   state, then allocate. A capacity, quota or unauthorized error (or a location that keeps
+//!   timing out) blocks its scope in the tracker and moves on to the next placement outside
+//!   that scope; any other error fails the task.
+//! - **execute**: stage the inputs, start the run, poll it until it ends (an interrupt
+//!   gives running tasks the grace period, then cancels them).
+//! - **settle**: a success collects the outputs and commits "succeeded" with them *before*
+//!   the allocation is released (so a crash in between never runs the task again); a
+//!   preemption follows the task's `recovery`; a failure retries in place up to `retries`.
+
+use super::call::Shared;
+use super::data::loc;
+use super::events::Event;
+use super::ApplyError;
+use crate::config::{Recovery, Task, TaskAddr};
+use crate::plan::Change;
+use crate::state::{Allocation, PlacementRecord, Run, TaskStatus};
+use skyform_provider::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The placements a task may use, in order, and how far it got.
+struct Walk {
+    candidates: Vec<PlacementRecord>,
+    idx: usize,
+    /// Allocation attempts so far (bounded by `policy.failover.max_attempts`).
+    attempts: u32,
+    /// Runs started so far.
+    runs: u32,
+    max_attempts: u32,
+}
+
+impl Walk {
+    fn new(change: &Change, sh: &Shared) -> Option<Walk> {
+        let planned = change.after.as_ref()?;
+        let failover = &sh.spec.policy.failover;
+        let budget = planned.placement.cost * (1.0 + failover.max_cost_increase) + 1e-9;
+        let mut candidates = vec![planned.placement.clone()];
+        candidates.extend(planned.alternatives.iter().filter(|a| a.cost <= budget).cloned());
+        Some(Walk { candidates, idx: 0, attempts: 0, runs: 0, max_attempts: failover.max_attempts })
+    }
+
+    /// The next placement to try: not blocked in the tracker, within the attempts allowed.
+    fn next(&mut self, sh: &Shared) -> Option<PlacementRecord> {
+        while let Some(c) = self.candidates.get(self.idx) {
+            let blocked = sh.tracker.as_ref().and_then(|t| t.view(sh.now()).ok()).is_some_and(|v| {
+                v.blocked(&loc(c)).is_some()
+            });
+            if !blocked {
+                break;
+            }
+            self.idx += 1;
+        }
+        let c = self.candidates.get(self.idx)?.clone();
+        if self.attempts >= self.max_attempts {
+            return None;
+        }
+        self.attempts += 1;
+        Some(c)
+    }
+
+    /// Moves past the current placement and every later one inside `scope` around it.
+    fn skip(&mut self, scope: Scope, here: &Location) {
+        self.idx += 1;
+        while self.candidates.get(self.idx).is_some_and(|c| loc(c).within(scope, here)) {
+            self.idx += 1;
+        }
+    }
+}
+
+/// An allocation that exists, for one placement.
+struct Placed {
+    cand: PlacementRecord,
+    /// The index of its allocation record in the task's state.
+    slot: usize,
+    provider_id: String,
+}
+
+enum Step<T> {
+    Go(T),
+    /// Try the next placement.
+    Next,
+    /// The task ends with this status.
+    End(TaskStatus),
+}
+
+/// Runs one task to its end. Returns its final status.
+pub(crate) async fn run_task(sh: &Arc<Shared>, change: &Change) -> Result<TaskStatus, ApplyError> {
+    let addr = &change.address;
+    let Some(task) = sh.spec.tasks.get(addr).cloned() else { return Ok(TaskStatus::Failed) };
+    let Some(mut walk) = Walk::new(change, sh) else { return Ok(TaskStatus::Failed) };
+    let lineage = sh.state.lock().await.lineage.clone();
+    loop {
+        if sh.cancelled() {
+            return Ok(TaskStatus::Pending);
+        }
+        let Some(cand) = walk.next(sh) else { break };
+        let placed = match place(sh, &task, &mut walk, cand, &lineage).await? {
+            Step::Go(p) => p,
+            Step::Next => continue,
+            Step::End(s) => return Ok(s),
+        };
+        let ran = match execute(sh, &task, &placed, &mut walk).await? {
+            Step::Go(r) => r,
+            Step::Next => continue,
+            Step::End(s) => return Ok(s),
+        };
+        match settle(sh, &task, &placed, &mut walk, ran).await? {
+            Step::Go(()) | Step::Next => continue,
+            Step::End(s) => return Ok(s),
+        }
+    }
+    let failover = &sh.spec.policy.failover;
+    sh.commit(addr, |s| {
+        if let Some(t) = s.tasks.get_mut(addr) {
+            t.status = TaskStatus::Failed;
+            t.tainted = true;
+        }
+    })
+    .await?;
+    sh.event(Event::AllocationFailed {
+        task: addr.clone(),
+        location: "-".into(),
+        kind: ErrorKind::CapacityUnavailable,
+        scope: Scope::Cloud,
+        message: format!(
+            "no placement left within policy.failover (max {} attempts, +{:.0}% cost)",
+            failover.max_attempts,
+            failover.max_cost_increase * 100.0
+        ),
+    });
+    sh.event(Event::TaskDone { task: addr.clone(), status: TaskStatus::Failed, cost: 0.0 });
+    Ok(TaskStatus::Failed)
+}
+
+/// Marks the task failed (tainted: the next plan replaces it) and reports it.
+async fn fail(sh: &Shared, addr: &TaskAddr, cost: f64) -> Result<TaskStatus, ApplyError> {
+    sh.commit(addr, |s| {
+        if let Some(t) = s.tasks.get_mut(addr) {
+            t.status = TaskStatus::Failed;
+            t.tainted = true;
+        }
+    })
+    .await?;
+    sh.event(Event::TaskDone { task: addr.clone(), status: TaskStatus::Failed, cost });
+    Ok(TaskStatus::Failed)
+}
+
+/// Intent, then allocation, at `cand`.
+async fn place(
+    sh: &Shared,
+    task: &Task,
+    walk: &mut Walk,
+    cand: PlacementRecord,
+    lineage: &str,
+) -> Result<Step<Placed>, ApplyError> {
+    let addr = &task.address;
+    let here = loc(&cand);
+    let token = uuid::Uuid::new_v4().to_string();
+    let tags: BTreeMap<String, String> = [
+        ("skyform:lineage", lineage.to_string()),
+        ("skyform:job", sh.spec.name.clone()),
+        ("skyform:task", addr.to_string()),
+        ("skyform:attempt", walk.attempts.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    // The intent, before the call.
+    let intent = Allocation {
+        provider: cand.cloud.clone(),
+        placement: cand.clone(),
+        provider_id: None,
+        owner_tags: tags.clone(),
+        idempotency_token: token.clone(),
+        created: sh.now(),
+        released: None,
+        status: "requested".into(),
+    };
+    let slot = sh.state.lock().await.tasks.get(addr).map(|t| t.allocations.len()).unwrap_or(0);
+    sh.commit(addr, |s| {
+        let t = s.tasks.entry(addr.clone()).or_default();
+        t.allocations.push(intent);
+        t.placement = Some(cand.clone());
+    })
+    .await?;
+    sh.event(Event::Allocating {
+        task: addr.clone(),
+        attempt: walk.attempts,
+        location: here.to_string(),
+        instance_type: cand.instance_type.clone(),
+        spot: cand.spot,
+    });
+    let mut req = AllocateRequest::new(addr.to_string(), here.clone(), cand.instance_type.clone(), token);
+    req.spot = cand.spot;
+    req.num_nodes = task.resources.num_nodes.max(1);
+    req.owner_tags = tags;
+    req.accelerator = cand.accelerator.clone();
+    req.disk_gb = task.resources.disk_gb.map(|d| d.ceil() as u32);
+    match sh.allocate(&cand.cloud, req).await {
+        Ok(a) => Ok(Step::Go(Placed { cand, slot, provider_id: a.provider_id })),
+        Err(e) => {
+            let now = sh.now();
+            sh.commit(addr, |s| {
+                if let Some(x) = s.tasks.get_mut(addr).and_then(|t| t.allocations.get_mut(slot)) {
+                    x.status = format!("failed: {}", e.kind);
+                    x.released = Some(now);
+                }
+            })
+            .await?;
+            sh.event(Event::AllocationFailed {
+                task: addr.clone(),
+                location: here.to_string(),
+                kind: e.kind,
+                scope: e.scope,
+                message: e.message.clone(),
+            });
+            // A location that keeps timing out or failing transiently is blocked like one
+            // without capacity, so a hanging region cannot stall the run.
+            if e.kind.blocks_location() || matches!(e.kind, ErrorKind::Transient | ErrorKind::Throttled) {
+                if let Some(t) = &sh.tracker {
+                    let at = e.location.as_deref().cloned().unwrap_or_else(|| here.clone());
+                    let _ = t.record_failure(&at, e.scope, e.kind, &e.message, now);
+                }
+                // Skip the rest of the blocked scope in this run, too.
+                walk.skip(e.scope, &here);
+                return Ok(Step::Next);
+            }
+            Ok(Step::End(fail(sh, addr, 0.0).await?))
+        }
+    }
+}
+
+/// How a run ended.
+struct Ran {
+    result: RunState,
+    cost: f64,
+    log: String,
+    cancelled: bool,
+}
+
+/// Stage the inputs, start the run and poll it to its end.
+async fn execute(sh: &Shared, task: &Task, placed: &Placed, walk: &mut Walk) -> Result<Step<Ran>, ApplyError> {
+    let addr = &task.address;
+    let Placed { cand, slot, provider_id } = placed;
+    let slot = *slot;
+    if let Err(e) = sh.stage_inputs(task, provider_id, cand).await {
+        let pid = provider_id.clone();
+        sh.commit(addr, |s| {
+            if let Some(x) = s.tasks.get_mut(addr).and_then(|t| t.allocations.get_mut(slot)) {
+                x.provider_id = Some(pid);
+                x.status = "allocated".into();
+            }
+        })
+        .await?;
+        sh.event(Event::RunFailed {
+            task: addr.clone(),
+            run: walk.runs,
+            exit_code: None,
+            log: e.to_string(),
+            retrying: false,
+        });
+        sh.release_all(addr).await?;
+        return Ok(Step::End(fail(sh, addr, 0.0).await?));
+    }
+    walk.runs += 1;
+    let mut rreq = RunTaskRequest::new(provider_id.clone(), addr.to_string(), task.run.clone());
+    rreq.setup = task.setup.clone();
+    rreq.env = task.env.clone();
+    rreq.inputs = task.inputs.keys().cloned().collect();
+    rreq.outputs = task.outputs.keys().cloned().collect();
+    rreq.workdir = task.workdir.clone();
+    let started = Instant::now();
+    let log = match sh.call(&cand.cloud, move |p| p.run_task(&rreq)).await {
+        Ok(r) => r.log,
+        Err(e) => e.to_string(),
+    };
+    let (run_no, log2, pid, now) = (walk.runs, log.clone(), provider_id.clone(), sh.now());
+    sh.commit(addr, |s| {
+        if let Some(t) = s.tasks.get_mut(addr) {
+            t.status = TaskStatus::Running;
+            t.runs.push(Run {
+                attempt: run_no,
+                status: TaskStatus::Running,
+                exit_code: None,
+                log: Some(log2),
+                start: now,
+                end: None,
+                cost: 0.0,
+            });
+            if let Some(x) = t.allocations.get_mut(slot) {
+                x.provider_id = Some(pid);
+                x.status = "running".into();
+            }
+        }
+    })
+    .await?;
+    sh.event(Event::Running { task: addr.clone(), run: walk.runs, log: log.clone() });
+    let result = poll(sh, &cand.cloud, provider_id).await;
+    let hours = started.elapsed().as_secs_f64() / 3600.0;
+    let cost = cand.hourly * hours * task.resources.num_nodes.max(1) as f64;
+    let cancelled = sh.cancelled() && result != RunState::Succeeded;
+    Ok(Step::Go(Ran { result, cost, log, cancelled }))
+}
+
+/// Polls a run until it ends (or the grace period after an interrupt runs out).
+async fn poll(sh: &Shared, cloud: &str, provider_id: &str) -> RunState {
+    let mut delay = Duration::from_millis(2);
+    let mut grace_started: Option<Instant> = None;
+    loop {
+        let id = provider_id.to_string();
+        match sh.call(cloud, move |p| p.task_status(&TaskStatusRequest::new(id.clone()))).await {
+            Ok(s) if s.state != RunState::Running => return s.state,
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::Preempted => return RunState::Preempted,
+            Err(_) => {}
+        }
+        if sh.cancelled() {
+            let g = *grace_started.get_or_insert_with(Instant::now);
+            if g.elapsed() >= sh.opts.grace || sh.hard_cancel.load(std::sync::atomic::Ordering::SeqCst) {
+                return RunState::Failed { exit_code: None };
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 3 / 2).min(Duration::from_millis(200));
+    }
+}
+
+/// What a run's end means for the task.
+async fn settle(sh: &Shared, task: &Task, placed: &Placed, walk: &mut Walk, ran: Ran) -> Result<Step<()>, ApplyError> {
+    let addr = &task.address;
+    let Placed { cand, slot, provider_id } = placed;
+    let slot = *slot;
+    let here = loc(cand);
+    let Ran { result, cost, log, cancelled } = ran;
+    match result {
+        RunState::Succeeded => {
+            let collected = sh.gather_outputs(addr, provider_id, cand).await;
+            let ok = collected.is_ok();
+            let status = if ok { TaskStatus::Succeeded } else { TaskStatus::Failed };
+            let objects = collected.unwrap_or_default();
+            let now = sh.now();
+            // Succeeded, with where its outputs are, before anything is released.
+            sh.commit(addr, |s| {
+                if let Some(t) = s.tasks.get_mut(addr) {
+                    t.data = objects;
+                    t.status = status;
+                    t.tainted = !ok;
+                    if let Some(r) = t.runs.last_mut() {
+                        r.status = status;
+                        r.exit_code = Some(0);
+                        r.end = Some(now);
+                        r.cost = cost;
+                    }
+                }
+            })
+            .await?;
+            let id = provider_id.clone();
+            let released = sh.call(&cand.cloud, move |p| p.release(&ReleaseRequest::new(id.clone()))).await.is_ok();
+            if released {
+                let now = sh.now();
+                sh.commit(addr, |s| {
+                    if let Some(x) = s.tasks.get_mut(addr).and_then(|t| t.allocations.get_mut(slot)) {
+                        x.released = Some(now);
+                        x.status = "released".into();
+                    }
+                })
+                .await?;
+            } else {
+                sh.release_all(addr).await?;
+            }
+            sh.event(Event::TaskDone { task: addr.clone(), status, cost });
+            Ok(Step::End(status))
+        }
+        RunState::Preempted => {
+            sh.release_all(addr).await?;
+            let now = sh.now();
+            sh.commit(addr, |s| {
+                if let Some(t) = s.tasks.get_mut(addr) {
+                    t.status = TaskStatus::Preempted;
+                    if let Some(r) = t.runs.last_mut() {
+                        r.status = TaskStatus::Preempted;
+                        r.end = Some(now);
+                        r.cost = cost;
+                    }
+                }
+            })
+            .await?;
+            if let Some(t) = &sh.tracker {
+                let _ = t.record_preemption(&here, &cand.instance_type, now);
+            }
+            let recovery = task.recovery;
+            sh.event(Event::Preempted { task: addr.clone(), location: here.to_string(), recovery: format!("{recovery:?}") });
+            match recovery {
+                Recovery::SameZone => {}
+                Recovery::NextZone | Recovery::NextRegion => {
+                    let scope = if recovery == Recovery::NextZone { Scope::Zone } else { Scope::Region };
+                    if let Some(t) = &sh.tracker {
+                        let _ = t.record_failure(&here, scope, ErrorKind::Preempted, "preempted", now);
+                    }
+                    walk.skip(scope, &here);
+                }
+            }
+            Ok(Step::Next)
+        }
+        RunState::Failed { exit_code } => {
+            sh.release_all(addr).await?;
+            let retrying = !cancelled && walk.runs <= task.retries;
+            let status = if cancelled || retrying { TaskStatus::Pending } else { TaskStatus::Failed };
+            let now = sh.now();
+            sh.commit(addr, |s| {
+                if let Some(t) = s.tasks.get_mut(addr) {
+                    t.status = status;
+                    t.tainted = status == TaskStatus::Failed;
+                    if let Some(r) = t.runs.last_mut() {
+                        r.status = TaskStatus::Failed;
+                        r.exit_code = exit_code;
+                        r.end = Some(now);
+                        r.cost = cost;
+                    }
+                }
+            })
+            .await?;
+            sh.event(Event::RunFailed { task: addr.clone(), run: walk.runs, exit_code, log, retrying });
+            if cancelled {
+                return Ok(Step::End(TaskStatus::Pending));
+            }
+            if retrying {
+                // Same placement again: a run failure says nothing about the location.
+                walk.attempts = walk.attempts.saturating_sub(1);
+                return Ok(Step::Next);
+            }
+            sh.event(Event::TaskDone { task: addr.clone(), status: TaskStatus::Failed, cost });
+            Ok(Step::End(TaskStatus::Failed))
+        }
+        other => {
+            sh.release_all(addr).await?;
+            sh.event(Event::Interrupted { message: format!("{addr}: the provider reported {other:?}") });
+            Ok(Step::End(fail(sh, addr, cost).await?))
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! [`Ctx`]: what one command works with. It holds the job directory, colour, the argv (for
+//! ordered `-var`/`-var-file`), the provider registry and the clock, and loads the job at
+//! most once (`config::load` + the registry's check of its provider and backend blocks).
+//! Every path a command needs — state, tracker — and every expensive thing — catalog,
+//! tracker view, providers, the planning pipeline — is reached through it, so commands do
+//! not repeat that work or decide it differently.
+
+use super::backend::{self, Opened};
+use super::views;
+use super::StateArgs;
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::config::{Diagnostics, JobSpec, LoadOptions, Loaded, TaskAddr};
+use crate::pipeline::{self, PipelineError, Planned};
+use crate::providers::{Providers, Registry};
+use crate::state::StateStore;
+use crate::tracker::{Tracker, TrackerView};
+use skyform_provider::BuildContext;
+use std::cell::{Cell, OnceCell};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What a plan is asked for (the flags `plan`, `apply`, `destroy` and `graph` share).
+#[derive(Debug, Clone, Default)]
+pub struct PlanRequest {
+    pub destroy: bool,
+    pub replace: Vec<String>,
+    pub target: Vec<String>,
+    pub exclude: Vec<String>,
+    pub state: StateArgs,
+}
+
+/// The context of one command.
+pub struct Ctx {
+    /// The job directory (after -chdir).
+    pub dir: PathBuf,
+    pub color: bool,
+    /// The normalized argv.
+    pub argv: Vec<String>,
+    pub registry: Registry,
+    pub clock: Arc<dyn Clock>,
+    job: OnceCell<Result<Loaded, Diagnostics>>,
+    reported: Cell<bool>,
+}
+
+impl Ctx {
+    pub fn new(dir: PathBuf, color: bool, argv: Vec<String>, registry: Registry) -> Ctx {
+        Ctx {
+            dir,
+            color,
+            argv,
+            registry,
+            clock: crate::clock::system(),
+            job: OnceCell::new(),
+            reported: Cell::new(false),
+        }
+    }
+
+    /// Variables (`-var`, `-var-file`, `SKYFORM_VAR_*`) and the cloud names of the registry.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            var_args: super::ordered_var_args(&self.argv),
+            env_vars: std::env::vars()
+                .filter_map(|(k, v)| k.strip_prefix("SKYFORM_VAR_").map(|n| (n.to_string(), v)))
+                .collect(),
+            clouds: self.registry.names(),
+        }
+    }
+
+    /// The job, loaded and checked once: its diagnostics (errors, or the warnings of a
+    /// valid job) are kept with it.
+    pub fn job(&self) -> Result<&Loaded, &Diagnostics> {
+        self.job
+            .get_or_init(|| {
+                let mut loaded = crate::config::load(&self.dir, &self.load_options())?;
+                let checked = self.registry.check(&loaded);
+                if checked.has_errors() {
+                    let mut all = loaded.warnings.clone();
+                    all.0.extend(checked.0);
+                    return Err(all.sorted());
+                }
+                loaded.warnings.0.extend(checked.0);
+                Ok(loaded)
+            })
+            .as_ref()
+    }
+
+    /// The job when it loads, printing its diagnostics (once per command) either way.
+    pub fn job_or_report(&self) -> Option<&Loaded> {
+        let r = self.job();
+        if !self.reported.replace(true) {
+            match &r {
+                Ok(l) => views::print_diagnostics(&l.warnings, self.color),
+                Err(d) => views::print_diagnostics(d, self.color),
+            }
+        }
+        r.ok()
+    }
+
+    /// The job when it loads (silently: for commands that also work without one).
+    pub fn job_opt(&self) -> Option<&Loaded> {
+        self.job().ok()
+    }
+
+    /// True when the directory holds `*.sky.hcl` files.
+    pub fn has_job_files(&self) -> bool {
+        std::fs::read_dir(&self.dir)
+            .map(|rd| rd.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().ends_with(".sky.hcl")))
+            .unwrap_or(false)
+    }
+
+    /// The local state path: `-state`, else `skyform { state_path }`, else `.skyform/state`.
+    pub fn state_path(&self, args: &StateArgs) -> PathBuf {
+        if let Some(p) = &args.state {
+            return self.dir.join(p);
+        }
+        if let Some(p) = self.job_opt().and_then(|l| l.spec.settings.state_path.clone()) {
+            return self.dir.join(p);
+        }
+        self.dir.join(".skyform").join("state")
+    }
+
+    /// The tracker: `$SKYFORM_TRACKER`, else `skyform { tracker_path }`, else
+    /// `.skyform/tracker`.
+    pub fn tracker_path(&self) -> PathBuf {
+        if let Some(p) = std::env::var_os("SKYFORM_TRACKER") {
+            return PathBuf::from(p);
+        }
+        if let Some(p) = self.job_opt().and_then(|l| l.spec.settings.tracker_path.clone()) {
+            return self.dir.join(p);
+        }
+        self.dir.join(".skyform").join("tracker")
+    }
+
+    /// The tracker view for planning (read-only; an absent tracker is empty).
+    pub fn tracker_view(&self) -> anyhow::Result<TrackerView> {
+        let path = self.tracker_path();
+        let now = self.clock.now();
+        if !path.exists() {
+            return Ok(TrackerView { now, ..Default::default() });
+        }
+        Ok(Tracker::read_view(&path, now)?)
+    }
+
+    /// The catalog a job plans against (its source plus the offerings of its providers).
+    pub fn catalog(&self, spec: &JobSpec) -> anyhow::Result<Catalog> {
+        Ok(Catalog::for_job(spec, &self.registry)?)
+    }
+
+    /// What providers are built with.
+    pub fn build_context(&self) -> BuildContext {
+        BuildContext::new(self.dir.clone())
+    }
+
+    /// The providers of the job's enabled clouds compiled into this build.
+    pub fn providers(&self, spec: &JobSpec) -> anyhow::Result<Providers> {
+        Ok(self.registry.providers(spec, &self.build_context())?)
+    }
+
+    /// Opens the job's state; with `lock`, takes the lock for that operation first.
+    pub fn open_state(&self, args: &StateArgs, lock: Option<&str>) -> anyhow::Result<Opened> {
+        backend::open(self, args, lock)
+    }
+
+    /// Runs the planning pipeline for the loaded job; prints what went wrong (diagnostics,
+    /// an infeasible policy) and returns None then.
+    pub fn plan(&self, loaded: &Loaded, req: &PlanRequest) -> anyhow::Result<Option<Planned>> {
+        let spec = &loaded.spec;
+        let catalog = self.catalog(spec)?;
+        let view = self.tracker_view()?;
+        let state = self.open_state(&req.state, None)?.store.read()?;
+        let addrs = |flag: &str, v: &[String]| -> anyhow::Result<Vec<TaskAddr>> {
+            v.iter().map(|s| s.parse().map_err(|e: String| anyhow::anyhow!("-{flag}: {e}"))).collect()
+        };
+        let opts = crate::plan::Options {
+            destroy: req.destroy,
+            replace: addrs("replace", &req.replace)?,
+            target: addrs("target", &req.target)?,
+            exclude: addrs("exclude", &req.exclude)?,
+            ..Default::default()
+        };
+        let inputs = pipeline::Inputs { spec, catalog: &catalog, tracker: &view, state: &state };
+        match pipeline::plan(&inputs, &opts) {
+            Ok(p) => {
+                for w in &p.warnings {
+                    errln!("Warning: {w}");
+                }
+                Ok(Some(p))
+            }
+            Err(PipelineError::Invalid(mut d)) => {
+                loaded.sources.fill_snippets(&mut d);
+                views::print_diagnostics(&d, self.color);
+                errln!("Error: the job has errors");
+                Ok(None)
+            }
+            Err(e) => {
+                errln!("Error: {e}");
+                Ok(None)
+            }
+        }
+    }
+}

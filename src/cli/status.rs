@@ -1,0 +1,75 @@
+//! `skyform status [-json] [-refresh=false]`: task states, placements and cost so far; by
+//! default live allocations are refreshed against their providers (drift: terminated or
+//! interrupted outside skyform).
+
+use super::views::{self, plan::usd};
+use super::{Ctx, StateArgs};
+use crate::state::StateStore;
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// As JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Ask the providers whether live allocations still exist (drift); `-refresh=false` reads
+    /// the state only
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub refresh: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+pub fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
+    let st = ctx.open_state(&a.state, None)?.store.read()?;
+    let live = st.tasks.values().any(|t| t.allocations.iter().any(|x| x.released.is_none() && x.provider_id.is_some()));
+    let drift = match (ctx.job_opt(), a.refresh && live) {
+        (Some(l), true) => crate::apply::drift(&st, &ctx.providers(&l.spec)?),
+        _ => Default::default(),
+    };
+    if a.json {
+        let rows: Vec<serde_json::Value> = st
+            .tasks
+            .iter()
+            .map(|(k, t)| {
+                serde_json::json!({
+                    "address": k, "status": t.status, "tainted": t.tainted, "placement": t.placement,
+                    "runs": t.runs.len(), "cost_so_far": crate::plan::money(t.cost_so_far()).to_string(),
+                    "drift": drift.get(k),
+                })
+            })
+            .collect();
+        views::print_json(&serde_json::json!({"serial": st.serial, "tasks": rows}));
+        return Ok(0);
+    }
+    if st.tasks.is_empty() {
+        outln!("No tasks in the state.");
+        return Ok(0);
+    }
+    let mut rows = vec![["TASK", "STATUS", "PLACEMENT", "INSTANCE", "RUNS", "COST SO FAR"].map(String::from).to_vec()];
+    let mut total = 0.0;
+    for (k, t) in &st.tasks {
+        total += t.cost_so_far();
+        let (place, it) = t
+            .placement
+            .as_ref()
+            .map(|p| {
+                (
+                    skyform_provider::Location::new(p.cloud.as_str(), p.region.as_str(), p.zone.as_str()).to_string(),
+                    p.instance_type.clone(),
+                )
+            })
+            .unwrap_or_else(|| ("-".into(), "-".into()));
+        let mut status = if t.tainted { format!("{} (tainted)", t.status) } else { t.status.to_string() };
+        if drift.contains_key(k) {
+            status.push_str(" (drifted)");
+        }
+        rows.push(vec![k.to_string(), status, place, it, t.runs.len().to_string(), usd(t.cost_so_far())]);
+    }
+    out!("{}", views::table(&rows));
+    outln!("Total cost so far: {}", usd(total));
+    for (k, d) in &drift {
+        outln!("Drift: {k}: {d}; the next apply releases it and runs the task again.");
+    }
+    Ok(0)
+}

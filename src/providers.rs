@@ -1,0 +1,311 @@
+//! # The provider registry
+//!
+//! The one place that names skyform's built-in providers and their cargo features. Every
+//! part of skyform that needs a provider asks a [`Registry`]: `validate` checks `provider`
+//! and `backend` blocks through it ([`Registry::check`]), the catalog gets the offerings of
+//! clouds it does not hold ([`Registry::offerings`]), `tracker refresh` its markets,
+//! `apply`/`status`/`logs`/`sweep` the providers ([`Registry::providers`]) and the state
+//! layer the object store of a remote backend ([`Registry::backend`]).
+//!
+//! Each provider crate exports a [`Factory`]; [`Registry::builtin`] lists them. A provider
+//! whose crate is not compiled in (a build without its feature) is still known by name, so
+//! a job that mentions it validates and plans — only acting on it says which feature is
+//! missing. Adding a cloud is: a crate with a factory, one line in `builtin`, catalog data.
+//! Tests add a fake provider with [`Registry::with`].
+//!
+//! No I/O here beyond what a factory does when it builds a provider (credentials,
+//! endpoints).
+
+use crate::config::{Diagnostic, Diagnostics, JobSpec, Loaded};
+use skyform_provider::factory::BackendStore;
+use skyform_provider::{BuildContext, Factory, Market, OfferingSpec, Provider, ProviderError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The providers of one job, by cloud name.
+pub type Providers = BTreeMap<String, Arc<dyn Provider>>;
+
+/// The backend kind that keeps the state in `.skyform/` (no provider behind it).
+pub const LOCAL_BACKEND: &str = "local";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("this build of skyform has no {name} provider; build it with the `{feature}` feature (cargo install --path . --features {feature})")]
+    NotBuilt { name: String, feature: &'static str },
+    #[error("there is no provider named \"{name}\" (known: {known})")]
+    Unknown { name: String, known: String },
+    #[error("provider \"{name}\": {source}")]
+    Build { name: String, source: ProviderError },
+    #[error("there is no state backend \"{kind}\" (known: {known})")]
+    UnknownBackend { kind: String, known: String },
+    #[error("backend \"{kind}\": {source}")]
+    Backend { kind: String, source: ProviderError },
+}
+
+enum Entry {
+    Built(Arc<dyn Factory>),
+    /// Known by name, not compiled into this build: the feature that adds it and the
+    /// backends it would serve.
+    NotBuilt { feature: &'static str, backends: &'static [&'static str] },
+}
+
+/// A market of the job, or why a cloud has none.
+pub enum MarketEntry {
+    Market(Box<dyn Market>),
+    /// The cloud's spot prices come from elsewhere (the provider says where).
+    Elsewhere { cloud: String, source: String },
+    Failed { cloud: String, error: RegistryError },
+}
+
+/// Provider factories by name.
+#[derive(Default)]
+pub struct Registry {
+    entries: BTreeMap<String, Entry>,
+}
+
+impl Registry {
+    /// The providers of this build.
+    pub fn builtin() -> Registry {
+        let mut r = Registry::default();
+        r.add(Arc::new(skyform_provider_local::LocalFactory));
+        #[cfg(feature = "aws")]
+        r.add(Arc::new(skyform_provider_aws::AwsFactory));
+        #[cfg(not(feature = "aws"))]
+        r.not_built("aws", "aws", &["s3"]);
+        r.not_built("gcp", "gcp", &["gcs"]);
+        r.not_built("azure", "azure", &["azurerm"]);
+        r
+    }
+
+    /// No providers at all (tests build their own).
+    pub fn empty() -> Registry {
+        Registry::default()
+    }
+
+    /// Adds (or replaces) a provider.
+    pub fn add(&mut self, f: Arc<dyn Factory>) -> &mut Registry {
+        self.entries.insert(f.name().to_string(), Entry::Built(f));
+        self
+    }
+
+    /// Adds (or replaces) a provider; for chaining.
+    pub fn with(mut self, f: Arc<dyn Factory>) -> Registry {
+        self.add(f);
+        self
+    }
+
+    fn not_built(&mut self, name: &str, feature: &'static str, backends: &'static [&'static str]) {
+        self.entries.insert(name.to_string(), Entry::NotBuilt { feature, backends });
+    }
+
+    /// Every provider name this build knows (compiled in or not), sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
+    }
+
+    /// The factory of `name`.
+    pub fn factory(&self, name: &str) -> Result<&Arc<dyn Factory>, RegistryError> {
+        match self.entries.get(name) {
+            Some(Entry::Built(f)) => Ok(f),
+            Some(Entry::NotBuilt { feature, .. }) => Err(RegistryError::NotBuilt { name: name.into(), feature }),
+            None => Err(RegistryError::Unknown { name: name.into(), known: self.names().join(", ") }),
+        }
+    }
+
+    /// Name → version of each provider compiled in (`None`: known, not in this build).
+    pub fn versions(&self) -> BTreeMap<String, Option<String>> {
+        self.entries
+            .iter()
+            .map(|(k, e)| {
+                (
+                    k.clone(),
+                    match e {
+                        Entry::Built(f) => Some(f.version()),
+                        Entry::NotBuilt { .. } => None,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Checks the job's `provider` blocks and its `backend` block (no I/O, no credentials).
+    /// Each problem points at the attribute to blame, or at the block.
+    pub fn check(&self, loaded: &Loaded) -> Diagnostics {
+        let mut d = Diagnostics::default();
+        let spec = &loaded.spec;
+        for (name, body) in &spec.providers {
+            let pos = loaded.positions.providers.get(name);
+            let at = |attr: Option<&str>| pos.map(|p| (p.of(attr), String::new()));
+            match self.entries.get(name) {
+                None => {
+                    let names = self.names();
+                    let hint = crate::config::diag::did_you_mean(name, names.iter().map(String::as_str))
+                        .map(|s| format!("did you mean \"{s}\"?"));
+                    d.push(
+                        Diagnostic::error(
+                            "Unknown provider",
+                            format!("There is no provider named \"{name}\". Known: {}.", names.join(", ")),
+                        )
+                        .at(at(None))
+                        .hint(hint),
+                    );
+                }
+                // Not in this build: nothing to check its block with; planning works, acting
+                // on it says which feature is missing.
+                Some(Entry::NotBuilt { .. }) => {}
+                Some(Entry::Built(f)) => {
+                    if let Err(e) = f.check(body) {
+                        d.push(
+                            Diagnostic::error("Invalid provider configuration", e.message)
+                                .at(at(e.attribute.as_deref())),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(be) = &spec.settings.backend {
+            let pos = loaded.positions.backend.as_ref();
+            let at = |attr: Option<&str>| pos.map(|p| (p.of(attr), String::new()));
+            match self.backend_factory(&be.kind) {
+                Ok(None) => {}
+                Ok(Some(f)) => {
+                    if let Err(e) = f.check_backend(&be.kind, &be.config) {
+                        d.push(
+                            Diagnostic::error("Invalid backend configuration", e.message)
+                                .at(at(e.attribute.as_deref())),
+                        );
+                    }
+                }
+                Err(RegistryError::NotBuilt { .. }) => {}
+                Err(e) => {
+                    d.push(Diagnostic::error("Unsupported backend", format!("{e}.")).at(at(None)));
+                }
+            }
+        }
+        loaded.sources.fill_snippets(&mut d);
+        d
+    }
+
+    /// The provider serving backend `kind` (`None` for the local backend).
+    fn backend_factory(&self, kind: &str) -> Result<Option<&Arc<dyn Factory>>, RegistryError> {
+        if kind == LOCAL_BACKEND {
+            return Ok(None);
+        }
+        for (name, e) in &self.entries {
+            match e {
+                Entry::Built(f) if f.backends().contains(&kind) => return Ok(Some(f)),
+                Entry::NotBuilt { feature, backends } if backends.contains(&kind) => {
+                    return Err(RegistryError::NotBuilt { name: name.clone(), feature })
+                }
+                _ => {}
+            }
+        }
+        let mut known = vec![LOCAL_BACKEND.to_string()];
+        for e in self.entries.values() {
+            match e {
+                Entry::Built(f) => known.extend(f.backends().iter().map(|s| s.to_string())),
+                Entry::NotBuilt { backends, .. } => known.extend(backends.iter().map(|s| s.to_string())),
+            }
+        }
+        known.sort();
+        Err(RegistryError::UnknownBackend { kind: kind.into(), known: known.join(", ") })
+    }
+
+    /// The object store of a remote state backend (`None` for the local backend).
+    pub fn backend(&self, kind: &str, body: &serde_json::Value) -> Result<Option<BackendStore>, RegistryError> {
+        let Some(f) = self.backend_factory(kind)? else { return Ok(None) };
+        f.backend(kind, body).map(Some).map_err(|source| RegistryError::Backend { kind: kind.into(), source })
+    }
+
+    /// The body of each enabled provider: the job's blocks, plus `local` (always enabled;
+    /// `{}` when the job has no block for it).
+    fn enabled<'a>(spec: &'a JobSpec, empty: &'a serde_json::Value) -> Vec<(&'a str, &'a serde_json::Value)> {
+        let mut v: Vec<(&str, &serde_json::Value)> = spec.providers.iter().map(|(k, b)| (k.as_str(), b)).collect();
+        if !spec.providers.contains_key(skyform_provider_local::CLOUD) {
+            v.push((skyform_provider_local::CLOUD, empty));
+        }
+        v
+    }
+
+    /// Offerings that enabled providers make from their configuration (clouds the catalog
+    /// does not hold, such as `local`), by cloud.
+    pub fn offerings(&self, spec: &JobSpec) -> Result<Vec<(String, Vec<OfferingSpec>)>, RegistryError> {
+        let empty = serde_json::json!({});
+        let mut out = Vec::new();
+        for (name, body) in Registry::enabled(spec, &empty) {
+            let Ok(f) = self.factory(name) else { continue };
+            let offered = f.offerings(body).map_err(|e| RegistryError::Build {
+                name: name.into(),
+                source: ProviderError::new(skyform_provider::ErrorKind::Other, None, e.message),
+            })?;
+            if let Some(o) = offered {
+                out.push((name.to_string(), o));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Builds the providers of every enabled cloud compiled into this build. A cloud known
+    /// but not built is left out ([`Registry::factory`] says why when it is needed).
+    pub fn providers(&self, spec: &JobSpec, ctx: &BuildContext) -> Result<Providers, RegistryError> {
+        let empty = serde_json::json!({});
+        let mut out = Providers::new();
+        for (name, body) in Registry::enabled(spec, &empty) {
+            match self.factory(name) {
+                Ok(f) => {
+                    let p = f
+                        .provider(body, ctx)
+                        .map_err(|source| RegistryError::Build { name: name.to_string(), source })?;
+                    out.insert(name.to_string(), p);
+                }
+                Err(RegistryError::NotBuilt { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The markets of the enabled clouds, or where a cloud's prices come from instead.
+    pub fn markets(&self, spec: &JobSpec, ctx: &BuildContext) -> Vec<MarketEntry> {
+        let empty = serde_json::json!({});
+        Registry::enabled(spec, &empty)
+            .into_iter()
+            .map(|(name, body)| match self.factory(name) {
+                Err(error) => MarketEntry::Failed { cloud: name.into(), error },
+                Ok(f) => match f.market(body, ctx) {
+                    Ok(Some(m)) => MarketEntry::Market(m),
+                    Ok(None) => MarketEntry::Elsewhere { cloud: name.into(), source: f.price_source().to_string() },
+                    Err(source) => {
+                        MarketEntry::Failed { cloud: name.into(), error: RegistryError::Build { name: name.into(), source } }
+                    }
+                },
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_knows_every_cloud_and_local_is_always_built() {
+        let r = Registry::builtin();
+        for c in ["aws", "azure", "gcp", "local"] {
+            assert!(r.names().contains(&c.to_string()), "{c}");
+        }
+        assert!(r.factory("local").is_ok());
+        assert!(matches!(r.factory("nope"), Err(RegistryError::Unknown { .. })));
+    }
+
+    #[test]
+    fn backends_resolve_to_their_provider() {
+        let r = Registry::builtin();
+        assert!(r.backend("local", &serde_json::json!({})).unwrap().is_none());
+        match r.backend("ftp", &serde_json::json!({})) {
+            Err(RegistryError::UnknownBackend { known, .. }) => assert!(known.contains("s3"), "{known}"),
+            Err(e) => panic!("unexpected {e}"),
+            Ok(_) => panic!("ftp is no backend"),
+        }
+    }
+}
