@@ -46,15 +46,24 @@ enum Entry {
     Built(Arc<dyn Factory>),
     /// Known by name, not compiled into this build: the feature that adds it and the
     /// backends it would serve.
-    NotBuilt { feature: &'static str, backends: &'static [&'static str] },
+    NotBuilt {
+        feature: &'static str,
+        backends: &'static [&'static str],
+    },
 }
 
 /// A market of the job, or why a cloud has none.
 pub enum MarketEntry {
     Market(Box<dyn Market>),
     /// The cloud's spot prices come from elsewhere (the provider says where).
-    Elsewhere { cloud: String, source: String },
-    Failed { cloud: String, error: RegistryError },
+    Elsewhere {
+        cloud: String,
+        source: String,
+    },
+    Failed {
+        cloud: String,
+        error: RegistryError,
+    },
 }
 
 /// Provider factories by name.
@@ -275,9 +284,10 @@ impl Registry {
                 Ok(f) => match f.market(body, ctx) {
                     Ok(Some(m)) => MarketEntry::Market(m),
                     Ok(None) => MarketEntry::Elsewhere { cloud: name.into(), source: f.price_source().to_string() },
-                    Err(source) => {
-                        MarketEntry::Failed { cloud: name.into(), error: RegistryError::Build { name: name.into(), source } }
-                    }
+                    Err(source) => MarketEntry::Failed {
+                        cloud: name.into(),
+                        error: RegistryError::Build { name: name.into(), source },
+                    },
                 },
             })
             .collect()

@@ -12,18 +12,61 @@ use skyform_provider::{ErrorKind, Scope};
 pub enum Event {
     /// An allocation left by an interrupted apply was found: adopted (its run had finished
     /// and its outputs are kept) or released.
-    Recovered { task: TaskAddr, provider_id: String, adopted: bool },
-    Allocating { task: TaskAddr, attempt: u32, location: String, instance_type: String, spot: bool },
-    AllocationFailed { task: TaskAddr, location: String, kind: ErrorKind, scope: Scope, message: String },
-    Running { task: TaskAddr, run: u32, log: String },
-    RunFailed { task: TaskAddr, run: u32, exit_code: Option<i32>, log: String, retrying: bool },
-    Preempted { task: TaskAddr, location: String, recovery: String },
-    Transferred { task: TaskAddr, what: String, bytes: u64, cost: f64 },
-    TaskDone { task: TaskAddr, status: TaskStatus, cost: f64 },
-    Destroyed { task: TaskAddr },
+    Recovered {
+        task: TaskAddr,
+        provider_id: String,
+        adopted: bool,
+    },
+    Allocating {
+        task: TaskAddr,
+        attempt: u32,
+        location: String,
+        instance_type: String,
+        spot: bool,
+    },
+    AllocationFailed {
+        task: TaskAddr,
+        location: String,
+        kind: ErrorKind,
+        scope: Scope,
+        message: String,
+    },
+    Running {
+        task: TaskAddr,
+        run: u32,
+        log: String,
+    },
+    RunFailed {
+        task: TaskAddr,
+        run: u32,
+        exit_code: Option<i32>,
+        log: String,
+        retrying: bool,
+    },
+    Preempted {
+        task: TaskAddr,
+        location: String,
+        recovery: String,
+    },
+    Transferred {
+        task: TaskAddr,
+        what: String,
+        bytes: u64,
+        cost: f64,
+    },
+    TaskDone {
+        task: TaskAddr,
+        status: TaskStatus,
+        cost: f64,
+    },
+    Destroyed {
+        task: TaskAddr,
+    },
     /// Something the user should know that is not a task's step (a release that failed, an
     /// interrupt).
-    Interrupted { message: String },
+    Interrupted {
+        message: String,
+    },
 }
 
 impl Event {

@@ -48,9 +48,8 @@ impl Walk {
     /// The next placement to try: not blocked in the tracker, within the attempts allowed.
     fn next(&mut self, sh: &Shared) -> Option<PlacementRecord> {
         while let Some(c) = self.candidates.get(self.idx) {
-            let blocked = sh.tracker.as_ref().and_then(|t| t.view(sh.now()).ok()).is_some_and(|v| {
-                v.blocked(&loc(c)).is_some()
-            });
+            let blocked =
+                sh.tracker.as_ref().and_then(|t| t.view(sh.now()).ok()).is_some_and(|v| v.blocked(&loc(c)).is_some());
             if !blocked {
                 break;
             }
@@ -395,7 +394,11 @@ async fn settle(sh: &Shared, task: &Task, placed: &Placed, walk: &mut Walk, ran:
                 let _ = t.record_preemption(&here, &cand.instance_type, now);
             }
             let recovery = task.recovery;
-            sh.event(Event::Preempted { task: addr.clone(), location: here.to_string(), recovery: format!("{recovery:?}") });
+            sh.event(Event::Preempted {
+                task: addr.clone(),
+                location: here.to_string(),
+                recovery: format!("{recovery:?}"),
+            });
             match recovery {
                 Recovery::SameZone => {}
                 Recovery::NextZone | Recovery::NextRegion => {

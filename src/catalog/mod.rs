@@ -125,14 +125,7 @@ impl Offering<'_> {
     }
 }
 
-/// Formats a count without a needless `.0`.
-pub fn fmt_count(c: f64) -> String {
-    if c.fract() == 0.0 {
-        format!("{}", c as i64)
-    } else {
-        format!("{c}")
-    }
-}
+pub use crate::config::fmt_count;
 
 /// Search filters (all optional).
 #[derive(Debug, Clone, Default)]

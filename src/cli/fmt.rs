@@ -82,10 +82,7 @@ pub fn run(ctx: &Ctx, args: FmtArgs) -> anyhow::Result<i32> {
         }
         if args.diff {
             let diff = similar::TextDiff::from_lines(&text, &formatted);
-            out!(
-                "{}",
-                diff.unified_diff().context_radius(3).header(&format!("old/{shown}"), &format!("new/{shown}"))
-            );
+            out!("{}", diff.unified_diff().context_radius(3).header(&format!("old/{shown}"), &format!("new/{shown}")));
         }
         if !args.check {
             std::fs::write(&f, formatted).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;

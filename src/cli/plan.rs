@@ -51,13 +51,28 @@ pub fn run(ctx: &Ctx, args: PlanArgs) -> anyhow::Result<i32> {
     };
     let Some(planned) = ctx.plan(loaded, &req)? else { return Ok(1) };
     let plan = &planned.plan;
+    // The solve's wall time is not part of the plan (plans of the same inputs are
+    // byte-identical): it is reported here.
+    let solved = planned.assignment.as_ref().map(|a| &a.report);
     if args.json {
         let at = crate::clock::format_time(ctx.clock.now());
-        for e in render::events(plan, &at) {
+        let mut events = render::events(plan, &at);
+        if let Some(r) = solved {
+            // Before the summary, which stays last (as Terraform's `change_summary`).
+            let e = serde_json::json!({
+                "@level": "info", "@message": render::solve_line(r), "@timestamp": at, "type": "optimizer",
+                "method": r.method, "variables": r.variables, "constraints": r.constraints, "solve_ms": r.solve_ms,
+            });
+            events.insert(events.len().saturating_sub(1), e);
+        }
+        for e in events {
             outln!("{}", serde_json::to_string(&e)?);
         }
     } else {
         out!("{}", render::text(plan, ctx.color));
+        if let Some(r) = solved {
+            errln!("{}", render::solve_line(r));
+        }
     }
     if let Some(out) = &args.out {
         let path = ctx.dir.join(out);

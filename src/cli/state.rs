@@ -93,10 +93,7 @@ pub fn run(ctx: &Ctx, cmd: StateCmd) -> anyhow::Result<i32> {
                 return Ok(1);
             }
             let next = s.commit(&st)?;
-            errln!(
-                "Removed {} (state serial {}). Its resources, if any, were not released.",
-                a.address, next.serial
-            );
+            errln!("Removed {} (state serial {}). Its resources, if any, were not released.", a.address, next.serial);
             Ok(0)
         }),
     }

@@ -261,11 +261,8 @@ impl Resources {
             v.push(format!("memory {m} GiB"));
         }
         if !self.accelerators.is_empty() {
-            let names: Vec<String> = self
-                .accelerators
-                .iter()
-                .map(|a| format!("{}:{}", a.name, crate::catalog::fmt_count(a.count)))
-                .collect();
+            let names: Vec<String> =
+                self.accelerators.iter().map(|a| format!("{}:{}", a.name, fmt_count(a.count))).collect();
             v.push(names.join(if self.ordered { " then " } else { " or " }));
         }
         if let Some(t) = &self.instance_type {
@@ -529,6 +526,15 @@ pub fn parse_fraction(s: &str) -> Result<f64, String> {
         return Err(format!("`{s}` is out of range"));
     }
     Ok(v)
+}
+
+/// Formats a count without a needless `.0` (`8`, `0.5`).
+pub fn fmt_count(c: f64) -> String {
+    if c.fract() == 0.0 {
+        format!("{}", c as i64)
+    } else {
+        format!("{c}")
+    }
 }
 
 #[cfg(test)]

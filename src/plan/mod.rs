@@ -182,7 +182,7 @@ fn planned(p: &Placement) -> Planned {
     let c = &p.choice;
     Planned {
         placement: record(p),
-        accelerator: c.accelerator.as_ref().map(|a| format!("{a}:{}", crate::catalog::fmt_count(c.accelerator_count))),
+        accelerator: accelerator(c),
         num_nodes: p.num_nodes,
         start_hours: p.start_hours,
         finish_hours: p.finish_hours,

@@ -16,8 +16,8 @@
 //! prints. I/O: the object store.
 
 use super::lock::{LockError, LockInfo};
-use crate::clock::Clock;
 use super::{SledStore, State, StateError, StateStore};
+use crate::clock::Clock;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

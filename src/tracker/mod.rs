@@ -233,14 +233,10 @@ impl Tracker {
                 if e.kind() == std::io::ErrorKind::WouldBlock =>
             {
                 let snap = snapshot_path(path);
-                let text = std::fs::read_to_string(&snap).map_err(|e| TrackerError::Snapshot {
-                    path: snap.display().to_string(),
-                    message: e.to_string(),
-                })?;
-                let raw: Raw = serde_json::from_str(&text).map_err(|e| TrackerError::Snapshot {
-                    path: snap.display().to_string(),
-                    message: e.to_string(),
-                })?;
+                let text = std::fs::read_to_string(&snap)
+                    .map_err(|e| TrackerError::Snapshot { path: snap.display().to_string(), message: e.to_string() })?;
+                let raw: Raw = serde_json::from_str(&text)
+                    .map_err(|e| TrackerError::Snapshot { path: snap.display().to_string(), message: e.to_string() })?;
                 Ok(raw.view(now))
             }
             Err(e) => Err(e),
@@ -282,7 +278,8 @@ impl Tracker {
         let raw = self.raw()?;
         let snap = snapshot_path(&self.path);
         let tmp = snap.with_extension("tmp");
-        let io = |e: std::io::Error| TrackerError::Snapshot { path: snap.display().to_string(), message: e.to_string() };
+        let io =
+            |e: std::io::Error| TrackerError::Snapshot { path: snap.display().to_string(), message: e.to_string() };
         std::fs::write(&tmp, serde_json::to_vec(&raw).expect("serializable")).map_err(io)?;
         std::fs::rename(&tmp, &snap).map_err(io)?;
         Ok(())

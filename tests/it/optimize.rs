@@ -3,9 +3,9 @@
 
 use super::*;
 use skyform::catalog::Catalog;
-use skyform::providers::Registry;
 use skyform::config::{load, LoadOptions};
 use skyform::optimize::{optimize, Assignment};
+use skyform::providers::Registry;
 use skyform::tracker::TrackerView;
 
 fn plan(files: &[(&str, &str)]) -> Assignment {

@@ -51,7 +51,8 @@ fn quota_and_throttling_map_to_their_kinds() {
     let proxy = FaultProxy::start(&moto.endpoint);
     proxy.inject(Fault::run_instances("us-east-1a", "VcpuLimitExceeded"));
     let p = provider(&proxy.endpoint);
-    let req = |zone: &str, tok: &str| AllocateRequest::new("t", Location::new("aws", "us-east-1", zone), "c5.large", tok);
+    let req =
+        |zone: &str, tok: &str| AllocateRequest::new("t", Location::new("aws", "us-east-1", zone), "c5.large", tok);
     let e = p.allocate(&req("us-east-1a", "q1")).unwrap_err();
     assert_eq!((e.kind, e.scope), (ErrorKind::QuotaExceeded, Scope::Region), "{e}");
     proxy.clear();
@@ -59,7 +60,9 @@ fn quota_and_throttling_map_to_their_kinds() {
     let e = p.allocate(&req("us-east-1b", "q2")).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Throttled, "{e}");
     // A type the zone does not offer is a capacity error for that zone, before any launch.
-    let e = p.allocate(&AllocateRequest::new("t", Location::new("aws", "us-east-1", "us-east-1a"), "p3.2xlarge", "q3")).unwrap_err();
+    let e = p
+        .allocate(&AllocateRequest::new("t", Location::new("aws", "us-east-1", "us-east-1a"), "p3.2xlarge", "q3"))
+        .unwrap_err();
     assert_eq!(
         (e.kind, e.scope, e.code.as_deref()),
         (ErrorKind::CapacityUnavailable, Scope::Zone, Some("Unsupported"))
@@ -77,7 +80,8 @@ fn spot_allocation_carries_type_zone_market_and_tags() {
             .collect();
     let a = p
         .allocate(&{
-            let mut r = AllocateRequest::new("task.a", Location::new("aws", "us-east-1", "us-east-1b"), "m5.large", "tok-spot");
+            let mut r =
+                AllocateRequest::new("task.a", Location::new("aws", "us-east-1", "us-east-1b"), "m5.large", "tok-spot");
             r.spot = true;
             r.owner_tags = tags.clone();
             r
@@ -98,8 +102,7 @@ fn spot_allocation_carries_type_zone_market_and_tags() {
     assert_eq!(got.get(TOKEN_TAG).map(String::as_str), Some("tok-spot"));
     // Without an agent nothing runs the bootstrap: the run is still running; once the
     // instance is terminated outside skyform, it shows as preempted.
-    p.run_task(&RunTaskRequest::new(a.provider_id.clone(), "", "true"))
-        .unwrap();
+    p.run_task(&RunTaskRequest::new(a.provider_id.clone(), "", "true")).unwrap();
     let s = p.task_status(&TaskStatusRequest::new(a.provider_id.clone())).unwrap();
     assert_eq!(s.state, RunState::Running);
     let (ec2, _) = moto.clients("us-east-1");
@@ -128,18 +131,12 @@ fn s3_trees_round_trip_with_multipart() {
         storage::ensure_bucket(&s3b, "bucket-two", "eu-west-1").await
     })
     .unwrap();
-    let up = p
-        .transfer(&TransferRequest::new(format!("file://{}", src.display()), "s3://bucket-one/data/in"))
-        .unwrap();
+    let up = p.transfer(&TransferRequest::new(format!("file://{}", src.display()), "s3://bucket-one/data/in")).unwrap();
     assert_eq!(up.bytes, big.len() as u64 + 6);
-    let cp = p
-        .transfer(&TransferRequest::new("s3://bucket-one/data/in", "s3://bucket-two/copy"))
-        .unwrap();
+    let cp = p.transfer(&TransferRequest::new("s3://bucket-one/data/in", "s3://bucket-two/copy")).unwrap();
     assert_eq!(cp.bytes, up.bytes);
     let dst = d.path().join("dst");
-    let down = p
-        .transfer(&TransferRequest::new("s3://bucket-two/copy", format!("file://{}", dst.display())))
-        .unwrap();
+    let down = p.transfer(&TransferRequest::new("s3://bucket-two/copy", format!("file://{}", dst.display()))).unwrap();
     assert_eq!(down.bytes, up.bytes);
     assert_eq!(down.checksum, up.checksum, "same content hash both ways");
     assert_eq!(std::fs::read(dst.join("big.bin")).unwrap(), big);
@@ -156,9 +153,7 @@ fn s3_trees_round_trip_with_multipart() {
     // A bucket's region is discovered (requests for it then go to that region).
     assert_eq!(p.bucket_region("bucket-two"), "eu-west-1");
     assert_eq!(p.bucket_region("bucket-one"), "us-east-1");
-    let e = p
-        .transfer(&TransferRequest::new("s3://bucket-one/nothing", "s3://bucket-two/x"))
-        .unwrap_err();
+    let e = p.transfer(&TransferRequest::new("s3://bucket-one/nothing", "s3://bucket-two/x")).unwrap_err();
     assert!(e.message.contains("nothing at s3://bucket-one/nothing"), "{e}");
 }
 

@@ -213,7 +213,8 @@ impl Factory for LocalFactory {
 
     fn provider(&self, body: &serde_json::Value, ctx: &BuildContext) -> Result<Arc<dyn Provider>, ProviderError> {
         let cfg = LocalConfig::from_json(body).map_err(|e| ProviderError::new(ErrorKind::Other, None, e))?;
-        let p = runtime::LocalProvider::new(cfg, &ctx.job_dir).map_err(|e| ProviderError::new(ErrorKind::Other, None, e))?;
+        let p = runtime::LocalProvider::new(cfg, &ctx.job_dir)
+            .map_err(|e| ProviderError::new(ErrorKind::Other, None, e))?;
         Ok(Arc::new(p))
     }
 

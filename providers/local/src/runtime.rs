@@ -243,10 +243,8 @@ impl Provider for LocalProvider {
             if !req.owner_tags.iter().all(|(k, v)| r.owner_tags.get(k) == Some(v)) {
                 continue;
             }
-            let state = self
-                .task_status(&TaskStatusRequest::new(r.id.clone()))
-                .map(|s| s.state)
-                .unwrap_or(RunState::Running);
+            let state =
+                self.task_status(&TaskStatusRequest::new(r.id.clone())).map(|s| s.state).unwrap_or(RunState::Running);
             out.push(ResourceInfo {
                 provider_id: r.id.clone(),
                 location: Location::new(CLOUD, REGION, r.zone.clone()),
@@ -498,8 +496,7 @@ mod tests {
         let a = p
             .allocate(&AllocateRequest::new("t", Location::new("local", "local", "zone-a"), "local.small", "tok"))
             .unwrap();
-        p.run_task(&RunTaskRequest::new(a.provider_id.clone(), "t", "sleep 300 & sleep 300"))
-        .unwrap();
+        p.run_task(&RunTaskRequest::new(a.provider_id.clone(), "t", "sleep 300 & sleep 300")).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(200));
         let pid = p.record(&a.provider_id).unwrap().pid.unwrap();
         assert!(LocalProvider::pid_alive(pid));
@@ -524,8 +521,7 @@ mod tests {
         let e = p.allocate(&req(8)).unwrap_err();
         assert_eq!(e.kind, ErrorKind::CapacityUnavailable, "a full zone has no capacity");
         let id = p.allocate(&req(0)).unwrap().provider_id;
-        p.run_task(&RunTaskRequest::new(id.clone(), "t", "sleep 30"))
-        .unwrap();
+        p.run_task(&RunTaskRequest::new(id.clone(), "t", "sleep 30")).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(300));
         assert_eq!(p.task_status(&TaskStatusRequest::new(id.clone())).unwrap().state, RunState::Preempted);
         p.release(&ReleaseRequest::new(id)).unwrap();

@@ -39,9 +39,8 @@ pub fn lifecycle(p: &dyn Provider, location: &Location, instance_type: &str, sto
     p.run_task(&run).map_err(|e| format!("run_task: {e}"))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let s = p
-            .task_status(&TaskStatusRequest::new(a.provider_id.clone()))
-            .map_err(|e| format!("task_status: {e}"))?;
+        let s =
+            p.task_status(&TaskStatusRequest::new(a.provider_id.clone())).map_err(|e| format!("task_status: {e}"))?;
         match s.state {
             RunState::Running if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20))
@@ -61,8 +60,7 @@ pub fn lifecycle(p: &dyn Provider, location: &Location, instance_type: &str, sto
     if !r.released {
         return Err("release reported nothing released".into());
     }
-    let r2 =
-        p.release(&ReleaseRequest::new(a.provider_id.clone())).map_err(|e| format!("release again: {e}"))?;
+    let r2 = p.release(&ReleaseRequest::new(a.provider_id.clone())).map_err(|e| format!("release again: {e}"))?;
     if r2.released {
         return Err("a second release must report nothing released".into());
     }
@@ -105,7 +103,10 @@ pub fn objects(o: &dyn crate::objects::Objects, key: &str) -> Result<(), String>
     }
     let (data, v) = o.get(key).map_err(|e| format!("get: {e}"))?.ok_or("the object written is not found")?;
     if data != b"one" || v != v1 {
-        return Err(format!("get returned {:?} at version {v}, expected \"one\" at {v1}", String::from_utf8_lossy(&data)));
+        return Err(format!(
+            "get returned {:?} at version {v}, expected \"one\" at {v1}",
+            String::from_utf8_lossy(&data)
+        ));
     }
     let v2 = match o.put_if(key, b"three".to_vec(), Some(&v1)).map_err(|e| format!("update: {e}"))? {
         Put::Written(v) => v,

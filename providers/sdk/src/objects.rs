@@ -27,10 +27,14 @@ pub trait Objects: Send + Sync {
     fn describe(&self, key: &str) -> String;
 }
 
+/// Objects by key: bytes and version tag.
+type Store = std::collections::BTreeMap<String, (Vec<u8>, String)>;
+
 /// An in-memory [`Objects`] with the same conditional semantics, for tests.
 #[derive(Default)]
 pub struct MemoryObjects {
-    inner: std::sync::Mutex<(u64, std::collections::BTreeMap<String, (Vec<u8>, String)>)>,
+    /// The last version number given out, and the objects.
+    inner: std::sync::Mutex<(u64, Store)>,
 }
 
 impl Objects for MemoryObjects {

@@ -110,7 +110,8 @@ impl Hooks for ApplyView {
             _ => {}
         }
         // On a terminal the task lines carry the routine events; the rest is printed above.
-        if self.bars.is_some() && matches!(e, Event::Allocating { .. } | Event::Running { .. } | Event::Transferred { .. })
+        if self.bars.is_some()
+            && matches!(e, Event::Allocating { .. } | Event::Running { .. } | Event::Transferred { .. })
         {
             return;
         }
