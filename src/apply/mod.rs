@@ -115,8 +115,22 @@ impl Context {
     }
 }
 
-/// Applies a plan. The caller holds the state lock.
+/// Applies a plan. The caller holds the state lock. The store is kept open while the
+/// engine commits (opened here when the caller has not held it already).
 pub async fn apply(plan: &Plan, ctx: Context) -> Result<Outcome, ApplyError> {
+    let store = ctx.store.clone();
+    let opened_here = !store.is_held();
+    if opened_here {
+        store.hold()?;
+    }
+    let out = run(plan, ctx).await;
+    if opened_here {
+        store.release_handle();
+    }
+    out
+}
+
+async fn run(plan: &Plan, ctx: Context) -> Result<Outcome, ApplyError> {
     let state = ctx.store.read()?;
     let sh = Arc::new(Shared {
         state: tokio::sync::Mutex::new(state),

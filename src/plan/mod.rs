@@ -370,7 +370,9 @@ pub fn build(
     Ok(Plan {
         format_version: FORMAT_VERSION.into(),
         job: spec.name.clone(),
-        lineage: state.lineage.clone(),
+        // A state never committed has no lineage yet (a fresh one is drawn for each read):
+        // the plan records none, so plans of the same inputs are identical.
+        lineage: if state.serial == 0 { String::new() } else { state.lineage.clone() },
         serial: state.serial,
         destroy: opts.destroy,
         changes,

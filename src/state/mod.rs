@@ -247,6 +247,11 @@ impl SledStore {
         Ok(())
     }
 
+    /// True while [`SledStore::hold`] keeps the database open.
+    pub fn is_held(&self) -> bool {
+        self.held.lock().expect("lock").is_some()
+    }
+
     pub fn release_handle(&self) {
         if let Some(db) = self.held.lock().expect("lock").take() {
             let _ = db.flush();

@@ -6,6 +6,7 @@ mod apply;
 mod aws;
 mod catalog;
 mod config;
+mod engine;
 mod fmt;
 mod optimize;
 mod plan;

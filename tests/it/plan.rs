@@ -239,3 +239,18 @@ fn graph_and_output() {
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["result"]["value"]["task_output"], "task.crunch.outputs.result");
 }
+
+/// The plan is a function of its inputs: two `plan -out` runs of the same job against the
+/// same state, catalog and tracker write byte-identical files (no clock, no solve time).
+#[test]
+fn two_saved_plans_of_the_same_inputs_are_identical() {
+    let d = copy_job("testdata/jobs/plan-basic");
+    let a = skyform(d.path(), &["plan", "-out=a.plan"]);
+    assert_eq!(a.code, 0, "{}", a.stderr);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let b = skyform(d.path(), &["plan", "-out=b.plan"]);
+    assert_eq!(b.code, 0, "{}", b.stderr);
+    let (x, y) = (std::fs::read(d.path().join("a.plan")).unwrap(), std::fs::read(d.path().join("b.plan")).unwrap());
+    assert!(x == y, "the two plan files differ");
+    assert!(a.stderr.contains("Optimized in "), "the solve time is reported outside the plan: {}", a.stderr);
+}
