@@ -300,24 +300,37 @@ async fn execute(sh: &Shared, task: &Task, placed: &Placed, walk: &mut Walk) -> 
     })
     .await?;
     sh.event(Event::Running { task: addr.clone(), run: walk.runs, log: log.clone() });
-    let result = poll(sh, &cand.cloud, provider_id).await;
+    let result = poll(sh, addr, &cand.cloud, provider_id).await;
     let hours = started.elapsed().as_secs_f64() / 3600.0;
     let cost = cand.hourly * hours * task.resources.num_nodes.max(1) as f64;
     let cancelled = sh.cancelled() && result != RunState::Succeeded;
     Ok(Step::Go(Ran { result, cost, log, cancelled }))
 }
 
-/// Polls a run until it ends (or the grace period after an interrupt runs out).
-async fn poll(sh: &Shared, cloud: &str, provider_id: &str) -> RunState {
+/// Status errors in a row (each already retried by the call helper) after which a run
+/// counts as lost.
+const LOST_AFTER: u32 = 20;
+
+/// Polls a run until it ends (or the grace period after an interrupt runs out). A run
+/// whose status keeps failing with a non-transient error (its allocation vanished from
+/// under the provider) is reported and counted as failed, never polled forever.
+async fn poll(sh: &Shared, addr: &TaskAddr, cloud: &str, provider_id: &str) -> RunState {
     let mut delay = Duration::from_millis(2);
     let mut grace_started: Option<Instant> = None;
+    let mut errors = 0u32;
     loop {
         let id = provider_id.to_string();
         match sh.call(cloud, move |p| p.task_status(&TaskStatusRequest::new(id.clone()))).await {
             Ok(s) if s.state != RunState::Running => return s.state,
-            Ok(_) => {}
+            Ok(_) => errors = 0,
             Err(e) if e.kind == ErrorKind::Preempted => return RunState::Preempted,
-            Err(_) => {}
+            Err(e) => {
+                errors += 1;
+                if errors >= LOST_AFTER && !matches!(e.kind, ErrorKind::Transient | ErrorKind::Throttled) {
+                    sh.event(Event::Interrupted { message: format!("{addr}: the run cannot be followed ({e})") });
+                    return RunState::Failed { exit_code: None };
+                }
+            }
         }
         if sh.cancelled() {
             let g = *grace_started.get_or_insert_with(Instant::now);

@@ -91,7 +91,18 @@ pub fn open(ctx: &Ctx, args: &StateArgs, lock: Option<&str>) -> anyhow::Result<O
         None => None,
     };
     let store = Arc::new(SledStore::new(ctx.dir.join(".skyform/remote").join(cache).join("state")));
-    let local = store.read()?;
+    // The local copy of a remote state is pulled again below: a damaged one is set aside.
+    let local = match store.read() {
+        Ok(s) => s,
+        Err(crate::state::StateError::Damaged { detail, .. }) => {
+            errln!("Warning: the local copy of the remote state is damaged ({detail}); pulling it again.");
+            let _ = std::fs::remove_dir_all(store.path());
+            let _ = std::fs::remove_file(store.record_path());
+            let _ = std::fs::remove_file(store.snapshot_path());
+            crate::state::State::new()
+        }
+        Err(e) => return Err(e.into()),
+    };
     let pulled = remote.pull()?;
     let (etag, serial) = match pulled {
         // Our own unpushed commits (a run that died before its last push) are newer.
@@ -115,18 +126,19 @@ pub fn open(ctx: &Ctx, args: &StateArgs, lock: Option<&str>) -> anyhow::Result<O
     Ok(Opened { store, guard: Guard::Remote(held) })
 }
 
-/// `force-unlock ID` for the job's backend.
-pub fn force_unlock(ctx: &Ctx, args: &StateArgs, id: &str) -> anyhow::Result<LockInfo> {
+/// `force-unlock [ID] [-force]` for the job's backend.
+pub fn force_unlock(ctx: &Ctx, args: &StateArgs, id: Option<&str>, force: bool) -> anyhow::Result<lock::Removed> {
     match remote(ctx, args)? {
-        Some((r, _)) => Ok(r.force_unlock(id)?),
-        None => Ok(lock::force_unlock(&ctx.state_path(args), id)?),
+        Some((r, _)) => Ok(r.force_unlock(id, force)?),
+        None => Ok(lock::force_unlock(&ctx.state_path(args), id, force)?),
     }
 }
 
-/// The current lock holder of the job's backend.
-pub fn holder(ctx: &Ctx, args: &StateArgs) -> anyhow::Result<Option<LockInfo>> {
-    match remote(ctx, args)? {
+/// The current lock holder of the job's backend (an error when the lock is unreadable).
+pub fn holder(ctx: &Ctx, args: &StateArgs) -> Result<Option<LockInfo>, lock::LockError> {
+    let r = remote(ctx, args).map_err(|e| lock::LockError::Remote(e.to_string()))?;
+    match r {
         Some((r, _)) => Ok(r.lock_info()?.map(|(h, _)| h.info)),
-        None => Ok(lock::read(&lock::lock_path(&ctx.state_path(args)))?),
+        None => lock::read(&lock::lock_path(&ctx.state_path(args))),
     }
 }

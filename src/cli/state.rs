@@ -19,6 +19,8 @@ pub enum StateCmd {
     Push(PushArgs),
     /// Forget a task (its resources are not released)
     Rm(AddrArgs),
+    /// Rebuild a damaged or missing state from its newest good copy (the snapshot beside it)
+    Recover(StateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +85,35 @@ pub fn run(ctx: &Ctx, cmd: StateCmd) -> anyhow::Result<i32> {
                 state::check_push(&current, &incoming, a.force)?;
                 s.replace(&incoming)?;
                 errln!("Pushed state serial {} (lineage {}).", incoming.serial, incoming.lineage);
+                Ok(0)
+            })
+        }
+        StateCmd::Recover(a) => {
+            if super::backend::remote(ctx, &a)?.is_some() {
+                errln!("This job keeps its state in a remote backend: every command pulls it into a fresh local copy, so there is nothing to recover here.");
+                return Ok(0);
+            }
+            locked(ctx, &a, "state recover", |s| {
+                if let Ok(st) = s.read() {
+                    errln!(
+                        "The state at {} reads fine (serial {}, {} task(s)); nothing to recover.",
+                        s.path().display(),
+                        st.serial,
+                        st.tasks.len()
+                    );
+                    return Ok(0);
+                }
+                let r = s.recover(None)?;
+                outln!(
+                    "Restored state serial {} (lineage {}, {} task(s)) from {}.",
+                    r.serial,
+                    r.lineage,
+                    r.tasks,
+                    r.source
+                );
+                if let Some(m) = &r.moved_to {
+                    errln!("The damaged database was kept at {}.", m.display());
+                }
                 Ok(0)
             })
         }

@@ -1,11 +1,14 @@
 //! The state lock: one writer at a time.
 //!
-//! A lock is a file beside the state (`<state>.lock`) created exclusively, holding
-//! [`LockInfo`] as JSON {id, operation, who (user@host), pid, version, created}. Waiting
-//! retries with backoff up to `-lock-timeout` and calls back after 400 ms (so the CLI can
-//! print "Acquiring state lock..."). A lock whose holder is a dead process on this host
-//! is reported as stale — never silently broken; `skyform force-unlock ID` removes it.
-//! I/O: the lock file.
+//! A lock is a file beside the state (`<state>.lock`) holding [`LockInfo`] as JSON {id,
+//! operation, who (user@host), pid, version, created}. It is created atomically: written
+//! whole to a temporary file, then hard-linked to the lock path, which fails when a lock
+//! exists — so a lock file is never seen half written. Waiting retries with backoff up to
+//! `-lock-timeout` and calls back after 400 ms (so the CLI can print "Acquiring state
+//! lock..."). A lock whose holder is a dead process on this host is reported as stale —
+//! never silently broken; `skyform force-unlock ID` removes it. An unreadable lock file
+//! (left by an older version or another tool) is reported with `skyform force-unlock
+//! -force` as the way out. I/O: the lock file.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -28,7 +31,7 @@ impl LockInfo {
         LockInfo {
             id: uuid::Uuid::new_v4().to_string(),
             operation: operation.to_string(),
-            who: format!("{}@{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()), hostname()),
+            who: format!("{}@{}", user(), hostname()),
             pid: std::process::id(),
             host: hostname(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -59,7 +62,7 @@ pub enum LockError {
     Remote(String),
     #[error("no lock with id {given} (the state is {})", .held.as_ref().map(|h| format!("locked with id {}", h.id)).unwrap_or_else(|| "not locked".into()))]
     NotFound { given: String, held: Option<Box<LockInfo>> },
-    #[error("the lock file {path} is unreadable: {detail}")]
+    #[error("Error acquiring the state lock: the lock file {path} is unreadable ({detail}).\nIf no skyform command is running for this job, remove it with: skyform force-unlock -force")]
     Corrupt { path: String, detail: String },
     #[error("lock file {path}: {source}")]
     Io { path: String, source: std::io::Error },
@@ -97,6 +100,23 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// The user running skyform: `$USER`, else `$LOGNAME`, else the numeric uid.
+fn user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/self/status")
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next())
+                .map(|uid| format!("uid {uid}"))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn pid_alive(pid: u32) -> bool {
     if cfg!(target_os = "linux") {
         Path::new(&format!("/proc/{pid}")).exists()
@@ -132,13 +152,8 @@ pub fn acquire(
     let mut waited = false;
     let mut backoff = Duration::from_millis(50);
     loop {
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut f) => {
-                use std::io::Write;
-                f.write_all(serde_json::to_string_pretty(&info).expect("json").as_bytes())
-                    .map_err(|e| LockError::Io { path: path.display().to_string(), source: e })?;
-                return Ok(LockGuard { path, info });
-            }
+        match create_atomically(&path, &info) {
+            Ok(()) => return Ok(LockGuard { path, info }),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let Some(holder) = read(&path)? else { continue };
                 if holder.host == hostname() && !pid_alive(holder.pid) {
@@ -159,15 +174,49 @@ pub fn acquire(
     }
 }
 
-/// Removes the lock with this id.
-pub fn force_unlock(state: &Path, id: &str) -> Result<LockInfo, LockError> {
+/// Writes the lock file whole, or fails with `AlreadyExists` when a lock is there.
+fn create_atomically(path: &Path, info: &LockInfo) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.{}.tmp", std::process::id(), info.id));
+    let tmp = PathBuf::from(tmp);
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let written = o.open(&tmp).and_then(|mut f| {
+        f.write_all(serde_json::to_string_pretty(info).expect("json").as_bytes())?;
+        f.sync_all()
+    });
+    let linked = written.and_then(|_| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    linked
+}
+
+/// What `force-unlock` removed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Removed {
+    Lock(LockInfo),
+    /// An unreadable lock file, removed with `-force`.
+    Unreadable,
+}
+
+/// Removes the lock with this id; an unreadable lock file only with `force` (it has no id).
+pub fn force_unlock(state: &Path, id: Option<&str>, force: bool) -> Result<Removed, LockError> {
     let path = lock_path(state);
-    match read(&path)? {
-        Some(h) if h.id == id => {
-            std::fs::remove_file(&path).map_err(|e| LockError::Io { path: path.display().to_string(), source: e })?;
-            Ok(h)
+    let remove =
+        || std::fs::remove_file(&path).map_err(|e| LockError::Io { path: path.display().to_string(), source: e });
+    match read(&path) {
+        Ok(Some(h)) if Some(h.id.as_str()) == id => {
+            remove()?;
+            Ok(Removed::Lock(h))
         }
-        held => Err(LockError::NotFound { given: id.to_string(), held: held.map(Box::new) }),
+        Ok(held) => Err(LockError::NotFound { given: id.unwrap_or_default().to_string(), held: held.map(Box::new) }),
+        Err(LockError::Corrupt { .. }) if force => {
+            remove()?;
+            Ok(Removed::Unreadable)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -205,8 +254,20 @@ mod tests {
         assert!(matches!(err, LockError::Stale(_)), "{err}");
         assert!(err.to_string().contains(&format!("skyform force-unlock {}", info.id)));
         assert!(lock_path(&state).exists(), "a stale lock is never broken silently");
-        assert!(force_unlock(&state, "wrong").is_err());
-        assert_eq!(force_unlock(&state, &info.id).unwrap().id, info.id);
+        assert!(force_unlock(&state, Some("wrong"), true).is_err());
+        assert_eq!(force_unlock(&state, Some(&info.id), false).unwrap(), Removed::Lock(info.clone()));
         assert!(!lock_path(&state).exists());
+    }
+
+    #[test]
+    fn an_unreadable_lock_blocks_until_force_unlock_force() {
+        let d = tempfile::tempdir().unwrap();
+        let state = d.path().join("state");
+        std::fs::write(lock_path(&state), b"{\"id\": \"half").unwrap();
+        let err = acquire(&state, "apply", Duration::ZERO, || {}).unwrap_err();
+        assert!(err.to_string().contains("skyform force-unlock -force"), "{err}");
+        assert!(force_unlock(&state, None, false).is_err(), "not without -force");
+        assert_eq!(force_unlock(&state, None, true).unwrap(), Removed::Unreadable);
+        assert!(acquire(&state, "apply", Duration::ZERO, || {}).is_ok());
     }
 }

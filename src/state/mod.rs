@@ -7,7 +7,9 @@
 //! stable export/import format.
 //!
 //! [`StateStore`] hides the storage: [`SledStore`] keeps it in sled (`.skyform/state` by
-//! default), each commit one transaction across its trees, files 0600. Locking (one
+//! default), each commit one transaction across its trees, files 0600, with a commit
+//! record and a snapshot beside it so that damage is reported (never read as an empty
+//! state) and `state recover` can rebuild it. Locking (one
 //! writer at a time) is [`lock`]. [`remote`] keeps the state in an object store for
 //! teams (`backend "s3"`: JSON with serial/lineage checks, a conditional-put lock with a
 //! lease); commands then work on a local sled copy that is pulled and pushed. I/O: the
@@ -15,14 +17,13 @@
 
 pub mod lock;
 pub mod remote;
+mod store;
+
+pub use store::{Recovered, SledStore};
 
 use crate::config::TaskAddr;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-/// A raw key and value of a sled tree.
-type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// The current state schema version.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -35,6 +36,8 @@ pub enum StateError {
     Db(#[from] sled::Error),
     #[error("state record is corrupt: {0}")]
     Corrupt(String),
+    #[error("the state at {path} is damaged: {detail}.\nNothing was changed. `skyform state recover` rebuilds it from the newest good copy (the snapshot {snapshot}, or the remote backend's state) and keeps the damaged database aside.")]
+    Damaged { path: String, detail: String, snapshot: String },
     #[error("state schema version {found} is newer than this skyform understands ({SCHEMA_VERSION}); upgrade skyform")]
     TooNew { found: u32 },
     #[error("the state's lineage is {found}, not {expected}: this is another job's state")]
@@ -214,349 +217,6 @@ pub trait StateStore {
     fn commit_changes(&self, state: &State, changed: &[TaskAddr], outputs: bool) -> Result<u64, StateError>;
     /// Replaces the stored state wholesale (`state push`), keeping its serial.
     fn replace(&self, state: &State) -> Result<(), StateError>;
-}
-
-/// State in a sled database: trees `meta` (version, lineage, serial), `tasks` (address →
-/// JSON) and `outputs` (name → JSON). Opened per operation, so other processes can read
-/// between commits.
-pub struct SledStore {
-    path: PathBuf,
-    /// Kept open while a writer (apply) runs, so commits are fast.
-    held: std::sync::Mutex<Option<sled::Db>>,
-    /// When the reader snapshot was last written (while held).
-    snapshot_at: std::sync::Mutex<Option<std::time::Instant>>,
-    /// The last state this handle committed (commits then write only what changed).
-    last: std::sync::Mutex<Option<State>>,
-}
-
-impl SledStore {
-    pub fn new(path: impl Into<PathBuf>) -> SledStore {
-        SledStore {
-            path: path.into(),
-            held: std::sync::Mutex::new(None),
-            snapshot_at: std::sync::Mutex::new(None),
-            last: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// Keeps the database open until [`SledStore::release_handle`] (for a writer that
-    /// commits often; it holds the state lock meanwhile).
-    pub fn hold(&self) -> Result<(), StateError> {
-        let db = self.open()?;
-        *self.held.lock().expect("lock") = Some(db);
-        Ok(())
-    }
-
-    /// True while [`SledStore::hold`] keeps the database open.
-    pub fn is_held(&self) -> bool {
-        self.held.lock().expect("lock").is_some()
-    }
-
-    pub fn release_handle(&self) {
-        if let Some(db) = self.held.lock().expect("lock").take() {
-            let _ = db.flush();
-            if let Ok(Some(s)) = SledStore::load(&db) {
-                self.write_snapshot(&s);
-            }
-        }
-        *self.snapshot_at.lock().expect("lock") = None;
-    }
-
-    /// The JSON copy readers use while a writer holds the database.
-    pub fn snapshot_path(&self) -> PathBuf {
-        let mut s = self.path.as_os_str().to_owned();
-        s.push(".snapshot.json");
-        PathBuf::from(s)
-    }
-
-    fn write_snapshot(&self, s: &State) {
-        let p = self.snapshot_path();
-        let tmp = p.with_extension("tmp");
-        if std::fs::write(&tmp, s.to_json()).is_ok() {
-            let _ = std::fs::rename(&tmp, &p);
-            restrict_permissions_file(&p);
-        }
-        *self.snapshot_at.lock().expect("lock") = Some(std::time::Instant::now());
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn open(&self) -> Result<sled::Db, StateError> {
-        if let Some(db) = self.held.lock().expect("lock").as_ref() {
-            return Ok(db.clone());
-        }
-        if let Some(p) = self.path.parent() {
-            std::fs::create_dir_all(p)?;
-        }
-        let db = crate::db::open_sled(&self.path, 100)
-            .map_err(|e| StateError::Open { path: self.path.display().to_string(), source: e })?;
-        restrict_permissions(&self.path);
-        Ok(db)
-    }
-
-    fn exists(&self) -> bool {
-        self.path.join("conf").exists() || self.path.join("db").exists()
-    }
-
-    /// (version, lineage, serial) without reading the tasks.
-    fn meta(db: &sled::Db) -> Result<Option<(u32, String, u64)>, StateError> {
-        let Some(v) = db.open_tree("meta")?.get("meta")? else { return Ok(None) };
-        let m: serde_json::Value = serde_json::from_slice(&v).map_err(|e| StateError::Corrupt(e.to_string()))?;
-        Ok(Some((
-            m["version"].as_u64().unwrap_or(0) as u32,
-            m["lineage"].as_str().unwrap_or_default().to_string(),
-            m["serial"].as_u64().unwrap_or(0),
-        )))
-    }
-
-    /// Refuses a state of another lineage or a serial that moved since it was read.
-    fn check_meta(db: &sled::Db, state: &State) -> Result<(), StateError> {
-        if let Some((_, lineage, serial)) = SledStore::meta(db)? {
-            if lineage != state.lineage {
-                return Err(StateError::Lineage { expected: lineage, found: state.lineage.clone() });
-            }
-            if serial != state.serial {
-                return Err(StateError::Conflict { expected: state.serial, found: serial });
-            }
-        }
-        Ok(())
-    }
-
-    fn load(db: &sled::Db) -> Result<Option<State>, StateError> {
-        let meta = db.open_tree("meta")?;
-        let Some(v) = meta.get("meta")? else { return Ok(None) };
-        let m: serde_json::Value = serde_json::from_slice(&v).map_err(|e| StateError::Corrupt(e.to_string()))?;
-        let version = m["version"].as_u64().unwrap_or(0) as u32;
-        if version > SCHEMA_VERSION {
-            return Err(StateError::TooNew { found: version });
-        }
-        let mut s = State {
-            version,
-            lineage: m["lineage"].as_str().unwrap_or_default().to_string(),
-            serial: m["serial"].as_u64().unwrap_or(0),
-            tasks: BTreeMap::new(),
-            outputs: BTreeMap::new(),
-        };
-        for kv in db.open_tree("tasks")?.iter() {
-            let (k, v) = kv?;
-            let addr = TaskAddr(String::from_utf8_lossy(&k).into_owned());
-            s.tasks.insert(addr, serde_json::from_slice(&v).map_err(|e| StateError::Corrupt(e.to_string()))?);
-        }
-        for kv in db.open_tree("outputs")?.iter() {
-            let (k, v) = kv?;
-            s.outputs.insert(
-                String::from_utf8_lossy(&k).into_owned(),
-                serde_json::from_slice(&v).map_err(|e| StateError::Corrupt(e.to_string()))?,
-            );
-        }
-        Ok(Some(s))
-    }
-
-    /// Writes `s` in one transaction: everything, or only what differs from `prev`.
-    fn store(db: &sled::Db, s: &State, prev: Option<&State>) -> Result<(), StateError> {
-        let tasks = db.open_tree("tasks")?;
-        let meta_v =
-            serde_json::to_vec(&serde_json::json!({"version": s.version, "lineage": s.lineage, "serial": s.serial}))
-                .expect("json");
-        let (task_put, task_del): (Vec<KeyValue>, Vec<Vec<u8>>) = match prev {
-            Some(p) => (
-                s.tasks
-                    .iter()
-                    .filter(|(k, v)| p.tasks.get(*k) != Some(*v))
-                    .map(|(k, v)| (k.0.as_bytes().to_vec(), serde_json::to_vec(v).expect("json")))
-                    .collect(),
-                p.tasks.keys().filter(|k| !s.tasks.contains_key(*k)).map(|k| k.0.as_bytes().to_vec()).collect(),
-            ),
-            None => (
-                s.tasks.iter().map(|(k, v)| (k.0.as_bytes().to_vec(), serde_json::to_vec(v).expect("json"))).collect(),
-                tasks
-                    .iter()
-                    .keys()
-                    .map(|k| k.map(|k| k.to_vec()))
-                    .collect::<Result<Vec<_>, _>>()?
-                    .into_iter()
-                    .filter(|k| !s.tasks.contains_key(&TaskAddr(String::from_utf8_lossy(k).into_owned())))
-                    .collect(),
-            ),
-        };
-        let puts: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-            task_put.into_iter().map(|(k, v)| (k, Some(v))).chain(task_del.into_iter().map(|k| (k, None))).collect();
-        let outs = (!prev.is_some_and(|p| p.outputs == s.outputs)).then_some(&s.outputs);
-        write_tx(db, &puts, outs, &meta_v)?;
-        db.flush()?;
-        Ok(())
-    }
-}
-
-/// One transaction: task puts (None deletes), the outputs replaced when given, the meta.
-fn write_tx(
-    db: &sled::Db,
-    puts: &[(Vec<u8>, Option<Vec<u8>>)],
-    outputs: Option<&BTreeMap<String, serde_json::Value>>,
-    meta_v: &[u8],
-) -> Result<(), StateError> {
-    use sled::Transactional;
-    let (meta, tasks, outs) = (db.open_tree("meta")?, db.open_tree("tasks")?, db.open_tree("outputs")?);
-    let out_vals: Vec<KeyValue> = outputs
-        .map(|o| o.iter().map(|(k, v)| (k.as_bytes().to_vec(), serde_json::to_vec(v).expect("json"))).collect())
-        .unwrap_or_default();
-    let old_outs: Vec<sled::IVec> =
-        if outputs.is_some() { outs.iter().keys().collect::<Result<_, _>>()? } else { vec![] };
-    (&meta, &tasks, &outs)
-        .transaction(|(m, t, o)| {
-            for (k, v) in puts {
-                match v {
-                    Some(v) => {
-                        t.insert(k.as_slice(), v.as_slice())?;
-                    }
-                    None => {
-                        t.remove(k.as_slice())?;
-                    }
-                }
-            }
-            for k in &old_outs {
-                o.remove(k)?;
-            }
-            for (k, v) in &out_vals {
-                o.insert(k.as_slice(), v.as_slice())?;
-            }
-            m.insert("meta", meta_v)?;
-            Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-        })
-        .map_err(|e| StateError::Corrupt(format!("transaction failed: {e:?}")))?;
-    Ok(())
-}
-
-fn restrict_permissions_file(p: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600));
-    }
-}
-
-/// Makes the state files readable by the owner only (0600 files, 0700 directories).
-fn restrict_permissions(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if path.as_os_str().is_empty() {
-            return;
-        }
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
-        if let Ok(rd) = std::fs::read_dir(path) {
-            for e in rd.flatten() {
-                let p = e.path();
-                let mode = if p.is_dir() { 0o700 } else { 0o600 };
-                let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode));
-                if p.is_dir() {
-                    restrict_permissions(&p);
-                }
-            }
-        }
-    }
-}
-
-impl StateStore for SledStore {
-    fn read(&self) -> Result<State, StateError> {
-        if !self.exists() {
-            return Ok(State::new());
-        }
-        if self.held.lock().expect("lock").is_none() {
-            // Another process (an apply) holds the database: read its snapshot.
-            if let Ok(db) = sled::Config::new().path(&self.path).open() {
-                return Ok(SledStore::load(&db)?.unwrap_or_default());
-            }
-            if let Ok(text) = std::fs::read_to_string(self.snapshot_path()) {
-                return State::from_json(&text);
-            }
-        }
-        let db = self.open()?;
-        let s = SledStore::load(&db)?.unwrap_or_default();
-        *self.last.lock().expect("lock") = Some(s.clone());
-        Ok(s)
-    }
-
-    fn commit(&self, state: &State) -> Result<State, StateError> {
-        let db = self.open()?;
-        SledStore::check_meta(&db, state)?;
-        let mut next = state.clone();
-        next.version = SCHEMA_VERSION;
-        next.serial = state.serial + 1;
-        let mut last = self.last.lock().expect("lock");
-        let prev = last.as_ref().filter(|l| l.serial == state.serial && l.lineage == state.lineage);
-        SledStore::store(&db, &next, prev)?;
-        *last = Some(next.clone());
-        drop(last);
-        drop(db);
-        if self.held.lock().expect("lock").is_some() {
-            let due = self
-                .snapshot_at
-                .lock()
-                .expect("lock")
-                .is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(250));
-            if due {
-                self.write_snapshot(&next);
-            }
-        } else {
-            restrict_permissions(&self.path);
-            self.write_snapshot(&next);
-        }
-        Ok(next)
-    }
-
-    fn commit_changes(&self, state: &State, changed: &[TaskAddr], outputs: bool) -> Result<u64, StateError> {
-        let serial = self.write_changes(state, changed, outputs)?;
-        self.sync()?;
-        Ok(serial)
-    }
-
-    fn replace(&self, state: &State) -> Result<(), StateError> {
-        let db = self.open()?;
-        SledStore::store(&db, state, None)?;
-        *self.last.lock().expect("lock") = Some(state.clone());
-        drop(db);
-        self.write_snapshot(state);
-        restrict_permissions(&self.path);
-        Ok(())
-    }
-}
-
-impl SledStore {
-    /// [`StateStore::commit_changes`] without waiting for the disk; call [`SledStore::sync`]
-    /// before relying on it. Lets concurrent writers share one flush (group commit).
-    pub fn write_changes(&self, state: &State, changed: &[TaskAddr], outputs: bool) -> Result<u64, StateError> {
-        let db = self.open()?;
-        SledStore::check_meta(&db, state)?;
-        let serial = state.serial + 1;
-        let meta_v = serde_json::to_vec(
-            &serde_json::json!({"version": SCHEMA_VERSION, "lineage": state.lineage, "serial": serial}),
-        )
-        .expect("json");
-        let puts: Vec<(Vec<u8>, Option<Vec<u8>>)> = changed
-            .iter()
-            .map(|k| (k.0.as_bytes().to_vec(), state.tasks.get(k).map(|t| serde_json::to_vec(t).expect("json"))))
-            .collect();
-        write_tx(&db, &puts, outputs.then_some(&state.outputs), &meta_v)?;
-        *self.last.lock().expect("lock") = None;
-        let due =
-            self.snapshot_at.lock().expect("lock").is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(250));
-        if due {
-            let mut snap = state.clone();
-            snap.serial = serial;
-            self.write_snapshot(&snap);
-        }
-        Ok(serial)
-    }
-
-    /// Makes every write so far durable.
-    pub fn sync(&self) -> Result<(), StateError> {
-        let db = self.open()?;
-        db.flush()?;
-        Ok(())
-    }
 }
 
 /// `state push` rules: refuses another lineage or a lower serial unless forced.

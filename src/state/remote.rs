@@ -15,7 +15,7 @@
 //! renewal or a push that failed) go to the `warn` callback the caller gives; nothing here
 //! prints. I/O: the object store.
 
-use super::lock::{LockError, LockInfo};
+use super::lock::{LockError, LockInfo, Removed};
 use super::{SledStore, State, StateError, StateStore};
 use crate::clock::Clock;
 use serde::{Deserialize, Serialize};
@@ -105,13 +105,13 @@ impl Remote {
     }
 
     /// The current lock, if any.
-    pub fn lock_info(&self) -> Result<Option<(RemoteLockInfo, String)>, StateError> {
-        match self.objects.get(&self.lock_key()).map_err(|e| self.err(e))? {
+    pub fn lock_info(&self) -> Result<Option<(RemoteLockInfo, String)>, LockError> {
+        let describe = || self.objects.describe(&self.lock_key());
+        match self.objects.get(&self.lock_key()).map_err(|e| LockError::Remote(format!("{}: {e}", describe())))? {
             None => Ok(None),
             Some((data, etag)) => {
-                let info: RemoteLockInfo = serde_json::from_slice(&data).map_err(|e| {
-                    self.err(format!("the lock object {} is unreadable: {e}", self.objects.describe(&self.lock_key())))
-                })?;
+                let info: RemoteLockInfo = serde_json::from_slice(&data)
+                    .map_err(|e| LockError::Corrupt { path: describe(), detail: e.to_string() })?;
                 Ok(Some((info, etag)))
             }
         }
@@ -134,7 +134,7 @@ impl Remote {
             match self.objects.put_if(&self.lock_key(), body, None).map_err(io)? {
                 Put::Written(etag) => return Ok(RemoteLock::start(self.clone(), record, etag)),
                 Put::Refused => {
-                    let Some((holder, _)) = self.lock_info().map_err(|e| LockError::Remote(e.to_string()))? else {
+                    let Some((holder, _)) = self.lock_info()? else {
                         continue;
                     };
                     let silent = self.now().saturating_sub(holder.renewed);
@@ -155,14 +155,23 @@ impl Remote {
         }
     }
 
-    /// Removes the lock with this id.
-    pub fn force_unlock(&self, id: &str) -> Result<LockInfo, LockError> {
-        match self.lock_info().map_err(|e| LockError::Remote(e.to_string()))? {
-            Some((h, _)) if h.info.id == id => {
-                self.objects.delete(&self.lock_key()).map_err(|e| LockError::Remote(e.to_string()))?;
-                Ok(h.info)
+    /// Removes the lock with this id; an unreadable lock object only with `force`.
+    pub fn force_unlock(&self, id: Option<&str>, force: bool) -> Result<Removed, LockError> {
+        let delete = || self.objects.delete(&self.lock_key()).map_err(|e| LockError::Remote(e.to_string()));
+        match self.lock_info() {
+            Ok(Some((h, _))) if Some(h.info.id.as_str()) == id => {
+                delete()?;
+                Ok(Removed::Lock(h.info))
             }
-            held => Err(LockError::NotFound { given: id.to_string(), held: held.map(|h| Box::new(h.0.info)) }),
+            Ok(held) => Err(LockError::NotFound {
+                given: id.unwrap_or_default().to_string(),
+                held: held.map(|h| Box::new(h.0.info)),
+            }),
+            Err(LockError::Corrupt { .. }) if force => {
+                delete()?;
+                Ok(Removed::Unreadable)
+            }
+            Err(e) => Err(e),
         }
     }
 }
@@ -341,7 +350,7 @@ mod tests {
             other => panic!("expected Expired, got {:?}", other.err()),
         }
         assert!(r.lock_info().unwrap().is_some(), "still there until force-unlock");
-        r.force_unlock(&stale.info.id).unwrap();
+        r.force_unlock(Some(&stale.info.id), false).unwrap();
         assert!(r.lock_info().unwrap().is_none());
     }
 

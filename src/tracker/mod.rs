@@ -109,13 +109,18 @@ impl Tracker {
         }
         let db = crate::db::open_sled(path, attempts)
             .map_err(|e| TrackerError::Open { path: path.display().to_string(), source: e })?;
-        Ok(Tracker {
+        let t = Tracker {
             path: path.to_path_buf(),
             spot: db.open_tree("spot")?,
             blocks: db.open_tree("blocks")?,
             preemptions: db.open_tree("preemptions")?,
             db,
-        })
+        };
+        // Readers use the snapshot while this handle holds the database: one must exist.
+        if !snapshot_path(path).exists() {
+            t.written()?;
+        }
+        Ok(t)
     }
 
     /// Records spot price observations.
@@ -229,12 +234,16 @@ impl Tracker {
     pub fn read_view(path: &Path, now: u64) -> Result<TrackerView, TrackerError> {
         match Tracker::open_waiting(path, 4) {
             Ok(t) => t.view(now),
-            Err(TrackerError::Open { source: sled::Error::Io(e), .. })
-                if e.kind() == std::io::ErrorKind::WouldBlock =>
-            {
+            Err(TrackerError::Open { source, .. }) if crate::db::is_busy(&source) => {
                 let snap = snapshot_path(path);
-                let text = std::fs::read_to_string(&snap)
-                    .map_err(|e| TrackerError::Snapshot { path: snap.display().to_string(), message: e.to_string() })?;
+                let text = match std::fs::read_to_string(&snap) {
+                    Ok(t) => t,
+                    // Its holder opened it and has recorded nothing since.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Raw::default().view(now)),
+                    Err(e) => {
+                        return Err(TrackerError::Snapshot { path: snap.display().to_string(), message: e.to_string() })
+                    }
+                };
                 let raw: Raw = serde_json::from_str(&text)
                     .map_err(|e| TrackerError::Snapshot { path: snap.display().to_string(), message: e.to_string() })?;
                 Ok(raw.view(now))

@@ -10,6 +10,7 @@ mod engine;
 mod fmt;
 mod optimize;
 mod plan;
+mod reliability;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
