@@ -28,9 +28,9 @@ pub struct ApplyArgs {
     /// Events as JSON lines on stdout
     #[arg(long)]
     pub json: bool,
-    /// How many tasks run at once
-    #[arg(long, default_value_t = 4)]
-    pub parallelism: usize,
+    /// How many tasks run at once (at least 1)
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub parallelism: u32,
     /// Seconds running tasks may go on after an interrupt before they are cancelled
     #[arg(long, default_value_t = 10)]
     pub grace: u64,
@@ -178,7 +178,7 @@ pub fn run_as(ctx: &Ctx, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> {
     opened.go_live();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let options = apply::Options {
-        parallelism: a.parallelism.max(1),
+        parallelism: a.parallelism as usize,
         call_timeout: std::time::Duration::from_secs_f64(a.call_timeout.max(0.01)),
         grace: std::time::Duration::from_secs(a.grace),
         job_dir: ctx.dir.clone(),

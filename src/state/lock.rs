@@ -52,8 +52,8 @@ impl std::fmt::Display for LockInfo {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("Error acquiring the state lock: the state is locked by another process.\nLock Info:\n{0}\nskyform waited for the lock and gave up; retry later, or raise -lock-timeout.")]
-    Held(Box<LockInfo>),
+    #[error("Error acquiring the state lock: the state is locked by another process.\nLock Info:\n{0}\n{hint}", hint = if *.1 { "skyform waited for the lock and gave up; retry later, or raise -lock-timeout." } else { "Retry later, or wait for it with -lock-timeout=30s." })]
+    Held(Box<LockInfo>, bool),
     #[error("Error acquiring the state lock: the lock is stale — its holder (pid {pid} on {host}) is no longer running.\nLock Info:\n{info}\nIf no skyform command is running for this job, remove it with: skyform force-unlock {id}", pid = .0.pid, host = .0.host, info = .0, id = .0.id)]
     Stale(Box<LockInfo>),
     #[error("Error acquiring the state lock: the lock's lease expired — its holder stopped renewing it {1} s ago (it crashed or lost its connection).\nLock Info:\n{0}\nIf no skyform command is running for this job, remove it with: skyform force-unlock {id}", id = .0.id)]
@@ -164,7 +164,7 @@ pub fn acquire(
                     on_wait();
                 }
                 if start.elapsed() >= timeout {
-                    return Err(LockError::Held(Box::new(holder)));
+                    return Err(LockError::Held(Box::new(holder), !timeout.is_zero()));
                 }
                 std::thread::sleep(backoff.min(timeout.saturating_sub(start.elapsed()) + Duration::from_millis(1)));
                 backoff = (backoff * 2).min(Duration::from_millis(1000));
@@ -235,7 +235,10 @@ mod tests {
         assert!(t0.elapsed() >= Duration::from_millis(600));
         assert!(waited, "told the user it is waiting after 400 ms");
         match err {
-            LockError::Held(h) => assert_eq!(h.id, g.info.id),
+            LockError::Held(h, waited) => {
+                assert_eq!(h.id, g.info.id);
+                assert!(waited);
+            }
             other => panic!("{other}"),
         }
         drop(g);

@@ -146,7 +146,7 @@ impl Remote {
                         on_wait();
                     }
                     if start.elapsed() >= timeout {
-                        return Err(LockError::Held(Box::new(holder.info)));
+                        return Err(LockError::Held(Box::new(holder.info), !timeout.is_zero()));
                     }
                     std::thread::sleep(backoff.min(timeout.saturating_sub(start.elapsed()) + Duration::from_millis(1)));
                     backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -330,7 +330,7 @@ mod tests {
         let r = remote(mem.clone(), clock.clone());
         let held = r.lock("apply", Duration::ZERO, || {}).unwrap();
         match r.lock("apply", Duration::ZERO, || {}) {
-            Err(LockError::Held(h)) => assert_eq!(h.id, held.info.info.id),
+            Err(LockError::Held(h, _)) => assert_eq!(h.id, held.info.info.id),
             other => panic!("expected Held, got {:?}", other.err()),
         }
         held.finish().unwrap();
@@ -340,7 +340,7 @@ mod tests {
         let stale = RemoteLockInfo { info: LockInfo::new("apply"), renewed: clock.now(), lease_secs: 30 };
         mem.put_if("job.json.lock", serde_json::to_vec(&stale).unwrap(), None).unwrap();
         clock.advance(90);
-        assert!(matches!(r.lock("apply", Duration::ZERO, || {}), Err(LockError::Held(_))));
+        assert!(matches!(r.lock("apply", Duration::ZERO, || {}), Err(LockError::Held(..))));
         clock.advance(910);
         match r.lock("apply", Duration::ZERO, || {}) {
             Err(LockError::Expired(h, silent)) => {

@@ -45,7 +45,20 @@ impl Loader {
                     let (mut p, _) = self.sm.pos(id, 0);
                     p.line = loc.line() as u32;
                     p.col = loc.column() as u32;
-                    self.err(Some((p, e.line().to_string())), "Syntax error", e.message().to_string(), None);
+                    match out_of_range_number(e.line(), loc.column()) {
+                        Some((start, lit)) => {
+                            p.col = start as u32;
+                            self.err(
+                                Some((p, e.line().to_string())),
+                                "Number out of range",
+                                format!("`{lit}` is beyond the largest number skyform can hold (about 1.8e308)."),
+                                None,
+                            );
+                        }
+                        None => {
+                            self.err(Some((p, e.line().to_string())), "Syntax error", e.message().to_string(), None)
+                        }
+                    }
                 }
             }
         }
@@ -210,4 +223,34 @@ impl Loader {
     }
 
     // ---------------------------------------------------------------- references
+}
+
+/// The numeric literal around `col` (1-based, in characters) of `line` when it is too large
+/// for a number (the parser only says "syntax error" there): its start column and text.
+fn out_of_range_number(line: &str, col: usize) -> Option<(usize, String)> {
+    let chars: Vec<char> = line.chars().collect();
+    let at = col.checked_sub(1)?.min(chars.len().checked_sub(1)?);
+    let is_num = |c: char| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-');
+    let mut start = at;
+    while start > 0 && is_num(chars[start - 1]) {
+        start -= 1;
+    }
+    let mut end = at;
+    while end < chars.len() && is_num(chars[end]) {
+        end += 1;
+    }
+    let lit: String = chars[start..end].iter().collect();
+    let lit = lit.trim_start_matches(['+', '-']).to_string();
+    let v: f64 = lit.parse().ok()?;
+    v.is_infinite().then_some((start + 1, lit))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn huge_literals_are_found_at_the_error() {
+        assert_eq!(super::out_of_range_number("  budget = 1e400", 13), Some((12, "1e400".to_string())));
+        assert_eq!(super::out_of_range_number("  budget = 1e40", 13), None);
+        assert_eq!(super::out_of_range_number("  x = {", 7), None);
+    }
 }
