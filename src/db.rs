@@ -1,7 +1,8 @@
-//! Opening sled databases (the state store and the tracker share this). sled takes an
-//! exclusive file lock per database; a handle another process holds, or one just dropped
-//! whose flusher still runs, makes `open` fail with `WouldBlock` for a moment, so opening
-//! waits and retries. I/O: the database files.
+//! Opening sled databases and keeping skyform's files private (the state store and the
+//! tracker share this). sled takes an exclusive file lock per database; a handle another
+//! process holds, or one just dropped whose flusher still runs, makes `open` fail with
+//! `WouldBlock` for a moment, so opening waits and retries. Everything skyform writes under
+//! `.skyform` is the owner's only: directories 0700, files 0600. I/O: those files.
 
 use std::path::Path;
 
@@ -27,6 +28,55 @@ pub fn open_sled(path: &Path, attempts: u32) -> Result<sled::Db, sled::Error> {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
             other => return other,
+        }
+    }
+}
+
+/// Writes a file readable by the owner only, atomically (temp file, then rename).
+pub fn write_private(p: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = {
+        let mut s = p.as_os_str().to_owned();
+        s.push(".tmp");
+        std::path::PathBuf::from(s)
+    };
+    {
+        use std::io::Write;
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        let mut f = o.open(&tmp)?;
+        f.write_all(data)?;
+    }
+    std::fs::rename(&tmp, p)
+}
+
+pub fn restrict_dir(p: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700));
+    }
+}
+
+/// Makes the state files readable by the owner only (0600 files, 0700 directories).
+pub fn restrict_permissions(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if path.as_os_str().is_empty() {
+            return;
+        }
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+        if let Ok(rd) = std::fs::read_dir(path) {
+            for e in rd.flatten() {
+                let p = e.path();
+                let mode = if p.is_dir() { 0o700 } else { 0o600 };
+                let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode));
+                if p.is_dir() {
+                    restrict_permissions(&p);
+                }
+            }
         }
     }
 }

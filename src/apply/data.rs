@@ -173,14 +173,21 @@ impl Shared {
         Ok(objects)
     }
 
-    /// The root outputs, with task-output references resolved to where the data is.
+    /// The root outputs, with task-output references resolved to where the data is. A
+    /// sensitive output is recorded as such, without its value (`skyform output` reads it
+    /// from the configuration).
     pub async fn resolve_outputs(&self) -> BTreeMap<String, serde_json::Value> {
         let st = self.state.lock().await;
+        let secrets = self.spec.sensitive_values();
         self.spec
             .outputs
             .iter()
             .map(|(k, o)| {
+                if o.sensitive {
+                    return (k.clone(), serde_json::Value::String(crate::config::REDACTED.into()));
+                }
                 let mut v = o.value.clone();
+                crate::config::redact_json(&mut v, &secrets);
                 if let Some(r) = v.get("task_output").and_then(|x| x.as_str()).map(str::to_string) {
                     if let Some((task, name)) = r.split_once(".outputs.") {
                         if let Some(d) = st

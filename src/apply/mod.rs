@@ -220,12 +220,14 @@ async fn reset(sh: &Shared, todo: &[Change]) -> Result<(), ApplyError> {
         return Ok(());
     }
     let keys: Vec<TaskAddr> = resets.iter().map(|r| r.0.clone()).collect();
+    // The state keeps the task as applied for later diffs — never a sensitive value.
+    let secrets = sh.spec.sensitive_values();
     sh.commit_keys(&keys, false, |s| {
         for (addr, task, placement) in resets {
             let e = s.tasks.entry(addr).or_default();
             if let Some(t) = &task {
                 e.spec_hash = t.spec_hash.clone();
-                e.spec = Some(t.clone());
+                e.spec = Some(t.redacted(&secrets));
             }
             e.status = TaskStatus::Pending;
             e.tainted = false;

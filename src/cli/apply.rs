@@ -101,7 +101,13 @@ pub fn run_as(ctx: &Ctx, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> {
     let plan = match &a.file {
         Some(f) => {
             let text = std::fs::read_to_string(ctx.dir.join(f)).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-            let plan = Plan::decode(&text)?;
+            let plan = match Plan::decode(&text)?.with_config(&loaded.spec) {
+                Ok(p) => p,
+                Err(e) => {
+                    errln!("Error: {e}");
+                    return Ok(1);
+                }
+            };
             let state = store.read()?;
             let repriced = reprice(ctx, &plan)?;
             if let Err(e) = crate::plan::check_saved(&plan, &state, Some(repriced)) {

@@ -3,7 +3,7 @@
 //! (no ID to give) is removed with `force-unlock -force`. Without `-force` it asks for
 //! `yes` — only on a terminal; elsewhere it refuses instead of reading stdin.
 
-use super::{backend, Ctx, StateArgs};
+use super::{backend, Ctx, StateArgs, VarArgs};
 use crate::state::lock::{LockError, Removed};
 use clap::Args;
 use std::io::IsTerminal;
@@ -17,6 +17,8 @@ pub struct ForceUnlockArgs {
     pub force: bool,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub vars: VarArgs,
 }
 
 pub fn run(ctx: &Ctx, a: ForceUnlockArgs) -> anyhow::Result<i32> {

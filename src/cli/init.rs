@@ -11,6 +11,7 @@ pub fn run(ctx: &Ctx, _args: InitArgs) -> anyhow::Result<i32> {
     let dot = ctx.dir.join(".skyform");
     let existed = dot.is_dir();
     std::fs::create_dir_all(&dot).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dot.display()))?;
+    crate::db::restrict_dir(&dot);
     let gi = dot.join(".gitignore");
     if !gi.exists() {
         std::fs::write(&gi, "*\n")?;

@@ -2,7 +2,7 @@
 //! provider's store (`s3://…/log.txt`) fetched through the provider that speaks its scheme.
 //! `-f` follows it while the task runs.
 
-use super::{Ctx, StateArgs};
+use super::{Ctx, StateArgs, VarArgs};
 use crate::providers::Providers;
 use crate::state::{StateStore, TaskStatus};
 use clap::Args;
@@ -18,6 +18,8 @@ pub struct LogsArgs {
     pub follow: bool,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub vars: VarArgs,
 }
 
 pub fn run(ctx: &Ctx, a: LogsArgs) -> anyhow::Result<i32> {

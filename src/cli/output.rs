@@ -25,8 +25,11 @@ pub fn run(ctx: &Ctx, args: OutputArgs) -> anyhow::Result<i32> {
     let mut values: std::collections::BTreeMap<String, (serde_json::Value, bool)> =
         loaded.spec.outputs.iter().map(|(k, o)| (k.clone(), (o.value.clone(), o.sensitive))).collect();
     for (k, v) in &state.outputs {
+        // A sensitive output is not kept in the state: its value is the configuration's.
         let sensitive = values.get(k).is_some_and(|x| x.1);
-        values.insert(k.clone(), (v.clone(), sensitive));
+        if !sensitive {
+            values.insert(k.clone(), (v.clone(), sensitive));
+        }
     }
     if let Some(name) = &args.name {
         let Some((v, _)) = values.get(name) else {

@@ -76,7 +76,9 @@ pub fn run(ctx: &Ctx, args: PlanArgs) -> anyhow::Result<i32> {
     }
     if let Some(out) = &args.out {
         let path = ctx.dir.join(out);
-        std::fs::write(&path, plan.encode()).map_err(|e| anyhow::anyhow!("-out={}: {e}", out.display()))?;
+        // Readable by the owner only, as everything skyform writes about a job.
+        crate::db::write_private(&path, plan.encode().as_bytes())
+            .map_err(|e| anyhow::anyhow!("-out={}: {e}", out.display()))?;
         if !args.json {
             outln!();
             outln!("Saved the plan to: {}", out.display());

@@ -2,7 +2,7 @@
 //! `-format=markdown` (a pull-request comment); without FILE, the current state.
 
 use super::views::{self, plan as render};
-use super::{Ctx, StateArgs};
+use super::{Ctx, StateArgs, VarArgs};
 use crate::plan::Plan;
 use crate::state::StateStore;
 use clap::Args;
@@ -20,6 +20,8 @@ pub struct ShowArgs {
     pub format: String,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub vars: VarArgs,
 }
 
 pub fn run(ctx: &Ctx, args: ShowArgs) -> anyhow::Result<i32> {

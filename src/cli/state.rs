@@ -1,7 +1,9 @@
-//! `skyform state list|show|pull|push|rm`: the state from the command line. Writes take
-//! the state lock.
+//! `skyform state list|show|pull|push|rm|recover`: the state from the command line.
+//! Writes take the state lock. The state never holds a sensitive value skyform knows of
+//! (tasks are recorded redacted); `show` and `pull` also hide the job's sensitive values in
+//! states written by older versions, unless `-show-sensitive`.
 
-use super::{Ctx, StateArgs};
+use super::{Ctx, StateArgs, VarArgs};
 use crate::state::{self, SledStore, State, StateStore};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -10,24 +12,59 @@ use std::sync::Arc;
 #[derive(Debug, Subcommand)]
 pub enum StateCmd {
     /// The addresses in the state
-    List(StateArgs),
+    List(Plain),
     /// One task's state
     Show(AddrArgs),
     /// The state as JSON on stdout
-    Pull(StateArgs),
+    Pull(PullArgs),
     /// Replace the state with a JSON file (refuses another lineage or a lower serial)
     Push(PushArgs),
     /// Forget a task (its resources are not released)
     Rm(AddrArgs),
     /// Rebuild a damaged or missing state from its newest good copy (the snapshot beside it)
-    Recover(StateArgs),
+    Recover(Plain),
+}
+
+/// The state's location and the job's variables (the job names its backend).
+#[derive(Debug, Args)]
+pub struct Plain {
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub vars: VarArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct AddrArgs {
     pub address: String,
+    /// Show the job's sensitive values instead of hiding them
+    #[arg(long = "show-sensitive")]
+    pub show_sensitive: bool,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub vars: VarArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Show the job's sensitive values instead of hiding them
+    #[arg(long = "show-sensitive")]
+    pub show_sensitive: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub vars: VarArgs,
+}
+
+/// `v` as pretty JSON, the job's sensitive values hidden unless `show`.
+fn shown(ctx: &Ctx, mut v: serde_json::Value, show: bool) -> String {
+    if !show {
+        if let Some(l) = ctx.job_opt() {
+            crate::config::redact_json(&mut v, &l.spec.sensitive_values());
+        }
+    }
+    serde_json::to_string_pretty(&v).unwrap_or_default()
 }
 
 #[derive(Debug, Args)]
@@ -38,6 +75,8 @@ pub struct PushArgs {
     pub force: bool,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub vars: VarArgs,
 }
 
 fn store(ctx: &Ctx, a: &StateArgs) -> anyhow::Result<Arc<SledStore>> {
@@ -54,7 +93,7 @@ fn locked<T>(ctx: &Ctx, a: &StateArgs, op: &str, f: impl FnOnce(&SledStore) -> a
 pub fn run(ctx: &Ctx, cmd: StateCmd) -> anyhow::Result<i32> {
     match cmd {
         StateCmd::List(a) => {
-            for k in store(ctx, &a)?.read()?.tasks.keys() {
+            for k in store(ctx, &a.state)?.read()?.tasks.keys() {
                 outln!("{k}");
             }
             Ok(0)
@@ -63,7 +102,7 @@ pub fn run(ctx: &Ctx, cmd: StateCmd) -> anyhow::Result<i32> {
             let st = store(ctx, &a.state)?.read()?;
             match st.tasks.get(&crate::config::TaskAddr(a.address.clone())) {
                 Some(t) => {
-                    outln!("{}", serde_json::to_string_pretty(t)?);
+                    outln!("{}", shown(ctx, serde_json::to_value(t)?, a.show_sensitive));
                     Ok(0)
                 }
                 None => {
@@ -73,7 +112,8 @@ pub fn run(ctx: &Ctx, cmd: StateCmd) -> anyhow::Result<i32> {
             }
         }
         StateCmd::Pull(a) => {
-            outln!("{}", store(ctx, &a)?.read()?.to_json());
+            let st = store(ctx, &a.state)?.read()?;
+            outln!("{}", shown(ctx, serde_json::to_value(&st)?, a.show_sensitive));
             Ok(0)
         }
         StateCmd::Push(a) => {
@@ -89,11 +129,11 @@ pub fn run(ctx: &Ctx, cmd: StateCmd) -> anyhow::Result<i32> {
             })
         }
         StateCmd::Recover(a) => {
-            if super::backend::remote(ctx, &a)?.is_some() {
+            if super::backend::remote(ctx, &a.state)?.is_some() {
                 errln!("This job keeps its state in a remote backend: every command pulls it into a fresh local copy, so there is nothing to recover here.");
                 return Ok(0);
             }
-            locked(ctx, &a, "state recover", |s| {
+            locked(ctx, &a.state, "state recover", |s| {
                 if let Ok(st) = s.read() {
                     errln!(
                         "The state at {} reads fine (serial {}, {} task(s)); nothing to recover.",

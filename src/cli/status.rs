@@ -3,7 +3,7 @@
 //! interrupted outside skyform).
 
 use super::views::{self, plan::usd};
-use super::{Ctx, StateArgs};
+use super::{Ctx, StateArgs, VarArgs};
 use crate::state::StateStore;
 use clap::Args;
 
@@ -18,6 +18,8 @@ pub struct StatusArgs {
     pub refresh: bool,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub vars: VarArgs,
 }
 
 pub fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {

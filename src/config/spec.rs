@@ -350,6 +350,42 @@ pub struct Task {
 }
 
 impl Task {
+    /// This task with every occurrence of `secrets` in what the user wrote (run, setup,
+    /// env, workdir, URIs) replaced by [`REDACTED`]. The hash stays that of the real task.
+    pub fn redacted(&self, secrets: &[String]) -> Task {
+        let mut t = self.clone();
+        if secrets.is_empty() {
+            return t;
+        }
+        let r = |s: &mut String| *s = redact_str(s, secrets);
+        r(&mut t.run);
+        if let Some(x) = &mut t.setup {
+            r(x);
+        }
+        if let Some(x) = &mut t.workdir {
+            r(x);
+        }
+        t.env = t.env.into_iter().map(|(k, v)| (k, redact_str(&v, secrets))).collect();
+        for i in t.inputs.values_mut() {
+            if let InputSource::Storage { uri, .. } = i {
+                r(uri);
+            }
+        }
+        for o in t.outputs.values_mut() {
+            if let Some(u) = &mut o.uri {
+                r(u);
+            }
+        }
+        if let Some(e) = &mut t.estimate {
+            let mut v = serde_json::to_value(&*e).expect("serializable");
+            redact_json(&mut v, secrets);
+            if let Ok(x) = serde_json::from_value(v) {
+                *e = x;
+            }
+        }
+        t
+    }
+
     /// Every task this one waits for (data edges and depends_on), deduplicated, sorted.
     pub fn upstream(&self) -> Vec<TaskAddr> {
         let mut v: Vec<TaskAddr> = self
@@ -426,7 +462,97 @@ pub struct JobSpec {
     pub variables: BTreeMap<String, VariableValue>,
 }
 
+/// What a sensitive value is shown as.
+pub const REDACTED: &str = "(sensitive value)";
+
+/// `s` with every occurrence of each secret replaced by [`REDACTED`].
+pub fn redact_str(s: &str, secrets: &[String]) -> String {
+    let mut out = s.to_string();
+    for x in secrets {
+        if out.contains(x.as_str()) {
+            out = out.replace(x.as_str(), REDACTED);
+        }
+    }
+    out
+}
+
+/// Replaces every occurrence of each secret in every string of a user's value (keys too).
+pub fn redact_json(v: &mut serde_json::Value, secrets: &[String]) {
+    match v {
+        serde_json::Value::String(s) => *s = redact_str(s, secrets),
+        serde_json::Value::Number(n) if secrets.iter().any(|x| *x == n.to_string()) => {
+            *v = serde_json::Value::String(REDACTED.into())
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| redact_json(x, secrets)),
+        serde_json::Value::Object(m) => {
+            let old = std::mem::take(m);
+            for (k, mut x) in old {
+                redact_json(&mut x, secrets);
+                m.insert(redact_str(&k, secrets), x);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The strings a sensitive value shows up as: a string itself, a number's digits (four or
+/// more, so `1` does not hide every `1`), and every such leaf of a list or object.
+fn secret_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) if !s.is_empty() => out.push(s.clone()),
+        serde_json::Value::Number(n) if n.to_string().len() >= 4 => out.push(n.to_string()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| secret_strings(x, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|x| secret_strings(x, out)),
+        _ => {}
+    }
+}
+
 impl JobSpec {
+    /// Values of sensitive variables, as they appear in strings (longest first, so a
+    /// secret that contains another is hidden whole).
+    pub fn sensitive_values(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for v in self.variables.values().filter(|v| v.sensitive) {
+            secret_strings(&v.value, &mut out);
+        }
+        out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        out.dedup();
+        out
+    }
+
+    /// This job with every sensitive value replaced by [`REDACTED`] in what the user wrote
+    /// (what saved plans keep). Hashes (`spec_hash`) are of the real values.
+    pub fn redacted(&self) -> JobSpec {
+        let secrets = self.sensitive_values();
+        let mut j = self.clone();
+        if secrets.is_empty() {
+            return j;
+        }
+        for v in j.variables.values_mut() {
+            if v.sensitive {
+                v.value = serde_json::Value::String(REDACTED.into());
+            } else {
+                redact_json(&mut v.value, &secrets);
+            }
+        }
+        for t in j.tasks.values_mut() {
+            *t = t.redacted(&secrets);
+        }
+        for o in j.outputs.values_mut() {
+            redact_json(&mut o.value, &secrets);
+        }
+        for st in j.storage.values_mut() {
+            st.uri = redact_str(&st.uri, &secrets);
+        }
+        for b in j.providers.values_mut() {
+            redact_json(b, &secrets);
+        }
+        if let Some(be) = &mut j.settings.backend {
+            redact_json(&mut be.config, &secrets);
+        }
+        j
+    }
+
     /// A job with nothing in it (no tasks, no provider blocks, default policy).
     pub fn empty(name: &str) -> JobSpec {
         JobSpec {

@@ -142,6 +142,8 @@ pub struct Options {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PlanError {
+    #[error("Saved plan is stale: the job's configuration changed since it was made; run skyform plan again")]
+    ConfigChanged,
     #[error("-{flag}={addr}: there is no such task in the job{}", .hint.as_ref().map(|h| format!(" (did you mean {h}?)")).unwrap_or_default())]
     UnknownTask { flag: &'static str, addr: String, hint: Option<String> },
     #[error(
@@ -240,12 +242,7 @@ pub fn task_attrs(task: &crate::config::Task, sensitive_values: &[String]) -> BT
 
 /// Values of sensitive variables (which attribute values must not show).
 pub fn sensitive_values(spec: &JobSpec) -> Vec<String> {
-    spec.variables
-        .values()
-        .filter(|v| v.sensitive)
-        .filter_map(|v| v.value.as_str().map(str::to_string))
-        .filter(|s| !s.is_empty())
-        .collect()
+    spec.sensitive_values()
 }
 
 /// Builds the plan. `previous` is the config the state was applied from (for attribute
@@ -403,15 +400,17 @@ fn attr_diffs(
         .filter_map(|k| {
             let b = before.get(k);
             let a = after.get(k);
-            if action == Action::Replace && b.map(|x| &x.0) == a.map(|x| &x.0) {
+            // The state keeps tasks redacted: compare what would be shown.
+            let shown = |x: Option<&(String, bool)>| x.map(|x| crate::config::redact_str(&x.0, secrets));
+            if action == Action::Replace && shown(b) == shown(a) {
                 return None;
             }
-            Some(AttrDiff {
-                name: k.clone(),
-                before: b.map(|x| x.0.clone()),
-                after: a.map(|x| x.0.clone()),
-                sensitive: b.is_some_and(|x| x.1) || a.is_some_and(|x| x.1),
-            })
+            let sensitive = b.is_some_and(|x| x.1) || a.is_some_and(|x| x.1);
+            // A plan never carries a sensitive value, not even to show that it changed.
+            let value = |x: Option<&(String, bool)>| {
+                x.map(|x| if sensitive { crate::config::REDACTED.to_string() } else { x.0.clone() })
+            };
+            Some(AttrDiff { name: k.clone(), before: value(b), after: value(a), sensitive })
         })
         .collect()
 }
@@ -475,8 +474,30 @@ impl Plan {
         self.changes.iter().any(|c| c.action != Action::NoOp)
     }
 
+    /// The saved-plan file: JSON, with every sensitive value of the configuration redacted
+    /// (`apply FILE` takes them from the job's files again; [`Plan::with_config`]).
     pub fn encode(&self) -> String {
-        serde_json::to_string_pretty(&serde_json::json!({"skyform_plan": self})).expect("serializable")
+        let saved = Plan { config: self.config.redacted(), ..self.clone() };
+        serde_json::to_string_pretty(&serde_json::json!({"skyform_plan": saved})).expect("serializable")
+    }
+
+    /// A decoded (redacted) plan with the configuration it was made from, loaded again
+    /// from the job's files: refused when the configuration changed since (any task's hash,
+    /// the set of tasks, or what the plan shows of it).
+    pub fn with_config(mut self, current: &JobSpec) -> Result<Plan, PlanError> {
+        // What the plan depends on, positions aside (a `fmt` does not make a plan stale).
+        let essence = |j: &JobSpec| {
+            let tasks: Vec<(TaskAddr, String)> =
+                j.tasks.iter().map(|(k, t)| (k.clone(), t.spec_hash.clone())).collect();
+            let outputs: Vec<(String, serde_json::Value)> =
+                j.outputs.iter().map(|(k, o)| (k.clone(), o.value.clone())).collect();
+            (tasks, j.variables.clone(), outputs)
+        };
+        if essence(&self.config) != essence(&current.redacted()) {
+            return Err(PlanError::ConfigChanged);
+        }
+        self.config = current.clone();
+        Ok(self)
     }
 
     pub fn decode(s: &str) -> Result<Plan, PlanError> {

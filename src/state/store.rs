@@ -19,6 +19,7 @@
 
 use super::{State, StateError, StateStore, SCHEMA_VERSION};
 use crate::config::TaskAddr;
+use crate::db::{restrict_dir, restrict_permissions, write_private};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -169,6 +170,8 @@ impl SledStore {
                 self.write_snapshot(&s);
             }
         }
+        // sled made files of its own meanwhile.
+        restrict_permissions(&self.path);
     }
 
     /// The JSON copy readers use while a writer holds the database.
@@ -507,51 +510,6 @@ fn write_tx(
     Ok(())
 }
 
-/// Writes a file readable by the owner only, atomically (temp file, then rename).
-fn write_private(p: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path_with(p, ".tmp");
-    {
-        use std::io::Write;
-        let mut o = std::fs::OpenOptions::new();
-        o.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-        let mut f = o.open(&tmp)?;
-        f.write_all(data)?;
-    }
-    std::fs::rename(&tmp, p)
-}
-
-fn restrict_dir(p: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700));
-    }
-}
-
-/// Makes the state files readable by the owner only (0600 files, 0700 directories).
-fn restrict_permissions(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if path.as_os_str().is_empty() {
-            return;
-        }
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
-        if let Ok(rd) = std::fs::read_dir(path) {
-            for e in rd.flatten() {
-                let p = e.path();
-                let mode = if p.is_dir() { 0o700 } else { 0o600 };
-                let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode));
-                if p.is_dir() {
-                    restrict_permissions(&p);
-                }
-            }
-        }
-    }
-}
-
 impl StateStore for SledStore {
     fn read(&self) -> Result<State, StateError> {
         if !self.exists() {
@@ -587,7 +545,13 @@ impl StateStore for SledStore {
                 }
             }
             match sled::Config::new().path(&self.path).open() {
-                Ok(db) => return self.load_checked(&db),
+                Ok(db) => {
+                    let r = self.load_checked(&db);
+                    // Closing writes sled's own snapshot files: keep them private too.
+                    drop(db);
+                    restrict_permissions(&self.path);
+                    return r;
+                }
                 // Another process (an apply) holds the database: read its snapshot.
                 Err(e) if crate::db::is_busy(&e) => {
                     if let Ok(text) = std::fs::read_to_string(self.snapshot_path()) {
@@ -600,6 +564,10 @@ impl StateStore for SledStore {
         let db = self.open()?;
         let s = self.load_checked(&db)?;
         *self.last.lock().expect("lock") = Some(s.clone());
+        if !self.is_held() {
+            drop(db);
+            restrict_permissions(&self.path);
+        }
         Ok(s)
     }
 

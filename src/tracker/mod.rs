@@ -106,9 +106,11 @@ impl Tracker {
     fn open_waiting(path: &Path, attempts: u32) -> Result<Tracker, TrackerError> {
         if let Some(parent) = path.parent() {
             let _ = std::fs::create_dir_all(parent);
+            crate::db::restrict_dir(parent);
         }
         let db = crate::db::open_sled(path, attempts)
             .map_err(|e| TrackerError::Open { path: path.display().to_string(), source: e })?;
+        crate::db::restrict_permissions(path);
         let t = Tracker {
             path: path.to_path_buf(),
             spot: db.open_tree("spot")?,
@@ -284,14 +286,11 @@ impl Tracker {
     /// Makes a write durable and refreshes the snapshot readers use meanwhile.
     fn written(&self) -> Result<(), TrackerError> {
         self.db.flush()?;
+        crate::db::restrict_permissions(&self.path);
         let raw = self.raw()?;
         let snap = snapshot_path(&self.path);
-        let tmp = snap.with_extension("tmp");
-        let io =
-            |e: std::io::Error| TrackerError::Snapshot { path: snap.display().to_string(), message: e.to_string() };
-        std::fs::write(&tmp, serde_json::to_vec(&raw).expect("serializable")).map_err(io)?;
-        std::fs::rename(&tmp, &snap).map_err(io)?;
-        Ok(())
+        crate::db::write_private(&snap, &serde_json::to_vec(&raw).expect("serializable"))
+            .map_err(|e| TrackerError::Snapshot { path: snap.display().to_string(), message: e.to_string() })
     }
 }
 

@@ -11,6 +11,7 @@ mod fmt;
 mod optimize;
 mod plan;
 mod reliability;
+mod secrets;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -9,8 +9,11 @@
 //!
 //! Runs are `bash` in their own process group (so release kills everything they started)
 //! behind a wrapper that records the exit code, so a run survives a crash of the engine
-//! and can be found, adopted or released later. Faults come from the config's `faults`
-//! and `SKYFORM_LOCAL_FAULTS` (JSON). I/O: the root directory and child processes.
+//! and can be found, adopted or released later. The task's script reaches bash through its
+//! environment (`SKYFORM_RUN_SCRIPT`), never a file, so a secret in it is not written to
+//! disk; everything under the root is the owner's only (0700 directories, 0600 files, the
+//! run under `umask 077`). Faults come from the config's `faults` and
+//! `SKYFORM_LOCAL_FAULTS` (JSON). I/O: the root directory and child processes.
 
 use crate::{LocalConfig, CLOUD, REGION};
 use rand::{Rng, SeedableRng};
@@ -77,6 +80,25 @@ fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
+/// Creates a directory (and its missing parents) readable by the owner only.
+fn mkdir_private(p: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(p)
+}
+
+/// Writes a file readable by the owner only.
+fn write_private(p: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(p)?.write_all(data)
+}
+
 fn io_err(kind: ErrorKind, what: &str, e: impl std::fmt::Display) -> ProviderError {
     ProviderError::new(kind, None, format!("{what}: {e}"))
 }
@@ -128,9 +150,9 @@ impl LocalProvider {
 
     fn save(&self, r: &AllocRecord) -> Result<(), ProviderError> {
         let p = self.alloc_path(&r.id);
-        std::fs::create_dir_all(p.parent().expect("parent")).map_err(|e| io_err(ErrorKind::Other, "alloc dir", e))?;
+        mkdir_private(p.parent().expect("parent")).map_err(|e| io_err(ErrorKind::Other, "alloc dir", e))?;
         let tmp = p.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(r).expect("json"))
+        write_private(&tmp, &serde_json::to_vec_pretty(r).expect("json"))
             .map_err(|e| io_err(ErrorKind::Other, "alloc record", e))?;
         std::fs::rename(&tmp, &p).map_err(|e| io_err(ErrorKind::Other, "alloc record", e))
     }
@@ -204,25 +226,32 @@ impl LocalProvider {
     }
 }
 
-fn copy_tree(src: &Path, dst: &Path, hash: &mut u64) -> std::io::Result<u64> {
+/// Copies a tree; with `private` (a destination under the provider's root) directories
+/// are 0700 and files 0600.
+fn copy_tree(src: &Path, dst: &Path, hash: &mut u64, private: bool) -> std::io::Result<u64> {
+    let mkdir = |p: &Path| if private { mkdir_private(p) } else { std::fs::create_dir_all(p) };
     let mut bytes = 0;
     if src.is_dir() {
-        std::fs::create_dir_all(dst)?;
+        mkdir(dst)?;
         let mut entries: Vec<_> = std::fs::read_dir(src)?.flatten().map(|e| e.path()).collect();
         entries.sort();
         for p in entries {
-            bytes += copy_tree(&p, &dst.join(p.file_name().expect("name")), hash)?;
+            bytes += copy_tree(&p, &dst.join(p.file_name().expect("name")), hash, private)?;
         }
     } else {
         if let Some(parent) = dst.parent() {
-            std::fs::create_dir_all(parent)?;
+            mkdir(parent)?;
         }
         let data = std::fs::read(src)?;
         for b in &data {
             *hash ^= *b as u64;
             *hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
-        std::fs::write(dst, &data)?;
+        if private {
+            write_private(dst, &data)?;
+        } else {
+            std::fs::write(dst, &data)?;
+        }
         bytes += data.len() as u64;
     }
     Ok(bytes)
@@ -319,7 +348,7 @@ impl Provider for LocalProvider {
         };
         let sb = self.sandbox(&id);
         for d in ["inputs", "outputs", "work"] {
-            std::fs::create_dir_all(sb.join(d)).map_err(|e| io_err(ErrorKind::Other, "sandbox", e))?;
+            mkdir_private(&sb.join(d)).map_err(|e| io_err(ErrorKind::Other, "sandbox", e))?;
         }
         self.save(&r)?;
         Ok(AllocateResponse { provider_id: id })
@@ -334,12 +363,12 @@ impl Provider for LocalProvider {
         let mut env: Vec<(String, String)> = vec![("SKYFORM_TASK".into(), req.task.clone())];
         for i in &req.inputs {
             let d = sb.join("inputs").join(i);
-            std::fs::create_dir_all(&d).map_err(|e| io_err(ErrorKind::Other, "inputs", e))?;
+            mkdir_private(&d).map_err(|e| io_err(ErrorKind::Other, "inputs", e))?;
             env.push((format!("SKYFORM_INPUT_{}", i.to_uppercase()), d.display().to_string()));
         }
         for o in &req.outputs {
             let d = sb.join("outputs").join(o);
-            std::fs::create_dir_all(&d).map_err(|e| io_err(ErrorKind::Other, "outputs", e))?;
+            mkdir_private(&d).map_err(|e| io_err(ErrorKind::Other, "outputs", e))?;
             env.push((format!("SKYFORM_OUTPUT_{}", o.to_uppercase()), d.display().to_string()));
         }
         let mut script = String::from("set -e\n");
@@ -349,21 +378,19 @@ impl Provider for LocalProvider {
         }
         script.push_str(&req.run);
         script.push('\n');
-        std::fs::write(sb.join("run.sh"), script).map_err(|e| io_err(ErrorKind::Other, "script", e))?;
         let _ = std::fs::remove_file(sb.join("exit_code"));
         let work = match &req.workdir {
             Some(w) => sb.join("work").join(w),
             None => sb.join("work"),
         };
-        std::fs::create_dir_all(&work).map_err(|e| io_err(ErrorKind::Other, "workdir", e))?;
+        mkdir_private(&work).map_err(|e| io_err(ErrorKind::Other, "workdir", e))?;
         let log = sb.join("log.txt");
+        // The script goes through the environment (not a file); the log is created private
+        // and everything the run writes is the owner's only.
+        let exit = sh_quote(&sb.join("exit_code"));
         let wrapper = format!(
-            "bash {} > {} 2>&1; echo $? > {}.tmp && mv {}.tmp {}",
-            sh_quote(&sb.join("run.sh")),
-            sh_quote(&log),
-            sh_quote(&sb.join("exit_code")),
-            sh_quote(&sb.join("exit_code")),
-            sh_quote(&sb.join("exit_code"))
+            "umask 077; : > {log}; bash -c \"$SKYFORM_RUN_SCRIPT\" >> {log} 2>&1; echo $? > {exit}.tmp && mv {exit}.tmp {exit}",
+            log = sh_quote(&log),
         );
         let mut cmd = std::process::Command::new("bash");
         cmd.arg("-c")
@@ -375,6 +402,7 @@ impl Provider for LocalProvider {
         for (k, v) in env.into_iter().chain(req.env.clone()) {
             cmd.env(k, v);
         }
+        cmd.env("SKYFORM_RUN_SCRIPT", script);
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().map_err(|e| io_err(ErrorKind::Other, "spawn bash", e))?;
@@ -408,8 +436,9 @@ impl Provider for LocalProvider {
             let _g = self.lock.lock().expect("lock");
             if zone_ok && now() - started >= after && self.preemptions_done() < self.faults.preempt_times.unwrap_or(1) {
                 LocalProvider::kill_group(pid);
-                let _ = std::fs::write(sb.join("preempted"), "injected preemption\n");
-                let _ = std::fs::write(self.root.join("preemptions"), (self.preemptions_done() + 1).to_string());
+                let _ = write_private(&sb.join("preempted"), b"injected preemption\n");
+                let _ =
+                    write_private(&self.root.join("preemptions"), (self.preemptions_done() + 1).to_string().as_bytes());
                 return Ok(TaskStatusResponse { state: RunState::Preempted, log });
             }
         }
@@ -436,7 +465,8 @@ impl Provider for LocalProvider {
             let _ = std::fs::remove_dir_all(&dst);
         }
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let bytes = copy_tree(&src, &dst, &mut h).map_err(|e| io_err(ErrorKind::Other, "transfer", e))?;
+        let private = dst.starts_with(&self.root);
+        let bytes = copy_tree(&src, &dst, &mut h, private).map_err(|e| io_err(ErrorKind::Other, "transfer", e))?;
         Ok(TransferResponse { bytes, checksum: Some(format!("{h:016x}")) })
     }
 

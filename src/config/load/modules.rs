@@ -247,6 +247,26 @@ impl Loader {
             };
             let description = self.get_string(b, "description", f, scope, CONFIG_ROOTS);
             let sensitive = self.get_bool(b, "sensitive", f, scope, CONFIG_ROOTS).unwrap_or(false);
+            if is_root && !sensitive {
+                let secrets: Vec<String> = {
+                    let mut j = JobSpec::empty("");
+                    j.variables = self.out.variables.clone();
+                    j.sensitive_values()
+                };
+                let shown = user_json(&v).to_string();
+                if secrets.iter().any(|x| shown.contains(x.as_str())) {
+                    let at = self.pos(f, b.get_attribute("value").and_then(|a| a.value.span()));
+                    self.err(
+                        at,
+                        "Output refers to sensitive values",
+                        format!(
+                            "Output \"{}\" would show the value of a sensitive variable. skyform does not print sensitive values.",
+                            o.name
+                        ),
+                        Some("mark the output as sensitive: sensitive = true".into()),
+                    );
+                }
+            }
             if is_root {
                 outputs_root.insert(
                     o.name.clone(),
