@@ -34,9 +34,13 @@ pub fn open_sled(path: &Path, attempts: u32) -> Result<sled::Db, sled::Error> {
 
 /// Writes a file readable by the owner only, atomically (temp file, then rename).
 pub fn write_private(p: &Path, data: &[u8]) -> std::io::Result<()> {
+    // A temporary name of its own: concurrent writers of the same file (commits sharing a
+    // flush) must not rename each other's halves.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = {
         let mut s = p.as_os_str().to_owned();
-        s.push(".tmp");
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        s.push(format!(".{}.{n}.tmp", std::process::id()));
         std::path::PathBuf::from(s)
     };
     {
@@ -48,7 +52,9 @@ pub fn write_private(p: &Path, data: &[u8]) -> std::io::Result<()> {
         let mut f = o.open(&tmp)?;
         f.write_all(data)?;
     }
-    std::fs::rename(&tmp, p)
+    std::fs::rename(&tmp, p).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 pub fn restrict_dir(p: &Path) {

@@ -173,6 +173,30 @@ impl Shared {
         Ok(objects)
     }
 
+    /// Keeps a run's log when it is a file on this host (the local provider's sandbox, which
+    /// its release deletes): copied to `log_dir/TASK/run-N.log`, 0600. Returns where.
+    pub fn keep_log(&self, addr: &TaskAddr, run: u32, log: &str) -> Option<String> {
+        let dir = self.opts.log_dir.as_ref()?;
+        let src = std::path::Path::new(log);
+        if log.contains("://") || !src.is_file() {
+            return None;
+        }
+        let to_dir = dir.join(addr.as_str());
+        std::fs::create_dir_all(&to_dir).ok()?;
+        crate::db::restrict_dir(dir);
+        crate::db::restrict_dir(&to_dir);
+        let to = to_dir.join(format!("run-{run}.log"));
+        crate::db::write_private(&to, &std::fs::read(src).ok()?).ok()?;
+        Some(to.display().to_string())
+    }
+
+    /// Removes the kept logs of a destroyed task.
+    pub fn forget_logs(&self, addr: &TaskAddr) {
+        if let Some(dir) = &self.opts.log_dir {
+            let _ = std::fs::remove_dir_all(dir.join(addr.as_str()));
+        }
+    }
+
     /// The root outputs, with task-output references resolved to where the data is. A
     /// sensitive output is recorded as such, without its value (`skyform output` reads it
     /// from the configuration).

@@ -53,6 +53,9 @@ pub struct Options {
     /// After an interrupt, how long running tasks may go on before they are cancelled.
     pub grace: Duration,
     pub job_dir: PathBuf,
+    /// Where the logs of runs on this host are kept after their allocation is released
+    /// (until the task is destroyed); None: not kept.
+    pub log_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -62,6 +65,7 @@ impl Default for Options {
             call_timeout: Duration::from_secs(60),
             grace: Duration::from_secs(10),
             job_dir: PathBuf::from("."),
+            log_dir: None,
         }
     }
 }
@@ -156,6 +160,7 @@ async fn run(plan: &Plan, ctx: Context) -> Result<Outcome, ApplyError> {
                 s.tasks.remove(&c.address);
             })
             .await?;
+            sh.forget_logs(&c.address);
             sh.event(Event::Destroyed { task: c.address.clone() });
             out.destroyed += 1;
         }
@@ -270,7 +275,13 @@ async fn walk_dag(sh: &Arc<Shared>, todo: Vec<Change>) -> (Vec<TaskAddr>, Vec<Ta
                 let sh2 = sh.clone();
                 let change = changes[&a].clone();
                 running.spawn(async move {
-                    let status = task::run_task(&sh2, &change).await.unwrap_or(TaskStatus::Failed);
+                    let status = match task::run_task(&sh2, &change).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            sh2.event(Event::Interrupted { message: format!("{}: {e}", change.address) });
+                            TaskStatus::Failed
+                        }
+                    };
                     (change.address.clone(), status)
                 });
             }

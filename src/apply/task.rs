@@ -301,6 +301,8 @@ async fn execute(sh: &Shared, task: &Task, placed: &Placed, walk: &mut Walk) -> 
     .await?;
     sh.event(Event::Running { task: addr.clone(), run: walk.runs, log: log.clone() });
     let result = poll(sh, addr, &cand.cloud, provider_id).await;
+    // Kept before the allocation (and a sandbox with it) is released.
+    let log = sh.keep_log(addr, walk.runs, &log).unwrap_or(log);
     let hours = started.elapsed().as_secs_f64() / 3600.0;
     let cost = cand.hourly * hours * task.resources.num_nodes.max(1) as f64;
     let cancelled = sh.cancelled() && result != RunState::Succeeded;
@@ -368,6 +370,7 @@ async fn settle(sh: &Shared, task: &Task, placed: &Placed, walk: &mut Walk, ran:
                         r.exit_code = Some(0);
                         r.end = Some(now);
                         r.cost = cost;
+                        r.log = Some(log.clone());
                     }
                 }
             })
@@ -399,6 +402,7 @@ async fn settle(sh: &Shared, task: &Task, placed: &Placed, walk: &mut Walk, ran:
                         r.status = TaskStatus::Preempted;
                         r.end = Some(now);
                         r.cost = cost;
+                        r.log = Some(log.clone());
                     }
                 }
             })
@@ -438,6 +442,7 @@ async fn settle(sh: &Shared, task: &Task, placed: &Placed, walk: &mut Walk, ran:
                         r.exit_code = exit_code;
                         r.end = Some(now);
                         r.cost = cost;
+                        r.log = Some(log.clone());
                     }
                 }
             })

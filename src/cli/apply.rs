@@ -188,6 +188,7 @@ pub fn run_as(ctx: &Ctx, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> {
         call_timeout: std::time::Duration::from_secs_f64(a.call_timeout.max(0.01)),
         grace: std::time::Duration::from_secs(a.grace),
         job_dir: ctx.dir.clone(),
+        log_dir: ctx.state_path(&a.state).parent().and_then(|p| std::path::absolute(p.join("logs")).ok()),
     };
     let (c2, h2) = (cancel.clone(), hard.clone());
     let outcome = rt.block_on(async {

@@ -41,9 +41,42 @@ pub struct Diagnostic {
     pub hint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pos: Option<Pos>,
-    /// The source line the position points into.
+    /// The source line the position points into — cut to a window around the position
+    /// when the line is long ([`SNIPPET_WIDTH`]).
     #[serde(skip)]
     pub snippet: Option<String>,
+    /// The caret's column within `snippet` (1-based), when the snippet was cut.
+    #[serde(skip)]
+    pub caret: Option<u32>,
+}
+
+/// Characters of a source line a diagnostic shows around its position.
+pub const SNIPPET_WIDTH: usize = 100;
+/// Problems printed as text; the rest are counted (`validate -json` lists them all).
+pub const MAX_SHOWN: usize = 50;
+
+/// A window of `line` around column `col` (1-based): the text to show and the caret's
+/// column in it. Short lines are kept whole.
+pub fn snippet_window(line: &str, col: u32) -> (String, u32) {
+    let line = line.trim_end();
+    let n = line.chars().count();
+    if n <= SNIPPET_WIDTH {
+        return (line.to_string(), col);
+    }
+    let at = (col.max(1) as usize - 1).min(n);
+    let start = at.saturating_sub(SNIPPET_WIDTH / 2).min(n.saturating_sub(SNIPPET_WIDTH));
+    let end = (start + SNIPPET_WIDTH).min(n);
+    let mut out = String::new();
+    let mut caret = (at - start + 1) as u32;
+    if start > 0 {
+        out.push('…');
+        caret += 1;
+    }
+    out.extend(line.chars().skip(start).take(end - start));
+    if end < n {
+        out.push('…');
+    }
+    (out, caret)
 }
 
 impl Diagnostic {
@@ -55,6 +88,7 @@ impl Diagnostic {
             hint: None,
             pos: None,
             snippet: None,
+            caret: None,
         }
     }
 
@@ -64,10 +98,18 @@ impl Diagnostic {
 
     pub fn at(mut self, pos: Option<(Pos, String)>) -> Self {
         if let Some((p, line)) = pos {
+            if !line.is_empty() {
+                self.set_snippet(&line, p.col);
+            }
             self.pos = Some(p);
-            self.snippet = (!line.is_empty()).then_some(line);
         }
         self
+    }
+
+    fn set_snippet(&mut self, line: &str, col: u32) {
+        let (s, c) = snippet_window(line, col);
+        self.snippet = Some(s);
+        self.caret = Some(c);
     }
 
     pub fn hint(mut self, hint: Option<String>) -> Self {
@@ -95,7 +137,8 @@ impl Diagnostic {
             if let Some(line) = &self.snippet {
                 let num = p.line.to_string();
                 let _ = writeln!(s, "  {num} | {}", line.trim_end());
-                let caret_pad = " ".repeat(num.len() + 3 + p.col.saturating_sub(1) as usize);
+                let col = self.caret.unwrap_or(p.col);
+                let caret_pad = " ".repeat(num.len() + 3 + col.saturating_sub(1) as usize);
                 let _ = writeln!(s, "  {caret_pad}^");
             }
         }
@@ -135,8 +178,19 @@ impl Diagnostics {
         self.0.sort_by(|a, b| (!a.is_error(), &a.pos).cmp(&(!b.is_error(), &b.pos)));
         self
     }
+    /// The problems as text: the first [`MAX_SHOWN`], then how many more there are.
     pub fn render(&self, color: bool) -> String {
-        self.0.iter().map(|d| d.render(color)).collect::<Vec<_>>().join("\n")
+        let mut out = self.0.iter().take(MAX_SHOWN).map(|d| d.render(color)).collect::<Vec<_>>().join("\n");
+        if self.0.len() > MAX_SHOWN {
+            let more = self.0.len() - MAX_SHOWN;
+            let _ = write!(
+                out,
+                "\n…and {} more problem{} (`skyform validate -json` lists every one).\n",
+                thousands(more),
+                if more == 1 { "" } else { "s" }
+            );
+        }
+        out
     }
 }
 
@@ -209,7 +263,9 @@ impl SourceMap {
     pub fn fill_snippets(&self, d: &mut Diagnostics) {
         for x in &mut d.0 {
             if x.snippet.is_none() {
-                x.snippet = x.pos.as_ref().and_then(|p| self.snippet(p));
+                if let Some((line, col)) = x.pos.as_ref().and_then(|p| Some((self.snippet(p)?, p.col))) {
+                    x.set_snippet(&line, col);
+                }
             }
         }
     }
@@ -241,9 +297,43 @@ pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a st
     best.map(|(_, _, c)| c.to_string())
 }
 
+/// `3982` → `3,982`.
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lines_are_cut_around_the_caret() {
+        let line = format!("{}undefined_thing{}", "a".repeat(5000), "b".repeat(5000));
+        let (w, caret) = snippet_window(&line, 5001);
+        assert!(w.chars().count() <= SNIPPET_WIDTH + 2, "{}", w.len());
+        assert!(w.starts_with('…') && w.ends_with('…'));
+        assert_eq!(w.chars().nth(caret as usize - 1), Some('u'), "the caret still points at the problem");
+        assert_eq!(snippet_window("short = 1", 9), ("short = 1".to_string(), 9));
+    }
+
+    #[test]
+    fn many_problems_are_counted_not_all_printed() {
+        let mut d = Diagnostics::default();
+        for i in 0..4032 {
+            d.0.push(Diagnostic::error("Undefined reference", format!("`x{i}` is not declared")));
+        }
+        let text = d.render(false);
+        assert_eq!(text.matches("Undefined reference").count(), MAX_SHOWN);
+        assert!(text.contains("…and 3,982 more problems"), "{}", &text[text.len() - 200..]);
+    }
 
     #[test]
     fn positions_are_one_based_and_char_counted() {

@@ -245,11 +245,34 @@ fn floor(args: FuncArgs) -> Result<Value, String> {
     Ok(num(f(&args[0]).floor()))
 }
 
+/// The largest file `file()` reads (a job's scripts and small data, not datasets).
+pub const FILE_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// `file(path)`: a regular file's text, at most [`FILE_LIMIT`] bytes (`/dev/zero`, a FIFO
+/// or a huge file is an error, not a hang).
 fn file(args: FuncArgs) -> Result<Value, String> {
+    use std::io::Read;
     let rel = args[0].as_str().expect("checked");
     let base = BASE_DIR.with(|b| b.borrow().clone()).unwrap_or_default();
     let path = base.join(rel);
-    std::fs::read_to_string(&path).map(Value::String).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
+    let err = |e: &dyn std::fmt::Display| format!("cannot read `{}`: {e}", path.display());
+    let meta = std::fs::metadata(&path).map_err(|e| err(&e))?;
+    if !meta.is_file() {
+        return Err(err(&"not a regular file"));
+    }
+    if meta.len() > FILE_LIMIT {
+        return Err(err(&format!("it has {} bytes; file() reads at most {FILE_LIMIT}", meta.len())));
+    }
+    let mut text = String::new();
+    std::fs::File::open(&path)
+        .map_err(|e| err(&e))?
+        .take(FILE_LIMIT + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| err(&e))?;
+    if text.len() as u64 > FILE_LIMIT {
+        return Err(err(&format!("it grew past {FILE_LIMIT} bytes while read")));
+    }
+    Ok(Value::String(text))
 }
 
 fn jsonencode(args: FuncArgs) -> Result<Value, String> {

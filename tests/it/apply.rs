@@ -12,14 +12,20 @@ fn quickstart() -> (tempfile::TempDir, PathBuf) {
     (d, qs)
 }
 
+/// Copies a job's sources only — `*.sky.hcl`, `*.skyvars`, READMEs, through module
+/// directories — never what a run left there (`.skyform/`, `out/`), so a test starts from
+/// what is committed even after the README's quick start ran in the checkout.
 fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
     for e in std::fs::read_dir(src).unwrap() {
         let p = e.unwrap().path();
-        let to = dst.join(p.file_name().unwrap());
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let to = dst.join(&name);
         if p.is_dir() {
-            copy_dir(&p, &to);
-        } else {
+            if !name.starts_with('.') && name != "out" {
+                copy_dir(&p, &to);
+            }
+        } else if name.ends_with(".sky.hcl") || name.ends_with(".skyvars") || name.ends_with(".md") {
             std::fs::copy(&p, &to).unwrap();
         }
     }

@@ -175,3 +175,42 @@ fn a_closed_pipe_ends_quietly() {
     assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
     assert_eq!(o.status.code(), Some(141), "{stderr}");
 }
+
+#[test]
+fn a_failed_tasks_log_is_kept_until_the_task_is_destroyed() {
+    let d = job(&[(
+        "main.sky.hcl",
+        "task \"bad\" {\n  run = \"echo something broke; exit 4\"\n  estimate {\n    hours = 0.1\n  }\n}\n",
+    )]);
+    let o = skyform(d.path(), &["apply", "-auto-approve"]);
+    assert_eq!(o.code, 1);
+    let log = o.stderr.split("log: ").last().unwrap().lines().next().unwrap().trim().to_string();
+    assert!(log.contains(".skyform/logs/task.bad/run-1.log"), "the message points at the kept log: {}", o.stderr);
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "something broke\n");
+    let l = skyform(d.path(), &["logs", "task.bad"]);
+    assert_eq!((l.code, l.stdout.as_str()), (0, "something broke\n"), "{}", l.stderr);
+    let x = skyform(d.path(), &["destroy", "-auto-approve"]);
+    assert_eq!(x.code, 0, "{}", x.stderr);
+    assert!(!Path::new(&log).exists(), "destroy forgets the task's logs");
+}
+
+#[test]
+fn unbounded_input_is_refused_or_summarized() {
+    // file() of something endless is an error, at once.
+    let d = job(&[("main.sky.hcl", "locals {\n  x = file(\"/dev/zero\")\n}\n")]);
+    let t0 = std::time::Instant::now();
+    let o = skyform(d.path(), &["validate"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("not a regular file"), "{}", o.stderr);
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+    // Thousands of problems on one long line: each shown around its caret, and counted.
+    let refs: Vec<String> = (0..4000).map(|i| format!("var.undefined_{i}")).collect();
+    let d = job(&[("main.sky.hcl", &format!("locals {{\n  x = [{}]\n}}\n", refs.join(", ")))]);
+    let o = skyform(d.path(), &["validate"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.len() < 64 * 1024, "stderr is {} bytes", o.stderr.len());
+    assert!(o.stderr.contains("…and 3,950 more problems"), "{}", &o.stderr[o.stderr.len().saturating_sub(300)..]);
+    let j = skyform(d.path(), &["validate", "-json"]);
+    let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    assert_eq!(v["error_count"], 4000, "-json lists every problem");
+}
