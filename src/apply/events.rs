@@ -11,11 +11,11 @@ use skyform_provider::{ErrorKind, Scope};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// An allocation left by an interrupted apply was found: adopted (its run had finished
-    /// and its outputs are kept) or released.
+    /// and its outputs are kept), resumed (its run goes on and is followed) or released.
     Recovered {
         task: TaskAddr,
         provider_id: String,
-        adopted: bool,
+        action: Recovery,
     },
     Allocating {
         task: TaskAddr,
@@ -90,6 +90,18 @@ impl Event {
     pub fn is_warning(&self) -> bool {
         matches!(self, Event::AllocationFailed { .. } | Event::RunFailed { .. })
     }
+}
+
+/// What recovery did with an allocation an interrupted apply left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recovery {
+    /// Its run had finished: outputs collected, the task succeeded.
+    Adopted,
+    /// Its run is still going: followed to its end.
+    Resumed,
+    /// Nothing to keep: released.
+    Released,
 }
 
 /// Receives events (the CLI renders them as text, progress bars or JSON lines).

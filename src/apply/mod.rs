@@ -23,12 +23,12 @@
 mod call;
 mod data;
 pub mod events;
-mod recover;
+pub(crate) mod recover;
 pub mod refresh;
 mod task;
 
 pub use crate::providers::Providers;
-pub use events::{Event, Hooks, Recorder};
+pub use events::{Event, Hooks, Recorder, Recovery};
 pub use refresh::{drift, sweep};
 
 use crate::catalog::egress::EgressModel;

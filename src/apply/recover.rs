@@ -2,19 +2,23 @@
 //!
 //! Before work starts, every intent (allocation written to state before its provider
 //! call) that is not released is looked up by its idempotency token: a run that finished
-//! is adopted — its outputs collected and the task recorded as succeeded — anything else is
+//! is adopted — its outputs collected and the task recorded as succeeded — a run still
+//! running is resumed (the task's turn in the DAG follows it to its end), anything else is
 //! released. Resources carrying this state's lineage that the state does not know (a crash
 //! between the provider call and the commit of its id) are released too. So nothing is
 //! left that skyform cannot find, and a finished task does not run again.
 
 use super::call::Shared;
-use super::events::Event;
+use super::events::{Event, Recovery};
 use super::ApplyError;
 use crate::config::TaskAddr;
 use crate::state::{Allocation, TaskStatus};
 use skyform_provider::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+/// The status of an allocation whose run recovery found still running.
+pub(crate) const RESUMED: &str = "resumed";
 
 fn lineage_tags(lineage: &str) -> BTreeMap<String, String> {
     [("skyform:lineage".to_string(), lineage.to_string())].into()
@@ -69,6 +73,24 @@ impl Shared {
                     .await
                     .ok()
                     .and_then(|r| r.resources.into_iter().find(|x| x.idempotency_token == token));
+                // Still running (the engine died, the run did not): followed when the task's
+                // turn comes.
+                if let Some(res) = found.as_ref().filter(|r| {
+                    r.state == RunState::Running && t.status == TaskStatus::Running && a.provider_id.is_some()
+                }) {
+                    self.commit(addr, |s| {
+                        if let Some(x) = s.tasks.get_mut(addr).and_then(|tt| tt.allocations.get_mut(i)) {
+                            x.status = RESUMED.into();
+                        }
+                    })
+                    .await?;
+                    self.event(Event::Recovered {
+                        task: addr.clone(),
+                        provider_id: res.provider_id.clone(),
+                        action: Recovery::Resumed,
+                    });
+                    continue;
+                }
                 let objects = match &found {
                     Some(res) if res.state == RunState::Succeeded && t.status != TaskStatus::Succeeded => {
                         self.gather_outputs(addr, &res.provider_id, &a.placement).await.ok()
@@ -112,7 +134,8 @@ impl Shared {
                 })
                 .await?;
                 if let Some(res) = found {
-                    self.event(Event::Recovered { task: addr.clone(), provider_id: res.provider_id, adopted });
+                    let action = if adopted { Recovery::Adopted } else { Recovery::Released };
+                    self.event(Event::Recovered { task: addr.clone(), provider_id: res.provider_id, action });
                 }
             }
         }
@@ -129,7 +152,7 @@ impl Shared {
                     self.event(Event::Recovered {
                         task: TaskAddr(r.owner_tags.get("skyform:task").cloned().unwrap_or_default()),
                         provider_id: r.provider_id,
-                        adopted: false,
+                        action: Recovery::Released,
                     });
                 }
             }

@@ -11,6 +11,9 @@
 //! - **settle**: a success collects the outputs and commits "succeeded" with them *before*
 //!   the allocation is released (so a crash in between never runs the task again); a
 //!   preemption follows the task's `recovery`; a failure retries in place up to `retries`.
+//!
+//! A run that outlived an interrupted apply (recovery found it still running) is followed
+//! to its end and settled, never started again.
 
 use super::call::Shared;
 use super::data::loc;
@@ -94,6 +97,14 @@ pub(crate) async fn run_task(sh: &Arc<Shared>, change: &Change) -> Result<TaskSt
     let Some(task) = sh.spec.tasks.get(addr).cloned() else { return Ok(TaskStatus::Failed) };
     let Some(mut walk) = Walk::new(change, sh) else { return Ok(TaskStatus::Failed) };
     let lineage = sh.state.lock().await.lineage.clone();
+    // A run that outlived an interrupted apply is followed to its end, not started again.
+    if let Some((placed, runs, started, log)) = resumed(sh, addr).await {
+        walk.runs = runs;
+        let ran = follow(sh, &task, &placed, runs, started, log).await;
+        if let Step::End(s) = settle(sh, &task, &placed, &mut walk, ran).await? {
+            return Ok(s);
+        }
+    }
     loop {
         if sh.cancelled() {
             return Ok(TaskStatus::Pending);
@@ -300,13 +311,33 @@ async fn execute(sh: &Shared, task: &Task, placed: &Placed, walk: &mut Walk) -> 
     })
     .await?;
     sh.event(Event::Running { task: addr.clone(), run: walk.runs, log: log.clone() });
-    let result = poll(sh, addr, &cand.cloud, provider_id).await;
+    Ok(Step::Go(follow(sh, task, placed, walk.runs, started, log).await))
+}
+
+/// Polls a started run to its end; keeps its log; prices the time it ran.
+async fn follow(sh: &Shared, task: &Task, placed: &Placed, run: u32, started: Instant, log: String) -> Ran {
+    let addr = &task.address;
+    let result = poll(sh, addr, &placed.cand.cloud, &placed.provider_id).await;
     // Kept before the allocation (and a sandbox with it) is released.
-    let log = sh.keep_log(addr, walk.runs, &log).unwrap_or(log);
+    let log = sh.keep_log(addr, run, &log).unwrap_or(log);
     let hours = started.elapsed().as_secs_f64() / 3600.0;
-    let cost = cand.hourly * hours * task.resources.num_nodes.max(1) as f64;
+    let cost = placed.cand.hourly * hours * task.resources.num_nodes.max(1) as f64;
     let cancelled = sh.cancelled() && result != RunState::Succeeded;
-    Ok(Step::Go(Ran { result, cost, log, cancelled }))
+    Ran { result, cost, log, cancelled }
+}
+
+/// A run left running by an interrupted apply and resumed by recovery: its allocation,
+/// the number of runs so far, when it started and its log.
+async fn resumed(sh: &Shared, addr: &TaskAddr) -> Option<(Placed, u32, Instant, String)> {
+    let st = sh.state.lock().await;
+    let t = st.tasks.get(addr)?;
+    let (slot, a) =
+        t.allocations.iter().enumerate().find(|(_, a)| a.released.is_none() && a.status == super::recover::RESUMED)?;
+    let run = t.runs.last()?;
+    let ago = Duration::from_secs(sh.now().saturating_sub(run.start));
+    let started = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
+    let placed = Placed { cand: a.placement.clone(), slot, provider_id: a.provider_id.clone()? };
+    Some((placed, t.runs.len() as u32, started, run.log.clone().unwrap_or_default()))
 }
 
 /// Status errors in a row (each already retried by the call helper) after which a run

@@ -90,9 +90,7 @@ fn lines(events: &[Event]) -> Vec<String> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::Recovered { task, adopted, .. } => {
-                Some(format!("recovered {task} {}", if *adopted { "adopted" } else { "released" }))
-            }
+            Event::Recovered { task, action, .. } => Some(format!("recovered {task} {action:?}").to_lowercase()),
             Event::Allocating { task, location, attempt, .. } => Some(format!("allocate {task} {location} #{attempt}")),
             Event::AllocationFailed { task, location, kind, scope, .. } => {
                 Some(format!("failed {task} {location} {kind} {scope}"))
@@ -382,7 +380,9 @@ fn an_orphan_of_this_lineage_is_released() {
     req.owner_tags = [("skyform:lineage".to_string(), lineage.clone())].into();
     let orphan = local.allocate(&req).unwrap().provider_id;
     let (_, events) = job.apply(&job.plan());
-    assert!(matches!(&events[0], Event::Recovered { provider_id, adopted: false, .. } if *provider_id == orphan));
+    assert!(
+        matches!(&events[0], Event::Recovered { provider_id, action: apply::Recovery::Released, .. } if *provider_id == orphan)
+    );
     let left = local.read(&ReadRequest::tagged([("skyform:lineage".to_string(), lineage)].into())).unwrap();
     assert!(left.resources.is_empty(), "{:?}", left.resources);
 }

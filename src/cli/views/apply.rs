@@ -4,7 +4,7 @@
 //! `@timestamp`, as Terraform's machine-readable UI).
 
 use super::plan::usd;
-use crate::apply::{Event, Hooks};
+use crate::apply::{Event, Hooks, Recovery};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -124,12 +124,14 @@ impl Hooks for ApplyView {
 /// One event as a sentence.
 pub fn describe(e: &Event) -> String {
     match e {
-        Event::Recovered { task, provider_id, adopted } => {
-            format!(
-                "{task}: found {provider_id} from an interrupted apply; {}",
-                if *adopted { "its run had finished: adopted" } else { "released" }
-            )
-        }
+        Event::Recovered { task, provider_id, action } => format!(
+            "{task}: found {provider_id} from an interrupted apply; {}",
+            match action {
+                Recovery::Adopted => "its run had finished: adopted",
+                Recovery::Resumed => "its run is still going: following it",
+                Recovery::Released => "released",
+            }
+        ),
         Event::Allocating { task, attempt, location, instance_type, spot } => {
             format!(
                 "{task}: allocating {instance_type}{} in {location} (attempt {attempt})...",
