@@ -339,7 +339,7 @@ pub fn resolve(spec: &JobSpec, catalog: &Catalog, view: &TrackerView) -> Result<
     for addr in &order {
         let task = &spec.tasks[addr];
         if task.estimate.is_none() {
-            warnings.push(format!("{addr} has no `estimate {{ hours = ... }}`; assuming 1 hour per run"));
+            warnings.push(format!("{addr}: no `estimate {{ hours = ... }}`, so 1 hour per run is assumed"));
         }
         let memo_key = serde_json::to_string(&(
             &task.resources,

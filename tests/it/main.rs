@@ -3,8 +3,11 @@
 //! `SKYFORM_HOME` pointed at a temporary directory and colour off.
 
 mod apply;
+mod automation;
 mod aws;
 mod catalog;
+mod comment;
+mod compare;
 mod config;
 mod crash;
 mod engine;
