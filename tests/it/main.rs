@@ -13,6 +13,7 @@ mod crash;
 mod engine;
 mod fmt;
 mod fuzz;
+mod html;
 mod optimize;
 mod plan;
 mod reliability;

@@ -11,7 +11,7 @@
 
 use super::plan::{cost_change, schedule, usd, Scheduled};
 use crate::config::TaskAddr;
-use crate::plan::{money, Plan};
+use crate::plan::Plan;
 use crate::state::{State, TaskStatus};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -331,7 +331,7 @@ pub fn plan_page(plan: &Plan) -> String {
     if plan.cost_before > 0.0 {
         let _ = writeln!(b, "<p class=\"muted\">Against the current state: {}.</p>", esc(&cost_change(plan.cost_before, plan.cost_after)));
     }
-    let _ = writeln!(b, "<p class=\"muted\">catalog: {} · money rounded to cents ({} total)</p>", esc(&plan.catalog_id), money(total));
+    let _ = writeln!(b, "<p class=\"muted\">catalog: {}</p>", esc(&plan.catalog_id));
     page(&format!("skyform plan: {}", plan.job), &b)
 }
 
