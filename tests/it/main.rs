@@ -11,6 +11,7 @@ mod compare;
 mod config;
 mod crash;
 mod engine;
+mod examples;
 mod fmt;
 mod fuzz;
 mod html;
