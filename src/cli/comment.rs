@@ -48,7 +48,8 @@ pub fn run(ctx: &Ctx, a: CommentArgs) -> anyhow::Result<i32> {
         ForgeArg::Github => Kind::GitHub,
         ForgeArg::Gitlab => Kind::GitLab,
     };
-    let text = std::fs::read_to_string(ctx.dir.join(&a.plan)).map_err(|e| anyhow::anyhow!("{}: {e}", a.plan.display()))?;
+    let text =
+        std::fs::read_to_string(ctx.dir.join(&a.plan)).map_err(|e| anyhow::anyhow!("{}: {e}", a.plan.display()))?;
     let body = if text.trim_start().starts_with('{') {
         render::markdown(&Plan::decode(&text).map_err(|e| anyhow::anyhow!("{}: {e}", a.plan.display()))?)
     } else if forge::tag_of(&text).is_some() {

@@ -208,13 +208,14 @@ impl Ctx {
     /// needs no provider (and no credentials). A cloud that cannot be read is a warning:
     /// its tasks are planned from the state.
     pub fn refresh(&self, spec: &JobSpec, state: &crate::state::State) -> anyhow::Result<BTreeMap<TaskAddr, String>> {
-        let live = state.tasks.values().any(|t| t.allocations.iter().any(|a| a.released.is_none() && a.provider_id.is_some()));
+        let live =
+            state.tasks.values().any(|t| t.allocations.iter().any(|a| a.released.is_none() && a.provider_id.is_some()));
         if !live {
             return Ok(BTreeMap::new());
         }
-        let providers = self
-            .providers(spec)
-            .map_err(|e| anyhow::anyhow!("refreshing live allocations: {e:#} (-refresh=false plans from the state alone)"))?;
+        let providers = self.providers(spec).map_err(|e| {
+            anyhow::anyhow!("refreshing live allocations: {e:#} (-refresh=false plans from the state alone)")
+        })?;
         let r = crate::apply::refresh(state, &providers, crate::apply::refresh::REFRESH_TIMEOUT);
         for (cloud, why) in &r.unread {
             errln!("Warning: could not refresh what runs on {cloud} ({why}); its tasks are planned from the state.");

@@ -26,7 +26,13 @@ fn headers(t: &Target) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn call(http: &Http, t: &Target, method: &str, url: &str, body: Option<&serde_json::Value>) -> Result<super::http::Response, ForgeError> {
+fn call(
+    http: &Http,
+    t: &Target,
+    method: &str,
+    url: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<super::http::Response, ForgeError> {
     let r = http.send(method, url, &headers(t), body)?;
     if !r.ok() {
         return Err(t.error(method, url, &r));
@@ -42,7 +48,11 @@ impl Api for GitHub {
         while let Some(u) = url.take() {
             let r = call(http, t, "GET", &u, None)?;
             let items: Vec<Item> = parse(t, &u, &r.body)?;
-            out.extend(items.into_iter().map(|i| Comment { id: i.id, body: i.body.unwrap_or_default(), url: i.html_url }));
+            out.extend(items.into_iter().map(|i| Comment {
+                id: i.id,
+                body: i.body.unwrap_or_default(),
+                url: i.html_url,
+            }));
             pages += 1;
             if pages < 100 {
                 url = next_link(r.header("link"));

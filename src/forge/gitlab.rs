@@ -35,7 +35,13 @@ fn base(t: &Target) -> String {
     format!("{}/projects/{}/merge_requests/{}/notes", t.api, project(&t.repo), t.number)
 }
 
-fn call(http: &Http, t: &Target, method: &str, url: &str, body: Option<&serde_json::Value>) -> Result<super::http::Response, ForgeError> {
+fn call(
+    http: &Http,
+    t: &Target,
+    method: &str,
+    url: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<super::http::Response, ForgeError> {
     let r = http.send(method, url, &[("private-token", t.token.clone())], body)?;
     if !r.ok() {
         return Err(t.error(method, url, &r));
@@ -51,9 +57,11 @@ impl Api for GitLab {
         while let Some(u) = url.take() {
             let r = call(http, t, "GET", &u, None)?;
             let notes: Vec<Note> = parse(t, &u, &r.body)?;
-            out.extend(
-                notes.into_iter().filter(|n| !n.system).map(|n| Comment { id: n.id, body: n.body.unwrap_or_default(), url: None }),
-            );
+            out.extend(notes.into_iter().filter(|n| !n.system).map(|n| Comment {
+                id: n.id,
+                body: n.body.unwrap_or_default(),
+                url: None,
+            }));
             pages += 1;
             if pages < 100 {
                 url = next_link(r.header("link"));

@@ -59,7 +59,8 @@ impl Http {
         };
         let connector = builder.https_or_http().enable_http1().build();
         let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| transport(e.to_string()))?;
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| transport(e.to_string()))?;
         Ok(Http { rt, client })
     }
 

@@ -139,7 +139,12 @@ impl Target {
                 if let Some(errs) = v.get("errors").and_then(|e| e.as_array()).filter(|e| !e.is_empty()) {
                     let list: Vec<String> = errs
                         .iter()
-                        .map(|e| e.get("message").and_then(|m| m.as_str()).map(str::to_string).unwrap_or_else(|| e.to_string()))
+                        .map(|e| {
+                            e.get("message")
+                                .and_then(|m| m.as_str())
+                                .map(str::to_string)
+                                .unwrap_or_else(|| e.to_string())
+                        })
                         .collect();
                     s = format!("{s}: {}", list.join("; "));
                 }
@@ -149,7 +154,9 @@ impl Target {
         let detail = message.map(|m| format!(" — {forge} says: {m}")).unwrap_or_default();
         let header = |k: &str| r.header(k).and_then(|v| v.trim().parse::<u64>().ok());
         let limited = r.status == 429
-            || (r.status == 403 && (r.header("x-ratelimit-remaining").map(str::trim) == Some("0") || r.header("retry-after").is_some()));
+            || (r.status == 403
+                && (r.header("x-ratelimit-remaining").map(str::trim) == Some("0")
+                    || r.header("retry-after").is_some()));
         if limited {
             let retry_after = header("retry-after").or_else(|| {
                 let reset = header("x-ratelimit-reset").or_else(|| header("ratelimit-reset"))?;
@@ -247,7 +254,11 @@ pub(crate) fn next_link(link: Option<&str>) -> Option<String> {
 
 /// Reads a JSON answer.
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(t: &Target, url: &str, body: &str) -> Result<T, ForgeError> {
-    serde_json::from_str(body).map_err(|e| ForgeError::BadResponse { forge: t.kind.name(), url: url.to_string(), detail: e.to_string() })
+    serde_json::from_str(body).map_err(|e| ForgeError::BadResponse {
+        forge: t.kind.name(),
+        url: url.to_string(),
+        detail: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -276,8 +287,15 @@ mod tests {
             headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             body: body.into(),
         };
-        let e = t.error("POST", "u", &r(422, &[], r#"{"message":"Validation Failed","errors":[{"message":"body is too long"}]}"#));
-        assert_eq!(e.to_string(), "GitHub refused the comment (422 Unprocessable Entity) — GitHub says: Validation Failed: body is too long");
+        let e = t.error(
+            "POST",
+            "u",
+            &r(422, &[], r#"{"message":"Validation Failed","errors":[{"message":"body is too long"}]}"#),
+        );
+        assert_eq!(
+            e.to_string(),
+            "GitHub refused the comment (422 Unprocessable Entity) — GitHub says: Validation Failed: body is too long"
+        );
         let e = t.error("GET", "u", &r(403, &[("x-ratelimit-remaining", "0"), ("retry-after", "30")], ""));
         assert!(matches!(e, ForgeError::RateLimited { retry_after: Some(30), .. }), "{e:?}");
         assert!(e.to_string().ends_with("retry after 30 s"), "{e}");

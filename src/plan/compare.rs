@@ -89,7 +89,10 @@ fn placement(v: &serde_json::Value, what: &str) -> Result<Option<PlacementRecord
     }
     let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
     if v["cloud"].as_str().is_none() || v["instance_type"].as_str().is_none() {
-        return Err(CompareError::Field { what: what.to_string(), detail: "a placement without cloud or instance_type".into() });
+        return Err(CompareError::Field {
+            what: what.to_string(),
+            detail: "a placement without cloud or instance_type".into(),
+        });
     }
     Ok(Some(PlacementRecord {
         cloud: s("cloud"),
@@ -147,7 +150,9 @@ impl Base {
                         c["change"]["actions"].as_array().into_iter().flatten().filter_map(|a| a.as_str()).collect();
                     let action = if actions == ["delete"] { "delete" } else { actions.first().copied().unwrap_or("") };
                     let what = format!("change of {addr}");
-                    if let Some(t) = end_state(action, &c["change"]["before"], &c["change"]["after"], &c["cost"]["after"], &what)? {
+                    if let Some(t) =
+                        end_state(action, &c["change"]["before"], &c["change"]["after"], &c["cost"]["after"], &what)?
+                    {
                         base.tasks.insert(addr, t);
                     }
                 }
@@ -157,8 +162,8 @@ impl Base {
         let mut base = Base::default();
         let mut events = 0;
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let e: serde_json::Value = serde_json::from_str(line)
-                .map_err(|err| CompareError::Format(format!("line {}: {err}", i + 1)))?;
+            let e: serde_json::Value =
+                serde_json::from_str(line).map_err(|err| CompareError::Format(format!("line {}: {err}", i + 1)))?;
             match e["type"].as_str() {
                 Some("planned_change" | "planned_noop") => {
                     let ch = &e["change"];
@@ -207,7 +212,11 @@ fn head_end(c: &Change) -> Option<(PlacementRecord, Planned, f64)> {
 }
 
 fn moved(a: &PlacementRecord, b: &PlacementRecord) -> bool {
-    a.cloud != b.cloud || a.region != b.region || a.zone != b.zone || a.instance_type != b.instance_type || a.spot != b.spot
+    a.cloud != b.cloud
+        || a.region != b.region
+        || a.zone != b.zone
+        || a.instance_type != b.instance_type
+        || a.spot != b.spot
 }
 
 /// The plan compared with its base, task by task (reasons: `added_by_change`,
@@ -281,6 +290,10 @@ mod tests {
         let b = Base::parse(doc).unwrap();
         assert_eq!(b.tasks.len(), 1);
         let t = &b.tasks[&TaskAddr("task.b".into())];
-        assert_eq!((t.placement.zone.as_str(), t.cost, t.finish_hours), ("z", 2.0, 2.0), "a no-op stays where the state has it");
+        assert_eq!(
+            (t.placement.zone.as_str(), t.cost, t.finish_hours),
+            ("z", 2.0, 2.0),
+            "a no-op stays where the state has it"
+        );
     }
 }

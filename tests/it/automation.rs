@@ -15,7 +15,9 @@ fn apply_and_destroy_run_unattended_with_input_false() {
     let o = skyform(d.path(), &["apply", "-input=false"]);
     assert_eq!(o.code, 1, "{}", o.stdout);
     assert!(
-        o.stderr.contains("Error: apply needs approval and -input=false forbids the prompt; run skyform apply -auto-approve"),
+        o.stderr.contains(
+            "Error: apply needs approval and -input=false forbids the prompt; run skyform apply -auto-approve"
+        ),
         "{}",
         o.stderr
     );
@@ -27,7 +29,11 @@ fn apply_and_destroy_run_unattended_with_input_false() {
 
     let o = skyform(d.path(), &["apply", "-auto-approve", "-input=false"]);
     assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
-    assert!(o.stdout.contains("Apply complete! Resources: 1 added, 0 changed, 0 destroyed. Cost: $0.00 (planned $0.00)."), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("Apply complete! Resources: 1 added, 0 changed, 0 destroyed. Cost: $0.00 (planned $0.00)."),
+        "{}",
+        o.stdout
+    );
 
     // A plan from $0.00 to $0.00 has no percentage and no negative zero.
     let p = skyform(d.path(), &["plan", "-destroy", "-input=false", "-lock=false"]);
@@ -82,7 +88,11 @@ fn compact_warnings_take_one_line_per_kind() {
     let d = job(&[("main.sky.hcl", &format!("{}{}{}", t("a"), t("b"), t("c")))]);
     let o = skyform(d.path(), &["plan"]);
     assert_eq!(o.stderr.matches("Warning: ").count(), 3, "{}", o.stderr);
-    assert!(o.stderr.contains("Warning: task.a: no `estimate { hours = ... }`, so 1 hour per run is assumed"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("Warning: task.a: no `estimate { hours = ... }`, so 1 hour per run is assumed"),
+        "{}",
+        o.stderr
+    );
     let o = skyform(d.path(), &["plan", "-compact-warnings"]);
     let warnings: Vec<&str> = o.stderr.lines().filter(|l| l.starts_with("Warning: ")).collect();
     assert_eq!(

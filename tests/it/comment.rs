@@ -46,7 +46,15 @@ fn json(status: u16, v: serde_json::Value, headers: Vec<(String, String)>) -> hy
     r.body(Full::new(Bytes::from(if v.is_null() { String::new() } else { v.to_string() }))).unwrap()
 }
 
-fn handle(f: &Mutex<Forge>, base: &str, method: &str, path: &str, query: &str, headers: &hyper::HeaderMap, body: &str) -> hyper::Response<Full<Bytes>> {
+fn handle(
+    f: &Mutex<Forge>,
+    base: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &hyper::HeaderMap,
+    body: &str,
+) -> hyper::Response<Full<Bytes>> {
     let mut f = f.lock().unwrap();
     f.log.push(format!("{method} {path}"));
     let github = path.starts_with("/repos/");
@@ -62,14 +70,20 @@ fn handle(f: &Mutex<Forge>, base: &str, method: &str, path: &str, query: &str, h
     if let Some(fail) = f.fail.clone().filter(|x| x.method == method) {
         f.fail = None;
         let headers = fail.headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        return json(fail.status, serde_json::from_str(fail.body).unwrap_or(serde_json::Value::String(fail.body.into())), headers);
+        return json(
+            fail.status,
+            serde_json::from_str(fail.body).unwrap_or(serde_json::Value::String(fail.body.into())),
+            headers,
+        );
     }
     let (list, item) = if github {
         ("/repos/o/r/issues/7/comments", "/repos/o/r/issues/comments/")
     } else {
         ("/api/v4/projects/o%2Fr/merge_requests/7/notes", "/api/v4/projects/o%2Fr/merge_requests/7/notes/")
     };
-    let text = |b: &str| serde_json::from_str::<serde_json::Value>(b).ok().and_then(|v| v["body"].as_str().map(str::to_string));
+    let text = |b: &str| {
+        serde_json::from_str::<serde_json::Value>(b).ok().and_then(|v| v["body"].as_str().map(str::to_string))
+    };
     let view = |id: u64, b: &str, system: bool| {
         if github {
             serde_json::json!({"id": id, "body": b, "html_url": format!("https://github.example/o/r/pull/7#issuecomment-{id}")})
@@ -78,7 +92,8 @@ fn handle(f: &Mutex<Forge>, base: &str, method: &str, path: &str, query: &str, h
         }
     };
     if path == list && method == "GET" {
-        let page: usize = query.split('&').find_map(|kv| kv.strip_prefix("page=")).and_then(|p| p.parse().ok()).unwrap_or(1);
+        let page: usize =
+            query.split('&').find_map(|kv| kv.strip_prefix("page=")).and_then(|p| p.parse().ok()).unwrap_or(1);
         let items: Vec<serde_json::Value> =
             f.comments.iter().skip((page - 1) * PER_PAGE).take(PER_PAGE).map(|(id, b, s)| view(*id, b, *s)).collect();
         let mut h = vec![];
@@ -134,7 +149,15 @@ impl Fake {
                             let body = String::from_utf8_lossy(&body).into_owned();
                             let path = parts.uri.path().to_string();
                             let query = parts.uri.query().unwrap_or("").to_string();
-                            Ok::<_, std::convert::Infallible>(handle(&f, &base, parts.method.as_str(), &path, &query, &parts.headers, &body))
+                            Ok::<_, std::convert::Infallible>(handle(
+                                &f,
+                                &base,
+                                parts.method.as_str(),
+                                &path,
+                                &query,
+                                &parts.headers,
+                                &body,
+                            ))
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -249,7 +272,12 @@ fn refusals(forge: &str, name: &str, var: &str) {
         "{}",
         o.stderr
     );
-    fake.fail(Fail { method: "GET", status: 429, body: r#"{"message": "slow down"}"#, headers: vec![("retry-after", "42")] });
+    fake.fail(Fail {
+        method: "GET",
+        status: 429,
+        body: r#"{"message": "slow down"}"#,
+        headers: vec![("retry-after", "42")],
+    });
     let o = comment(d.path(), forge, &fake, "good", &["p.plan"]);
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains(&format!("Error: {name} rate limit reached (429): retry after 42 s")), "{}", o.stderr);

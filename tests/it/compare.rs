@@ -99,5 +99,11 @@ fn the_same_job_compared_with_itself_changes_nothing_and_a_bad_base_is_an_error(
     std::fs::write(base.path().join("junk.json"), "{\"hello\": 1}").unwrap();
     let o = skyform(base.path(), &["plan", "-compare-to=junk.json"]);
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("-compare-to=junk.json: the base is neither `skyform show -json` output nor `skyform plan -json` lines"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains(
+            "-compare-to=junk.json: the base is neither `skyform show -json` output nor `skyform plan -json` lines"
+        ),
+        "{}",
+        o.stderr
+    );
 }

@@ -84,7 +84,10 @@ fn skyform_commands(script: &str) -> Vec<Vec<String>> {
         }
     };
     let end = |words: &mut Vec<String>, commands: &mut Vec<Vec<String>>| {
-        let start = words.iter().position(|w| !matches!(w.as_str(), "if" | "then" | "else" | "elif" | "do" | "!")).unwrap_or(words.len());
+        let start = words
+            .iter()
+            .position(|w| !matches!(w.as_str(), "if" | "then" | "else" | "elif" | "do" | "!"))
+            .unwrap_or(words.len());
         if words.get(start).map(String::as_str) == Some("skyform") {
             commands.push(words[start..].to_vec());
         }
@@ -172,7 +175,8 @@ fn the_shell_reader_finds_skyform_commands() {
     let s = "set +e\nskyform -chdir=\"$D\" plan -out=p > out.txt 2>&1\ncode=$?\nif [ \"$code\" -eq 2 ]; then skyform apply p; fi\ncargo install skyform\nskyform show \\\n  -json p | jq .";
     let got: Vec<String> = skyform_commands(s).iter().map(|c| c.join(" ")).collect();
     assert_eq!(got, ["skyform -chdir=1 plan -out=p", "skyform apply p", "skyform show -json p"]);
-    assert!(Cli::try_parse_from(skyform::cli::normalize_args(["skyform", "plan", "-no-such-flag"].map(String::from))).is_err());
+    assert!(Cli::try_parse_from(skyform::cli::normalize_args(["skyform", "plan", "-no-such-flag"].map(String::from)))
+        .is_err());
 }
 
 #[test]
@@ -181,7 +185,10 @@ fn github_workflows_run_only_real_skyform_commands() {
     assert!(doc["on"]["pull_request"].is_null() && doc["on"]["push"]["branches"][0] == "main", "{doc:?}");
     let lines: Vec<&str> = cmds.iter().map(|c| c.0.as_str()).collect();
     assert!(cmds.len() >= 6, "{lines:#?}");
-    assert!(cmds.iter().any(|(_, c)| matches!(&c.command, Command::Plan(p) if p.compare_to.is_some() && p.out.is_some())), "{lines:#?}");
+    assert!(
+        cmds.iter().any(|(_, c)| matches!(&c.command, Command::Plan(p) if p.compare_to.is_some() && p.out.is_some())),
+        "{lines:#?}"
+    );
     assert!(cmds.iter().any(|(_, c)| matches!(&c.command, Command::Show(s) if s.json)), "{lines:#?}");
     assert!(
         cmds.iter().any(|(_, c)| matches!(&c.command, Command::Comment(a) if matches!(a.forge, skyform::cli::comment::ForgeArg::Github))),
@@ -216,12 +223,18 @@ fn gitlab_pipeline_runs_only_real_skyform_commands() {
         cmds.iter().any(|(_, c)| matches!(&c.command, Command::Comment(a) if matches!(a.forge, skyform::cli::comment::ForgeArg::Gitlab))),
         "{lines:#?}"
     );
-    assert!(cmds.iter().any(|(_, c)| matches!(&c.command, Command::Apply(a) if a.auto_approve && !a.input)), "{lines:#?}");
+    assert!(
+        cmds.iter().any(|(_, c)| matches!(&c.command, Command::Apply(a) if a.auto_approve && !a.input)),
+        "{lines:#?}"
+    );
     let nightly = &doc["reoptimize-nightly"];
     assert_eq!(nightly["rules"][0]["if"], "$CI_PIPELINE_SOURCE == \"schedule\"");
     let mut s = Vec::new();
     scripts(nightly, &mut s);
     let nightly_cmds: Vec<String> = s.iter().flat_map(|x| skyform_commands(x)).map(|c| c.join(" ")).collect();
-    assert!(nightly_cmds.iter().any(|c| c.contains(" plan ") && c.contains("-detailed-exitcode") && c.ends_with("-out=p")), "{nightly_cmds:?}");
+    assert!(
+        nightly_cmds.iter().any(|c| c.contains(" plan ") && c.contains("-detailed-exitcode") && c.ends_with("-out=p")),
+        "{nightly_cmds:?}"
+    );
     assert!(nightly_cmds.iter().any(|c| c.contains(" apply ") && c.ends_with(" p")), "{nightly_cmds:?}");
 }

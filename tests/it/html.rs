@@ -121,8 +121,14 @@ fn the_plan_page_renders_every_task_on_a_timeline_in_chromium() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     let html = &o.stdout;
     // Self-contained: nothing is fetched (the only URL is the SVG namespace).
-    assert!(!html.contains("<script") && !html.contains("<link") && !html.contains(" src=") && !html.contains(" href="));
-    assert_eq!(html.matches("http").count(), html.matches("http://www.w3.org/2000/svg").count(), "no URL but the SVG namespace");
+    assert!(
+        !html.contains("<script") && !html.contains("<link") && !html.contains(" src=") && !html.contains(" href=")
+    );
+    assert_eq!(
+        html.matches("http").count(),
+        html.matches("http://www.w3.org/2000/svg").count(),
+        "no URL but the SVG namespace"
+    );
     let page = d.path().join("plan.html");
     std::fs::write(&page, html).unwrap();
 
@@ -136,7 +142,8 @@ fn the_plan_page_renders_every_task_on_a_timeline_in_chromium() {
     assert!(starts.windows(2).all(|w| w[0] <= w[1]), "bars ordered by start: {tasks:?} {starts:?}");
     assert_eq!(tasks[0], "task.fetch");
     for b in &bars {
-        let (s, f): (f64, f64) = (attr(b, "data-start").unwrap().parse().unwrap(), attr(b, "data-finish").unwrap().parse().unwrap());
+        let (s, f): (f64, f64) =
+            (attr(b, "data-start").unwrap().parse().unwrap(), attr(b, "data-finish").unwrap().parse().unwrap());
         assert!(f > s, "a bar has a length: {b}");
     }
     // The DAG: a node per task, the data edges with their egress cost.
@@ -145,7 +152,10 @@ fn the_plan_page_renders_every_task_on_a_timeline_in_chromium() {
         .iter()
         .map(|e| (attr(e, "data-from").unwrap(), attr(e, "data-to").unwrap()))
         .collect();
-    assert!(edges.contains(&("task.fetch", "task.crunch")) && edges.contains(&("task.crunch", "task.publish")), "{edges:?}");
+    assert!(
+        edges.contains(&("task.fetch", "task.crunch")) && edges.contains(&("task.crunch", "task.publish")),
+        "{edges:?}"
+    );
     assert!(dom.contains("raw: 5 GB, $"), "edge labels carry size and egress cost");
     for id in ["cost-by-cloud", "cost-by-region", "cost-by-task"] {
         assert!(dom.contains(&format!("id=\"{id}\"")), "{id}");

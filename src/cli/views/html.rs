@@ -279,11 +279,8 @@ pub fn plan_page(plan: &Plan) -> String {
     );
     if let Some(base) = &plan.base {
         let cmp = crate::plan::compare::compare(base, plan);
-        let _ = writeln!(
-            b,
-            "<p class=\"summary\" id=\"compare\">{}</p>",
-            esc(&super::plan::compare_summary_line(&cmp))
-        );
+        let _ =
+            writeln!(b, "<p class=\"summary\" id=\"compare\">{}</p>", esc(&super::plan::compare_summary_line(&cmp)));
     }
     let _ = writeln!(b, "<h2>Timeline</h2>");
     let clouds: std::collections::BTreeSet<&str> = tasks.iter().map(|t| t.placement.cloud.as_str()).collect();
@@ -329,7 +326,11 @@ pub fn plan_page(plan: &Plan) -> String {
     let _ = writeln!(b, "<h3>By task</h3>");
     b.push_str(&cost_table("cost-by-task", "Task", &group(&tasks, |t| t.address.to_string())));
     if plan.cost_before > 0.0 {
-        let _ = writeln!(b, "<p class=\"muted\">Against the current state: {}.</p>", esc(&cost_change(plan.cost_before, plan.cost_after)));
+        let _ = writeln!(
+            b,
+            "<p class=\"muted\">Against the current state: {}.</p>",
+            esc(&cost_change(plan.cost_before, plan.cost_after))
+        );
     }
     let _ = writeln!(b, "<p class=\"muted\">catalog: {}</p>", esc(&plan.catalog_id));
     page(&format!("skyform plan: {}", plan.job), &b)
@@ -341,17 +342,11 @@ pub fn status_page(job: &str, state: &State, now: u64) -> String {
     let t0 = state.tasks.values().flat_map(|t| t.runs.iter().map(|r| r.start)).min().unwrap_or(now);
     let hours = |secs: u64| secs.saturating_sub(t0) as f64 / 3600.0;
     let mut rows: Vec<(f64, Bar)> = Vec::new();
-    let pending_at = state
-        .tasks
-        .values()
-        .flat_map(|t| t.runs.iter().map(|r| hours(r.end.unwrap_or(now))))
-        .fold(0.0_f64, f64::max);
+    let pending_at =
+        state.tasks.values().flat_map(|t| t.runs.iter().map(|r| hours(r.end.unwrap_or(now)))).fold(0.0_f64, f64::max);
     for (addr, t) in &state.tasks {
-        let place = t
-            .placement
-            .as_ref()
-            .map(|p| format!("{} {}", location(p), p.instance_type))
-            .unwrap_or_else(|| "-".into());
+        let place =
+            t.placement.as_ref().map(|p| format!("{} {}", location(p), p.instance_type)).unwrap_or_else(|| "-".into());
         let (start, finish) = match (t.runs.first(), t.runs.last()) {
             (Some(f), Some(l)) => (hours(f.start), hours(l.end.unwrap_or(now))),
             _ => {
@@ -369,7 +364,12 @@ pub fn status_page(job: &str, state: &State, now: u64) -> String {
                 finish: finish.max(start),
                 colour: status_colour(t.status),
                 status: t.status.to_string(),
-                tooltip: format!("{addr}: {} on {place}, {} run(s), cost so far {}", t.status, t.runs.len(), usd(t.cost_so_far())),
+                tooltip: format!(
+                    "{addr}: {} on {place}, {} run(s), cost so far {}",
+                    t.status,
+                    t.runs.len(),
+                    usd(t.cost_so_far())
+                ),
             },
         ));
     }

@@ -376,7 +376,11 @@ fn after_json(c: &Change) -> serde_json::Value {
         m.insert("finish_hours".into(), serde_json::json!(a.finish_hours));
         m.insert(
             "fallbacks".into(),
-            serde_json::json!(a.fallbacks.iter().map(|(l, i, d)| serde_json::json!({"location": l, "instance": i, "delta": money(*d).to_string()})).collect::<Vec<_>>()),
+            serde_json::json!(a
+                .fallbacks
+                .iter()
+                .map(|(l, i, d)| serde_json::json!({"location": l, "instance": i, "delta": money(*d).to_string()}))
+                .collect::<Vec<_>>()),
         );
     }
     after
@@ -514,7 +518,8 @@ pub fn markdown(plan: &Plan) -> String {
     let open = "<details><summary>Details</summary>\n\n```\n";
     let close = "```\n</details>\n";
     // Pictures first to go when the comment would be too long; then the details are cut.
-    let pictures = if head.len() + pictures.len() + open.len() + close.len() + 2048 < LIMIT { pictures } else { String::new() };
+    let pictures =
+        if head.len() + pictures.len() + open.len() + close.len() + 2048 < LIMIT { pictures } else { String::new() };
     let room = LIMIT.saturating_sub(head.len() + pictures.len() + open.len() + close.len() + 64);
     let body = if details.len() > room {
         let mut cut = room;
@@ -561,9 +566,14 @@ fn markdown_plan(head: &mut String, plan: &Plan) {
 
 fn markdown_compared(head: &mut String, cmp: &Comparison, plan: &Plan) {
     if cmp.has_changes() {
-        let _ = writeln!(head, "Compared with the base, this change {}.", cost_sentence(cmp.cost_before, cmp.cost_after));
+        let _ =
+            writeln!(head, "Compared with the base, this change {}.", cost_sentence(cmp.cost_before, cmp.cost_after));
     } else {
-        let _ = writeln!(head, "Compared with the base, this change leaves every task where it was. Cost stays at **{}**.", usd(cmp.cost_after));
+        let _ = writeln!(
+            head,
+            "Compared with the base, this change leaves every task where it was. Cost stays at **{}**.",
+            usd(cmp.cost_after)
+        );
     }
     let _ = writeln!(head);
     if cmp.has_changes() {
@@ -622,8 +632,11 @@ pub fn schedule(plan: &Plan) -> Vec<Scheduled> {
         .filter(|c| c.action != Action::Destroy)
         .filter_map(|c| {
             let a = c.after.as_ref()?;
-            let placement =
-                if c.action == Action::NoOp { c.before.clone().unwrap_or_else(|| a.placement.clone()) } else { a.placement.clone() };
+            let placement = if c.action == Action::NoOp {
+                c.before.clone().unwrap_or_else(|| a.placement.clone())
+            } else {
+                a.placement.clone()
+            };
             Some(Scheduled {
                 address: c.address.clone(),
                 placement,
@@ -721,7 +734,12 @@ pub fn gantt(plan: &Plan) -> String {
         for t in ts {
             let start = (t.start_hours * 3600.0).round() as i64;
             let end = ((t.finish_hours * 3600.0).round() as i64).max(start + 1);
-            let _ = writeln!(s, "    {} ({}) : {start}, {end}", clean(t.address.as_str()), clean(&t.placement.instance_type));
+            let _ = writeln!(
+                s,
+                "    {} ({}) : {start}, {end}",
+                clean(t.address.as_str()),
+                clean(&t.placement.instance_type)
+            );
         }
     }
     let _ = writeln!(s, "```");

@@ -85,8 +85,9 @@ impl Loader {
                                     ),
                                     None => format!("Tasks wait for each other in a cycle: {}.", cyc.join(" → ")),
                                 };
-                                let at =
-                                    closing.or_else(|| spec.tasks.get(k).and_then(|t| t.pos.clone()).map(|p| (p, String::new())));
+                                let at = closing.or_else(|| {
+                                    spec.tasks.get(k).and_then(|t| t.pos.clone()).map(|p| (p, String::new()))
+                                });
                                 self.err(
                                     at,
                                     "Dependency cycle",
