@@ -35,7 +35,7 @@ pub struct PlanArgs {
     #[arg(long, value_name = "ADDR")]
     pub exclude: Vec<String>,
     /// Accepted for Terraform compatibility: skyform never prompts during plan
-    #[arg(long = "input", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    #[arg(long = "input", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub input: bool,
     /// Ask the providers whether live allocations still exist before planning (default);
     /// `-refresh=false` plans from the state alone
