@@ -22,8 +22,8 @@ pub struct Refreshed {
 /// How long [`drift`] waits for one provider's read.
 pub const REFRESH_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Compares the state's live allocations (not released) with what their providers report,
-/// by idempotency token. Returns, per task, what drifted: an allocation that is gone
+/// Compares the live allocations (not released) of unfinished tasks with what their
+/// providers report, by idempotency token. Returns, per task, what drifted: an allocation that is gone
 /// (terminated outside skyform) or interrupted (stopped, shutting down). A cloud that
 /// cannot be read is skipped (see [`refresh`] for why).
 pub fn drift(state: &State, providers: &Providers) -> BTreeMap<TaskAddr, String> {
@@ -34,9 +34,12 @@ pub fn drift(state: &State, providers: &Providers) -> BTreeMap<TaskAddr, String>
 /// read once, all clouds in parallel, each within `timeout` (a read still running then is
 /// left to finish on its own thread and counts as unread).
 pub fn refresh(state: &State, providers: &Providers, timeout: Duration) -> Refreshed {
+    // A task that succeeded may still hold an allocation being released (an apply that
+    // stopped mid-release): its absence is no drift.
     let live: Vec<(&TaskAddr, &crate::state::Allocation)> = state
         .tasks
         .iter()
+        .filter(|(_, t)| t.status != crate::state::TaskStatus::Succeeded)
         .flat_map(|(addr, t)| {
             t.allocations.iter().filter(|a| a.released.is_none() && a.provider_id.is_some()).map(move |a| (addr, a))
         })

@@ -204,12 +204,14 @@ impl Ctx {
 
     /// The refresh before a plan: asks the providers of the state's live allocations
     /// (all in parallel, each within [`crate::apply::refresh::REFRESH_TIMEOUT`]) what still
-    /// exists; returns what changed outside skyform per task. A state with nothing live
-    /// needs no provider (and no credentials). A cloud that cannot be read is a warning:
+    /// exists; returns what changed outside skyform per unfinished task. A state with
+    /// nothing live needs no provider (and no credentials). A cloud that cannot be read is a warning:
     /// its tasks are planned from the state.
     pub fn refresh(&self, spec: &JobSpec, state: &crate::state::State) -> anyhow::Result<BTreeMap<TaskAddr, String>> {
-        let live =
-            state.tasks.values().any(|t| t.allocations.iter().any(|a| a.released.is_none() && a.provider_id.is_some()));
+        let live = state.tasks.values().any(|t| {
+            t.status != crate::state::TaskStatus::Succeeded
+                && t.allocations.iter().any(|a| a.released.is_none() && a.provider_id.is_some())
+        });
         if !live {
             return Ok(BTreeMap::new());
         }

@@ -106,3 +106,21 @@ impl Http {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_tls_client_builds_with_the_system_roots() {
+        // The HTTPS path needs the machine's CA certificates and rustls' aws-lc provider.
+        assert!(super::Http::new("https://api.github.com").is_ok());
+        assert!(super::Http::new("http://127.0.0.1:9").is_ok());
+    }
+
+    #[test]
+    fn a_closed_port_is_a_transport_error() {
+        let h = super::Http::new("http://127.0.0.1:9").unwrap();
+        let e = h.send("GET", "http://127.0.0.1:9/x", &[], None).unwrap_err();
+        assert!(matches!(e, super::ForgeError::Transport { .. }), "{e:?}");
+        assert!(e.to_string().starts_with("cannot reach http://127.0.0.1:9/x: "), "{e}");
+    }
+}

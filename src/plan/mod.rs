@@ -147,8 +147,8 @@ pub struct Options {
     pub replace: Vec<TaskAddr>,
     pub target: Vec<TaskAddr>,
     pub exclude: Vec<TaskAddr>,
-    /// Tasks whose live allocation changed outside skyform (a refresh found it gone or
-    /// interrupted): they are replaced.
+    /// Unfinished tasks whose live allocation changed outside skyform (a refresh found it
+    /// gone or interrupted): they are replaced.
     pub changed_outside: BTreeSet<TaskAddr>,
     pub catalog_id: String,
     pub tracker_id: String,
@@ -299,8 +299,6 @@ pub fn build(
                     let spec_changed = s.spec_hash != task.spec_hash;
                     if opts.replace.contains(addr) {
                         (Action::Replace, Some("replace_by_request"))
-                    } else if opts.changed_outside.contains(addr) {
-                        (Action::Replace, Some("replace_because_changed_outside"))
                     } else if s.tainted || s.status == TaskStatus::Failed {
                         (Action::Replace, Some("replace_because_tainted"))
                     } else if spec_changed {
@@ -309,6 +307,8 @@ pub fn build(
                         (Action::Replace, Some("replace_because_an_input_changes"))
                     } else if s.status == TaskStatus::Succeeded {
                         (Action::NoOp, None)
+                    } else if opts.changed_outside.contains(addr) {
+                        (Action::Replace, Some("replace_because_changed_outside"))
                     } else {
                         let moved = match (&s.placement, &after) {
                             (Some(b), Some(a)) => {

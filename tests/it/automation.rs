@@ -164,3 +164,20 @@ fn plan_refreshes_live_allocations_and_notes_what_changed_outside() {
     assert!(!o.stdout.contains("changed outside"), "{}", o.stdout);
     assert!(o.stdout.starts_with("No changes."), "{}", o.stdout);
 }
+
+/// A task that succeeded while its allocation was being released (an apply stopped
+/// mid-release) is not "changed outside": its allocation's absence is expected.
+#[test]
+fn a_succeeded_task_whose_allocation_is_gone_is_left_alone() {
+    let d = job(&[("main.sky.hcl", TINY)]);
+    assert_eq!(skyform(d.path(), &["apply", "-auto-approve"]).code, 0);
+    let store = SledStore::new(d.path().join(".skyform/state"));
+    let mut st = store.read().unwrap();
+    for a in &mut st.tasks.get_mut(&TaskAddr("task.tiny".into())).unwrap().allocations {
+        a.released = None;
+    }
+    store.commit(&st).unwrap();
+    let o = skyform(d.path(), &["plan", "-detailed-exitcode"]);
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert!(!o.stdout.contains("changed outside"), "{}", o.stdout);
+}
