@@ -148,7 +148,13 @@ impl Base {
                     let addr = address(&c["address"])?;
                     let actions: Vec<&str> =
                         c["change"]["actions"].as_array().into_iter().flatten().filter_map(|a| a.as_str()).collect();
-                    let action = if actions == ["delete"] { "delete" } else { actions.first().copied().unwrap_or("") };
+                    // Terraform's lists: ["create"], ["no-op"], ["update"], ["delete"], and a
+                    // replacement as ["delete", "create"] (it ends created).
+                    let action = match actions.as_slice() {
+                        ["delete"] => "delete",
+                        ["no-op"] => "no-op",
+                        _ => "create",
+                    };
                     let what = format!("change of {addr}");
                     if let Some(t) =
                         end_state(action, &c["change"]["before"], &c["change"]["after"], &c["cost"]["after"], &what)?
@@ -295,5 +301,8 @@ mod tests {
             ("z", 2.0, 2.0),
             "a no-op stays where the state has it"
         );
+        let replaced = doc.replace(r#"["no-op"]"#, r#"["delete", "create"]"#);
+        let b = Base::parse(&replaced).unwrap();
+        assert_eq!(b.tasks[&TaskAddr("task.b".into())].placement.zone, "y", "a replacement ends where it is created");
     }
 }
