@@ -18,6 +18,13 @@ PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PA
 export PATH
 command -v moto_server >/dev/null && command -v aws >/dev/null
 
+echo "== headless Chromium (the HTML views of show/status are rendered and checked in it)" >&2
+if ! command -v chromium >/dev/null 2>&1; then
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+chromium --version >&2
+
 # No AWS call may leave this machine: no instance metadata, no shared config.
 export AWS_EC2_METADATA_DISABLED=true
 

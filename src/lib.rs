@@ -8,7 +8,9 @@
 //! Loaded × Registry ──providers::Registry::check──▶ Diagnostics   (provider/backend blocks)
 //! JobSpec × Catalog ──resolve──▶ ResolvedJob               (every feasible candidate per task)
 //! ResolvedJob ──optimize──▶ Assignment                     (exact: DP or ILP; ranked fallbacks)
+//! State × Providers ──apply::refresh──▶ changed outside     (before plan; -refresh=false skips) [providers]
 //! Assignment × State ──plan::build──▶ Plan                  (immutable; saved with -out)
+//! Plan × Base ──plan::compare──▶ Comparison                 (what a pull request changes)
 //! Plan ──apply(providers, state store, hooks)──▶ State      (committed after every change) [providers, state]
 //! ```
 //!
@@ -27,13 +29,16 @@
 //!   [`tracker::TrackerView`] is the pure snapshot the planner reads.
 //! - [`resolve`]: JobSpec × Catalog × TrackerView → candidates per task.
 //! - [`optimize`]: candidates → the optimal placement of every task.
-//! - [`plan`]: the diff of an assignment against the state, with costs.
+//! - [`plan`]: the diff of an assignment against the state, with costs; a plan compared with
+//!   a base plan (`plan -compare-to`).
 //! - [`state`]: the job's state in sled behind [`state::StateStore`], JSON export, locks,
 //!   remote backends over a provider's object store.
 //! - [`apply`]: the engine that runs a plan through the providers, with failover, retries,
 //!   preemption recovery, crash adoption and teardown; it reports [`apply::Event`]s.
 //! - [`clock`]: injected time and date formatting; [`db`]: opening sled databases.
 //! - [`bench`]: the benchmarks behind `skyform bench`.
+//! - [`forge`]: pull-request comments on GitHub and GitLab (`skyform comment`) through their
+//!   REST APIs [network].
 //! - [`cli`]: the command line and its views — the only module that prints (the crate
 //!   denies `print!`/`eprint!` elsewhere).
 //!
@@ -52,6 +57,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod forge;
 pub mod optimize;
 pub mod pipeline;
 pub mod plan;

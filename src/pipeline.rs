@@ -10,13 +10,14 @@
 //! and renders the result. Errors are typed ([`PipelineError`]).
 
 use crate::catalog::Catalog;
-use crate::config::{Diagnostics, JobSpec, Loaded};
+use crate::config::{Diagnostics, JobSpec, Loaded, TaskAddr};
 use crate::optimize::{Assignment, OptimizeError};
 use crate::plan::{self, Plan, PlanError};
 use crate::providers::Registry;
 use crate::resolve::ResolveError;
 use crate::state::State;
 use crate::tracker::TrackerView;
+use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -48,6 +49,9 @@ pub struct Planned {
     pub assignment: Option<Assignment>,
     /// Resolver warnings (unusual choices the user should know of).
     pub warnings: Vec<String>,
+    /// What a refresh found changed outside skyform, per task (the caller's refresh fills
+    /// it; those tasks are in `plan::Options::changed_outside`).
+    pub changed_outside: BTreeMap<TaskAddr, String>,
 }
 
 /// Every offline check of a loaded job: the provider and backend blocks (through the
@@ -92,5 +96,5 @@ pub fn plan(inputs: &Inputs, opts: &plan::Options) -> Result<Planned, PipelineEr
         opts.tracker_id = inputs.tracker.fingerprint();
     }
     let plan = plan::build(spec, assignment.as_ref(), inputs.state, &opts)?;
-    Ok(Planned { plan, assignment, warnings })
+    Ok(Planned { plan, assignment, warnings, changed_outside: BTreeMap::new() })
 }

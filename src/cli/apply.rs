@@ -1,6 +1,6 @@
 //! `skyform apply [FILE]` (and `destroy`, which is apply with a destroy plan): plan (or read
 //! a saved plan and refuse it when stale or re-priced past `policy.max_cost_drift`), show
-//! it, ask for approval, then run the engine under the state lock with progress on stderr
+//! it, ask for approval (on a terminal only, never with `-input=false`), then run the engine under the state lock with progress on stderr
 //! (indicatif on a terminal, plain lines otherwise) or `-json` events on stdout. Ctrl-C
 //! stops new work and gives running tasks a grace period; a second one exits at once.
 
@@ -43,6 +43,17 @@ pub struct ApplyArgs {
     /// Only this task and what it depends on (repeatable)
     #[arg(long, value_name = "ADDR")]
     pub target: Vec<String>,
+    /// Ask for approval on a terminal (default); `-input=false` never prompts and fails
+    /// when approval is needed (use -auto-approve). Without a terminal skyform never prompts.
+    #[arg(long = "input", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub input: bool,
+    /// Ask the providers whether live allocations still exist before planning (default);
+    /// `-refresh=false` plans from the state alone
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub refresh: bool,
+    /// One line per kind of warning instead of one per task
+    #[arg(long = "compact-warnings")]
+    pub compact_warnings: bool,
     #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]
@@ -95,6 +106,7 @@ pub fn run(ctx: &Ctx, a: ApplyArgs) -> anyhow::Result<i32> {
 
 /// `apply` (`destroy` false) or `destroy`.
 pub fn run_as(ctx: &Ctx, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> {
+    ctx.set_compact_warnings(a.compact_warnings);
     let Some(loaded) = ctx.job_or_report() else { return Ok(1) };
     let opened = ctx.open_state(&a.state, Some(if destroy { "destroy" } else { "apply" }))?;
     let store = opened.store.clone();
@@ -123,9 +135,15 @@ pub fn run_as(ctx: &Ctx, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> {
                 target: a.target.clone(),
                 exclude: vec![],
                 state: a.state.clone(),
+                refresh: a.refresh,
             };
             match ctx.plan(loaded, &req)? {
-                Some(p) => p.plan,
+                Some(p) => {
+                    if !a.json {
+                        out!("{}", render::drift_notes(&p.changed_outside, &p.plan));
+                    }
+                    p.plan
+                }
                 None => return Ok(1),
             }
         }
@@ -164,6 +182,19 @@ pub fn run_as(ctx: &Ctx, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> {
         }
     }
     if a.file.is_none() && !a.auto_approve {
+        let word = if destroy { "destroy" } else { "apply" };
+        // Never a prompt that nobody can answer: -input=false, or no terminal.
+        let why = if !a.input {
+            Some("-input=false forbids the prompt")
+        } else if !std::io::stdin().is_terminal() {
+            Some("there is no terminal to ask on")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            errln!("Error: {word} needs approval and {why}; run skyform {word} -auto-approve, or apply a saved plan (skyform plan{} -out=FILE, then skyform apply FILE).", if destroy { " -destroy" } else { "" });
+            return Ok(1);
+        }
         let q = if destroy {
             "\nDo you really want to destroy all resources?\n  skyform will destroy all your managed tasks, as shown above."
         } else {

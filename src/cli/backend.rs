@@ -78,7 +78,17 @@ pub fn remote(ctx: &Ctx, args: &StateArgs) -> anyhow::Result<Option<(Remote, Str
 /// Opens the job's state; with `lock`, takes the lock for that operation first.
 pub fn open(ctx: &Ctx, args: &StateArgs, lock: Option<&str>) -> anyhow::Result<Opened> {
     let wait = || errln!("Acquiring state lock. This may take a few moments...");
-    let Some((remote, cache)) = remote(ctx, args)? else {
+    let remote = remote(ctx, args)?;
+    // -lock=false: a local state is written without its lock file; a remote state is only
+    // written through its lock (the lock carries the pushes), so a write is refused.
+    let lock = match (lock, args.lock, &remote) {
+        (Some(op), false, Some(_)) => {
+            anyhow::bail!("-lock=false: {op} writes a remote state, which skyform writes only under its lock; run it without -lock=false")
+        }
+        (Some(_), false, None) => None,
+        (l, _, _) => l,
+    };
+    let Some((remote, cache)) = remote else {
         let store = Arc::new(SledStore::new(ctx.state_path(args)));
         let guard = match lock {
             Some(op) => Guard::Local(lock::acquire(store.path(), op, lock_timeout(&args.lock_timeout)?, wait)?),

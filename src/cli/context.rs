@@ -17,6 +17,7 @@ use crate::state::StateStore;
 use crate::tracker::{Tracker, TrackerView};
 use skyform_provider::BuildContext;
 use std::cell::{Cell, OnceCell};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -28,6 +29,9 @@ pub struct PlanRequest {
     pub target: Vec<String>,
     pub exclude: Vec<String>,
     pub state: StateArgs,
+    /// Read live allocations from their providers first (`-refresh=false`: plan from the
+    /// state alone).
+    pub refresh: bool,
 }
 
 /// The context of one command.
@@ -39,6 +43,11 @@ pub struct Ctx {
     pub argv: Vec<String>,
     pub registry: Registry,
     pub clock: Arc<dyn Clock>,
+    /// `SKYFORM_IN_AUTOMATION` is set (like Terraform's `TF_IN_AUTOMATION`): no next-step
+    /// hints meant for a person at a terminal.
+    pub automation: bool,
+    /// `-compact-warnings`: one line per kind of warning.
+    compact_warnings: Cell<bool>,
     job: OnceCell<Result<Loaded, Diagnostics>>,
     reported: Cell<bool>,
 }
@@ -51,8 +60,39 @@ impl Ctx {
             argv,
             registry,
             clock: crate::clock::system(),
+            automation: std::env::var_os("SKYFORM_IN_AUTOMATION").is_some_and(|v| !v.is_empty()),
+            compact_warnings: Cell::new(false),
             job: OnceCell::new(),
             reported: Cell::new(false),
+        }
+    }
+
+    /// `-compact-warnings`: warnings printed from now on take one line per kind.
+    pub fn set_compact_warnings(&self, on: bool) {
+        self.compact_warnings.set(on);
+    }
+
+    /// A next-step hint for a person (stderr), left out under `SKYFORM_IN_AUTOMATION`.
+    pub fn hint(&self, line: &str) {
+        if !self.automation {
+            errln!("{line}");
+        }
+    }
+
+    /// Prints diagnostics (warnings compacted under `-compact-warnings`).
+    fn print_diagnostics(&self, d: &Diagnostics) {
+        if self.compact_warnings.get() {
+            views::print_diagnostics_compact(d, self.color);
+        } else {
+            views::print_diagnostics(d, self.color);
+        }
+    }
+
+    /// Prints the planner's warnings (one line per kind under `-compact-warnings`).
+    fn print_warnings(&self, warnings: &[String]) {
+        let lines = if self.compact_warnings.get() { views::compact_lines(warnings) } else { warnings.to_vec() };
+        for w in lines {
+            errln!("Warning: {w}");
         }
     }
 
@@ -90,8 +130,8 @@ impl Ctx {
         let r = self.job();
         if !self.reported.replace(true) {
             match &r {
-                Ok(l) => views::print_diagnostics(&l.warnings, self.color),
-                Err(d) => views::print_diagnostics(d, self.color),
+                Ok(l) => self.print_diagnostics(&l.warnings),
+                Err(d) => self.print_diagnostics(d),
             }
         }
         r.ok()
@@ -162,6 +202,29 @@ impl Ctx {
         backend::open(self, args, lock)
     }
 
+    /// The refresh before a plan: asks the providers of the state's live allocations
+    /// (all in parallel, each within [`crate::apply::refresh::REFRESH_TIMEOUT`]) what still
+    /// exists; returns what changed outside skyform per unfinished task. A state with
+    /// nothing live needs no provider (and no credentials). A cloud that cannot be read is a warning:
+    /// its tasks are planned from the state.
+    pub fn refresh(&self, spec: &JobSpec, state: &crate::state::State) -> anyhow::Result<BTreeMap<TaskAddr, String>> {
+        let live = state.tasks.values().any(|t| {
+            t.status != crate::state::TaskStatus::Succeeded
+                && t.allocations.iter().any(|a| a.released.is_none() && a.provider_id.is_some())
+        });
+        if !live {
+            return Ok(BTreeMap::new());
+        }
+        let providers = self.providers(spec).map_err(|e| {
+            anyhow::anyhow!("refreshing live allocations: {e:#} (-refresh=false plans from the state alone)")
+        })?;
+        let r = crate::apply::refresh(state, &providers, crate::apply::refresh::REFRESH_TIMEOUT);
+        for (cloud, why) in &r.unread {
+            errln!("Warning: could not refresh what runs on {cloud} ({why}); its tasks are planned from the state.");
+        }
+        Ok(r.drift)
+    }
+
     /// Runs the planning pipeline for the loaded job; prints what went wrong (diagnostics,
     /// an infeasible policy) and returns None then.
     pub fn plan(&self, loaded: &Loaded, req: &PlanRequest) -> anyhow::Result<Option<Planned>> {
@@ -169,6 +232,7 @@ impl Ctx {
         let catalog = self.catalog(spec)?;
         let view = self.tracker_view()?;
         let state = self.open_state(&req.state, None)?.store.read()?;
+        let changed_outside = if req.refresh { self.refresh(spec, &state)? } else { Default::default() };
         let addrs = |flag: &str, v: &[String]| -> anyhow::Result<Vec<TaskAddr>> {
             v.iter().map(|s| s.parse().map_err(|e: String| anyhow::anyhow!("-{flag}: {e}"))).collect()
         };
@@ -177,19 +241,19 @@ impl Ctx {
             replace: addrs("replace", &req.replace)?,
             target: addrs("target", &req.target)?,
             exclude: addrs("exclude", &req.exclude)?,
+            changed_outside: changed_outside.keys().cloned().collect(),
             ..Default::default()
         };
         let inputs = pipeline::Inputs { spec, catalog: &catalog, tracker: &view, state: &state };
         match pipeline::plan(&inputs, &opts) {
-            Ok(p) => {
-                for w in &p.warnings {
-                    errln!("Warning: {w}");
-                }
+            Ok(mut p) => {
+                self.print_warnings(&p.warnings);
+                p.changed_outside = changed_outside;
                 Ok(Some(p))
             }
             Err(PipelineError::Invalid(mut d)) => {
                 loaded.sources.fill_snippets(&mut d);
-                views::print_diagnostics(&d, self.color);
+                self.print_diagnostics(&d);
                 errln!("Error: the job has errors");
                 Ok(None)
             }

@@ -1,11 +1,16 @@
 //! `skyform init`: create `.skyform/` in the job directory (state, tracker and local
-//! provider data live there), validate the job, and explain the next steps.
+//! provider data live there), validate the job, and explain the next steps (not under
+//! `SKYFORM_IN_AUTOMATION`).
 
 use super::{views, Ctx};
 use clap::Args;
 
 #[derive(Debug, Args)]
-pub struct InitArgs {}
+pub struct InitArgs {
+    /// Accepted for Terraform compatibility: init never prompts
+    #[arg(long = "input", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub input: bool,
+}
 
 pub fn run(ctx: &Ctx, _args: InitArgs) -> anyhow::Result<i32> {
     let dot = ctx.dir.join(".skyform");
@@ -22,11 +27,13 @@ pub fn run(ctx: &Ctx, _args: InitArgs) -> anyhow::Result<i32> {
             let clouds = l.spec.enabled_clouds().join(", ");
             errln!("Job \"{}\": {} task(s), clouds enabled: {clouds}.", l.spec.name, l.spec.tasks.len());
             outln!("skyform has been successfully initialized!");
-            outln!();
-            outln!("Next steps:");
-            outln!("  skyform validate   check the job");
-            outln!("  skyform plan       see where each task would run and what it costs");
-            outln!("  skyform apply      run it");
+            if !ctx.automation {
+                outln!();
+                outln!("Next steps:");
+                outln!("  skyform validate   check the job");
+                outln!("  skyform plan       see where each task would run and what it costs");
+                outln!("  skyform apply      run it");
+            }
             Ok(0)
         }
         Err(d) => {

@@ -33,6 +33,7 @@ pub mod apply;
 pub mod backend;
 pub mod bench;
 pub mod catalog;
+pub mod comment;
 pub mod context;
 pub mod destroy;
 pub mod fmt;
@@ -88,14 +89,17 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Release everything the state holds and forget the tasks
     Destroy(apply::ApplyArgs),
-    /// Task states, placements and cost so far
+    /// Task states, placements and cost so far (-format=html: a timeline page)
     Status(status::StatusArgs),
     /// A task's log (-f follows it)
     Logs(logs::LogsArgs),
     /// Release resources carrying skyform's owner tags that the state does not know
     Sweep(sweep::SweepArgs),
-    /// Show a saved plan (text, -json, -format=markdown) or the current state
+    /// Show a saved plan (text, -json, -format=markdown|html) or the current state
     Show(show::ShowArgs),
+    /// Post the plan's markdown comment on a GitHub pull request or GitLab merge request
+    /// (updates skyform's earlier comment)
+    Comment(comment::CommentArgs),
     /// The task DAG with placements and edge sizes (dot or mermaid)
     Graph(graph::GraphArgs),
     /// The job's outputs
@@ -131,7 +135,7 @@ pub struct VarArgs {
 }
 
 /// Where the state is and how long to wait for its lock.
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Args, Clone)]
 pub struct StateArgs {
     /// Path of the state (default: skyform { state_path } or .skyform/state)
     #[arg(long = "state", value_name = "PATH")]
@@ -139,6 +143,16 @@ pub struct StateArgs {
     /// How long to wait for the state lock, e.g. 30s
     #[arg(long = "lock-timeout", default_value = "0s")]
     pub lock_timeout: String,
+    /// Take the state lock for writes (`-lock=false`: do not; only for a local state, and
+    /// only when nothing else can write it)
+    #[arg(long = "lock", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub lock: bool,
+}
+
+impl Default for StateArgs {
+    fn default() -> Self {
+        StateArgs { state: None, lock_timeout: "0s".into(), lock: true }
+    }
 }
 
 /// Turns Terraform-style `-flag` / `-flag=value` into clap's `--flag` forms. Short flags
@@ -221,6 +235,7 @@ pub fn run(cli: Cli, argv: Vec<String>) -> anyhow::Result<i32> {
         Command::Logs(a) => logs::run(&ctx, a),
         Command::Sweep(a) => sweep::run(&ctx, a),
         Command::Show(a) => show::run(&ctx, a),
+        Command::Comment(a) => comment::run(&ctx, a),
         Command::Graph(a) => graph::run(&ctx, a),
         Command::Output(a) => output::run(&ctx, a),
         Command::State(c) => state::run(&ctx, c),

@@ -1,10 +1,13 @@
-//! `skyform plan`: the planning pipeline (load → catalog → tracker view → resolve →
-//! optimize → diff against the state) and its views: text, `-json` events, a saved plan
-//! file (`-out`), `-detailed-exitcode`, `policy.fail_if` guardrails.
+//! `skyform plan`: the planning pipeline (load → refresh of live allocations → catalog →
+//! tracker view → resolve → optimize → diff against the state) and its views: text,
+//! `-json` events, a saved plan file (`-out`), `-detailed-exitcode`, `policy.fail_if`
+//! guardrails, and `-compare-to` (what the plan changes against a base plan; kept in the
+//! saved plan for `show` and `comment`).
 
 use super::context::PlanRequest;
 use super::views::plan as render;
 use super::{Ctx, StateArgs, VarArgs};
+use crate::plan::compare::{compare, Base};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -32,8 +35,20 @@ pub struct PlanArgs {
     #[arg(long, value_name = "ADDR")]
     pub exclude: Vec<String>,
     /// Accepted for Terraform compatibility: skyform never prompts during plan
-    #[arg(long = "input", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    #[arg(long = "input", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub input: bool,
+    /// Ask the providers whether live allocations still exist before planning (default);
+    /// `-refresh=false` plans from the state alone
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub refresh: bool,
+    /// One line per kind of warning instead of one per task
+    #[arg(long = "compact-warnings")]
+    pub compact_warnings: bool,
+    /// Compare with a base plan (`skyform show -json` of the base branch's saved plan, or
+    /// `skyform plan -json` output): show per task and in total what this change adds,
+    /// moves and removes, and what it does to the cost
+    #[arg(long = "compare-to", value_name = "BASE.json")]
+    pub compare_to: Option<PathBuf>,
     #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]
@@ -41,6 +56,7 @@ pub struct PlanArgs {
 }
 
 pub fn run(ctx: &Ctx, args: PlanArgs) -> anyhow::Result<i32> {
+    ctx.set_compact_warnings(args.compact_warnings);
     let Some(loaded) = ctx.job_or_report() else { return Ok(1) };
     let req = PlanRequest {
         destroy: args.destroy,
@@ -48,15 +64,30 @@ pub fn run(ctx: &Ctx, args: PlanArgs) -> anyhow::Result<i32> {
         target: args.target.clone(),
         exclude: args.exclude.clone(),
         state: args.state.clone(),
+        refresh: args.refresh,
     };
-    let Some(planned) = ctx.plan(loaded, &req)? else { return Ok(1) };
+    let base = match &args.compare_to {
+        Some(f) => {
+            let text = std::fs::read_to_string(ctx.dir.join(f))
+                .map_err(|e| anyhow::anyhow!("-compare-to={}: {e}", f.display()))?;
+            Some(Base::parse(&text).map_err(|e| anyhow::anyhow!("-compare-to={}: {e}", f.display()))?)
+        }
+        None => None,
+    };
+    let Some(mut planned) = ctx.plan(loaded, &req)? else { return Ok(1) };
+    planned.plan.base = base;
     let plan = &planned.plan;
+    let cmp = plan.base.as_ref().map(|b| compare(b, plan));
     // The solve's wall time is not part of the plan (plans of the same inputs are
     // byte-identical): it is reported here.
     let solved = planned.assignment.as_ref().map(|a| &a.report);
     if args.json {
         let at = crate::clock::format_time(ctx.clock.now());
         let mut events = render::events(plan, &at);
+        // Drift right after the version line, as Terraform's `resource_drift`.
+        for (i, e) in render::drift_events(&planned.changed_outside, plan, &at).into_iter().enumerate() {
+            events.insert(1 + i, e);
+        }
         if let Some(r) = solved {
             // Before the summary, which stays last (as Terraform's `change_summary`).
             let e = serde_json::json!({
@@ -65,11 +96,26 @@ pub fn run(ctx: &Ctx, args: PlanArgs) -> anyhow::Result<i32> {
             });
             events.insert(events.len().saturating_sub(1), e);
         }
+        // The comparison right before the summary.
+        if let Some(cmp) = &cmp {
+            let at_summary = events.len().saturating_sub(1);
+            for (i, e) in render::compare_events(cmp, &at).into_iter().enumerate() {
+                events.insert(at_summary + i, e);
+            }
+        }
         for e in events {
             outln!("{}", serde_json::to_string(&e)?);
         }
     } else {
-        out!("{}", render::text(plan, ctx.color));
+        out!("{}", render::drift_notes(&planned.changed_outside, plan));
+        match &cmp {
+            Some(cmp) => {
+                out!("{}", render::compare_text(cmp, ctx.color));
+                outln!();
+                outln!("Against the current state: {}", render::summary_line(plan));
+            }
+            None => out!("{}", render::text(plan, ctx.color)),
+        }
         if let Some(r) = solved {
             errln!("{}", render::solve_line(r));
         }
@@ -82,7 +128,9 @@ pub fn run(ctx: &Ctx, args: PlanArgs) -> anyhow::Result<i32> {
         if !args.json {
             outln!();
             outln!("Saved the plan to: {}", out.display());
-            outln!("To perform exactly these actions, run: skyform apply {}", out.display());
+            if !ctx.automation {
+                outln!("To perform exactly these actions, run: skyform apply {}", out.display());
+            }
         }
     }
     let failures = plan.guardrail_failures();

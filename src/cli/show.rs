@@ -1,8 +1,10 @@
-//! `skyform show [FILE]`: a saved plan as text, `-json` (`show -json`'s document) or
-//! `-format=markdown` (a pull-request comment); without FILE, the current state.
+//! `skyform show [FILE]`: a saved plan as text, `-json` (`show -json`'s document),
+//! `-format=markdown` (a pull-request comment) or `-format=html` (a self-contained page);
+//! without FILE, the current state.
 
 use super::views::{self, plan as render};
 use super::{Ctx, StateArgs, VarArgs};
+use crate::plan::compare::compare;
 use crate::plan::Plan;
 use crate::state::StateStore;
 use clap::Args;
@@ -15,7 +17,8 @@ pub struct ShowArgs {
     /// The JSON document
     #[arg(long)]
     pub json: bool,
-    /// text, json or markdown (a pull-request comment)
+    /// text, json, markdown (a pull-request comment) or html (one self-contained page:
+    /// timeline, DAG, cost breakdown)
     #[arg(long, default_value = "text")]
     pub format: String,
     #[command(flatten)]
@@ -33,8 +36,16 @@ pub fn run(ctx: &Ctx, args: ShowArgs) -> anyhow::Result<i32> {
             match format.as_str() {
                 "json" => views::print_json(&render::json(&plan)),
                 "markdown" => out!("{}", render::markdown(&plan)),
-                "text" => out!("{}", render::text(&plan, ctx.color)),
-                other => anyhow::bail!("-format={other}: expected text, json or markdown"),
+                "text" => match &plan.base {
+                    Some(base) => {
+                        out!("{}", render::compare_text(&compare(base, &plan), ctx.color));
+                        outln!();
+                        outln!("Against the current state: {}", render::summary_line(&plan));
+                    }
+                    None => out!("{}", render::text(&plan, ctx.color)),
+                },
+                "html" => out!("{}", views::html::plan_page(&plan)),
+                other => anyhow::bail!("-format={other}: expected text, json, markdown or html"),
             }
         }
         None => {
@@ -43,7 +54,8 @@ pub fn run(ctx: &Ctx, args: ShowArgs) -> anyhow::Result<i32> {
                 "json" => outln!("{}", state.to_json()),
                 "text" => {
                     if state.tasks.is_empty() {
-                        outln!("The state is empty. Run `skyform plan` and `skyform apply`.");
+                        outln!("The state is empty.");
+                        ctx.hint("Run `skyform plan` and `skyform apply`.");
                     }
                     for (a, t) in &state.tasks {
                         let place = t

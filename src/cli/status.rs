@@ -1,4 +1,5 @@
-//! `skyform status [-json] [-refresh=false]`: task states, placements and cost so far; by
+//! `skyform status [-json | -format=html] [-refresh=false]`: task states, placements and
+//! cost so far (`-format=html`: a page with the runs on a timeline); by
 //! default live allocations are refreshed against their providers (drift: terminated or
 //! interrupted outside skyform).
 
@@ -12,6 +13,9 @@ pub struct StatusArgs {
     /// As JSON
     #[arg(long)]
     pub json: bool,
+    /// text, json or html (one self-contained page: the runs on a timeline, coloured by status)
+    #[arg(long, default_value = "text")]
+    pub format: String,
     /// Ask the providers whether live allocations still exist (drift); `-refresh=false` reads
     /// the state only
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -29,7 +33,16 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
         (Some(l), true) => crate::apply::drift(&st, &ctx.providers(&l.spec)?),
         _ => Default::default(),
     };
-    if a.json {
+    let format = if a.json { "json" } else { a.format.as_str() };
+    if !matches!(format, "text" | "json" | "html") {
+        anyhow::bail!("-format={format}: expected text, json or html");
+    }
+    if format == "html" {
+        let job = ctx.job_opt().map(|l| l.spec.name.clone()).unwrap_or_else(|| "job".into());
+        out!("{}", views::html::status_page(&job, &st, ctx.clock.now()));
+        return Ok(0);
+    }
+    if format == "json" {
         let rows: Vec<serde_json::Value> = st
             .tasks
             .iter()

@@ -329,16 +329,77 @@ fn range(args: FuncArgs) -> Result<Value, String> {
     Ok(Value::Array(out))
 }
 
+/// Why [`evaluate`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Hcl(#[from] hcl::eval::Error),
+    /// A division by zero or an overflow: the value is not a finite number.
+    #[error("the arithmetic does not give a finite number (a division by zero, or a number too large)")]
+    NotFinite,
+}
+
+std::thread_local! {
+    /// Set while [`evaluate`] runs, so its caught panics print nothing.
+    static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Evaluates an HCL expression, turning arithmetic that leaves the finite numbers into an
+/// error. `hcl` asserts in debug builds that every number is finite and panics on `1/0` or
+/// `1e300 * 1e300` (release builds carry the infinity on instead): both become
+/// [`EvalError::NotFinite`] here, so a user's bad expression never panics. (The assertion's
+/// panic is caught; a process-wide panic hook installed once keeps it quiet while
+/// [`evaluate`] runs and defers to the previous hook otherwise.)
+pub fn evaluate(expr: &hcl::Expression, ctx: &Context) -> Result<Value, EvalError> {
+    use hcl::eval::Evaluate;
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !GUARDED.with(|g| g.get()) {
+                previous(info)
+            }
+        }));
+    });
+    let was = GUARDED.with(|g| g.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| expr.evaluate(ctx)));
+    GUARDED.with(|g| g.set(was));
+    match r {
+        Err(_) => Err(EvalError::NotFinite),
+        Ok(Err(e)) => Err(EvalError::Hcl(e)),
+        Ok(Ok(v)) if !finite(&v) => Err(EvalError::NotFinite),
+        Ok(Ok(v)) => Ok(v),
+    }
+}
+
+/// True when every number in `v` is finite.
+fn finite(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.as_f64().is_none_or(f64::is_finite),
+        Value::Array(a) => a.iter().all(finite),
+        Value::Object(m) => m.values().all(finite),
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hcl::eval::Evaluate;
 
     fn eval(src: &str) -> Result<Value, String> {
         let mut ctx = Context::new();
         declare_all(&mut ctx);
         let e: hcl::Expression = src.parse().map_err(|e: hcl::Error| e.to_string())?;
-        e.evaluate(&ctx).map_err(|e| e.to_string())
+        evaluate(&e, &ctx).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn arithmetic_that_leaves_the_finite_numbers_is_an_error_not_a_panic() {
+        for src in ["1 / 0", "1e300 * 1e300", "-1 / 0", "5 % 0", "[1, 2 / 0]"] {
+            let e = eval(src).unwrap_err();
+            assert!(e.contains("finite"), "{src}: {e}");
+        }
+        assert_eq!(eval("7 / 2").unwrap(), Value::from(3.5));
     }
 
     #[test]

@@ -152,7 +152,7 @@ pub fn parse_cli_value(ty: &VarType, raw: &str) -> Result<Value, String> {
         VarType::Number | VarType::Bool => ty.convert(&Value::String(raw.trim().to_string())),
         _ => {
             let e: hcl::Expression = raw.parse().map_err(|e: hcl::Error| format!("cannot parse `{raw}`: {e}"))?;
-            let v = hcl::eval::Evaluate::evaluate(&e, &hcl::eval::Context::new())
+            let v = super::functions::evaluate(&e, &hcl::eval::Context::new())
                 .map_err(|e| format!("`{raw}` must be a literal value: {e}"))?;
             ty.convert(&v)
         }

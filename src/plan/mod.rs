@@ -7,7 +7,10 @@
 //! Plans are saved with `-out` as JSON ([`Plan::encode`]) together with the state lineage
 //! and serial, the config snapshot, the variables and the catalog/tracker ids; [`check_saved`]
 //! refuses a saved plan that no longer matches the state. Money is a decimal
-//! ([`money`]). Pure; its views (text, JSON, markdown) are the CLI's (`cli::views::plan`).
+//! ([`money`]). [`compare`] compares a plan with a base plan (what a pull request
+//! changes). Pure; its views (text, JSON, markdown, HTML) are the CLI's (`cli::views`).
+
+pub mod compare;
 
 use crate::config::{JobSpec, TaskAddr};
 use crate::optimize::{Assignment, Placement, Report};
@@ -19,10 +22,14 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The plan file format version.
 pub const FORMAT_VERSION: &str = "1.0";
 
-/// Rounds dollars to cents as a decimal (never f64 arithmetic on the final figure).
+/// Rounds dollars to cents as a decimal (never f64 arithmetic on the final figure). A
+/// figure that rounds to zero is a positive zero (never `-0.00`).
 pub fn money(x: f64) -> Decimal {
     let mut d = Decimal::from_f64_retain(x).unwrap_or_default().round_dp(2);
     d.rescale(2);
+    if d.is_zero() {
+        d.set_sign_positive(true);
+    }
     d
 }
 
@@ -127,6 +134,10 @@ pub struct Plan {
     pub tracker_id: String,
     pub report: Option<Report>,
     pub warnings: Vec<String>,
+    /// The base plan this one is compared with (`plan -compare-to`), kept in a saved plan
+    /// so that `show` and `comment` render the comparison.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<compare::Base>,
 }
 
 /// What to plan.
@@ -136,6 +147,9 @@ pub struct Options {
     pub replace: Vec<TaskAddr>,
     pub target: Vec<TaskAddr>,
     pub exclude: Vec<TaskAddr>,
+    /// Unfinished tasks whose live allocation changed outside skyform (a refresh found it
+    /// gone or interrupted): they are replaced.
+    pub changed_outside: BTreeSet<TaskAddr>,
     pub catalog_id: String,
     pub tracker_id: String,
 }
@@ -293,6 +307,8 @@ pub fn build(
                         (Action::Replace, Some("replace_because_an_input_changes"))
                     } else if s.status == TaskStatus::Succeeded {
                         (Action::NoOp, None)
+                    } else if opts.changed_outside.contains(addr) {
+                        (Action::Replace, Some("replace_because_changed_outside"))
                     } else {
                         let moved = match (&s.placement, &after) {
                             (Some(b), Some(a)) => {
@@ -381,6 +397,7 @@ pub fn build(
         tracker_id: opts.tracker_id.clone(),
         report: assignment.map(|a| a.report.clone()),
         warnings: vec![],
+        base: None,
     })
 }
 
@@ -574,6 +591,9 @@ mod tests {
     fn money_is_decimal_cents() {
         assert_eq!(money(412.304).to_string(), "412.30");
         assert_eq!(money(0.1 + 0.2).to_string(), "0.30");
+        assert_eq!(money(-0.0).to_string(), "0.00");
+        assert_eq!(money(-0.004).to_string(), "0.00");
+        assert_eq!(money(-1.5).to_string(), "-1.50");
     }
 
     #[test]

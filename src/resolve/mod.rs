@@ -297,7 +297,7 @@ impl Estimator {
             res.insert(a.to_string(), attr(a));
         }
         ctx.declare_var("resource", hcl::Value::Object(res));
-        let v = hcl::eval::Evaluate::evaluate(expr, &ctx).map_err(|e| {
+        let v = crate::config::functions::evaluate(expr, &ctx).map_err(|e| {
             ResolveError::Estimate(format!(
                 "{}: estimate of {task} (`{}`) failed for {}/{}/{} {}: {e}",
                 self.pos, self.source, o.cloud, o.region, o.zone, o.instance_type
@@ -339,7 +339,7 @@ pub fn resolve(spec: &JobSpec, catalog: &Catalog, view: &TrackerView) -> Result<
     for addr in &order {
         let task = &spec.tasks[addr];
         if task.estimate.is_none() {
-            warnings.push(format!("{addr} has no `estimate {{ hours = ... }}`; assuming 1 hour per run"));
+            warnings.push(format!("{addr}: no `estimate {{ hours = ... }}`, so 1 hour per run is assumed"));
         }
         let memo_key = serde_json::to_string(&(
             &task.resources,

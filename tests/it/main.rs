@@ -3,13 +3,18 @@
 //! `SKYFORM_HOME` pointed at a temporary directory and colour off.
 
 mod apply;
+mod automation;
 mod aws;
 mod catalog;
+mod comment;
+mod compare;
 mod config;
 mod crash;
 mod engine;
+mod examples;
 mod fmt;
 mod fuzz;
+mod html;
 mod optimize;
 mod plan;
 mod reliability;

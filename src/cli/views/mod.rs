@@ -3,11 +3,14 @@
 //! imports them.
 //!
 //! - [`plan`]: a plan as Terraform's text grammar with a cost clause, the `show -json`
-//!   document, the markdown pull-request comment and `plan -json` events.
+//!   document, the markdown pull-request comment (cost by cloud, a mermaid gantt) and
+//!   `plan -json` events; a plan compared with a base plan in the same grammar.
 //! - [`apply`]: the apply engine's events as lines, progress bars or JSON lines.
+//! - [`html`]: one self-contained page (inline SVG and CSS) of a plan or of the state.
 //! - here: diagnostics, JSON printing, aligned tables.
 
 pub mod apply;
+pub mod html;
 pub mod plan;
 
 use crate::config::Diagnostics;
@@ -53,6 +56,51 @@ pub fn print_diagnostics(d: &Diagnostics, color: bool) {
     }
 }
 
+/// `-compact-warnings`: errors in full, then one line per kind of warning (its summary,
+/// how many times and where).
+pub fn print_diagnostics_compact(d: &Diagnostics, color: bool) {
+    let errors = Diagnostics(d.0.iter().filter(|x| x.is_error()).cloned().collect());
+    print_diagnostics(&errors, color);
+    let mut kinds: std::collections::BTreeMap<&str, Vec<String>> = std::collections::BTreeMap::new();
+    for w in d.0.iter().filter(|x| !x.is_error()) {
+        kinds.entry(w.summary.as_str()).or_default().push(w.pos.as_ref().map(|p| p.to_string()).unwrap_or_default());
+    }
+    for (summary, at) in kinds {
+        let at: Vec<String> = at.into_iter().filter(|a| !a.is_empty()).collect();
+        match at.len() {
+            0 => eprint_line(&format!("Warning: {summary}")),
+            1 => eprint_line(&format!("Warning: {summary} ({})", at[0])),
+            n => eprint_line(&format!("Warning: {summary} ({n} times: {})", at.join(", "))),
+        }
+    }
+}
+
+/// `-compact-warnings` for the planner's warnings (`ADDRESS: what`): one line per kind,
+/// naming the tasks.
+pub fn compact_lines(warnings: &[String]) -> Vec<String> {
+    let mut kinds: Vec<(String, Vec<String>)> = Vec::new();
+    for w in warnings {
+        let (who, what) = match w.split_once(": ") {
+            Some((a, rest)) if a.parse::<crate::config::TaskAddr>().is_ok() && !a.contains(' ') => {
+                (Some(a.to_string()), rest.to_string())
+            }
+            _ => (None, w.clone()),
+        };
+        match kinds.iter_mut().find(|k| k.0 == what) {
+            Some(k) => k.1.extend(who),
+            None => kinds.push((what, who.into_iter().collect())),
+        }
+    }
+    kinds
+        .into_iter()
+        .map(|(what, who)| match who.len() {
+            0 => what,
+            1 => format!("{}: {what}", who[0]),
+            n => format!("{what} ({n} tasks: {})", who.join(", ")),
+        })
+        .collect()
+}
+
 /// Prints a JSON value, pretty, to stdout.
 pub fn print_json(v: &serde_json::Value) {
     print_line(&serde_json::to_string_pretty(v).unwrap_or_default());
@@ -74,4 +122,13 @@ pub fn table(rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn compact_warnings_take_one_line_per_kind() {
+        let w = ["task.a: no estimate", "task.b: no estimate", "task.c: slow", "a note"].map(String::from);
+        assert_eq!(super::compact_lines(&w), ["no estimate (2 tasks: task.a, task.b)", "task.c: slow", "a note"]);
+    }
 }

@@ -1,4 +1,5 @@
-//! The task DAG: edges from data and `depends_on`, cycles reported with the tasks on them.
+//! The task DAG: edges from data and `depends_on`, cycles reported at the reference that
+//! closes them (an input's `task.X.outputs.Y` or a `depends_on` entry), with the tasks on them.
 
 use super::*;
 
@@ -75,11 +76,22 @@ impl Loader {
                                 s.join(",")
                             };
                             if reported.insert(key) {
-                                let at = spec.tasks.get(k).and_then(|t| t.pos.clone()).map(|p| (p, String::new()));
+                                // The edge node → k closes the cycle: k's reference to node.
+                                let closing = self.refs.get(&(k.clone(), node.clone())).cloned();
+                                let detail = match &closing {
+                                    Some(_) => format!(
+                                        "This reference makes {k} wait for {node}, which closes a cycle of tasks waiting for each other: {}.",
+                                        cyc.join(" → ")
+                                    ),
+                                    None => format!("Tasks wait for each other in a cycle: {}.", cyc.join(" → ")),
+                                };
+                                let at = closing.or_else(|| {
+                                    spec.tasks.get(k).and_then(|t| t.pos.clone()).map(|p| (p, String::new()))
+                                });
                                 self.err(
                                     at,
                                     "Dependency cycle",
-                                    format!("Tasks wait for each other in a cycle: {}.", cyc.join(" → ")),
+                                    detail,
                                     Some("remove one of the inputs or depends_on entries that close the cycle".into()),
                                 );
                             }

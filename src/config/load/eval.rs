@@ -148,9 +148,14 @@ impl Loader {
         let hexpr: hcl::Expression = expr.clone().into();
         let _g = BaseDirGuard::set(scope.dir.clone());
         let ctx = self.context(scope);
-        match hexpr.evaluate(&ctx) {
+        match functions::evaluate(&hexpr, &ctx) {
             Ok(v) => Some(v),
-            Err(e) => {
+            Err(functions::EvalError::NotFinite) => {
+                let at = self.pos(file, expr.span());
+                self.err(at, "Invalid arithmetic", functions::EvalError::NotFinite.to_string(), None);
+                None
+            }
+            Err(functions::EvalError::Hcl(e)) => {
                 let at = self.pos(file, expr.span());
                 use hcl::eval::ErrorKind as K;
                 let (summary, hint) = match e.kind() {

@@ -101,6 +101,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Loaded, Diagnostics> {
         out: Out::default(),
         clouds: opts.clouds.clone(),
         stack: Vec::new(),
+        refs: BTreeMap::new(),
     };
     let name = dir
         .canonicalize()
@@ -239,6 +240,9 @@ struct Loader {
     clouds: Vec<String>,
     /// Canonical module directories being loaded (cycle detection).
     stack: Vec<PathBuf>,
+    /// (task, task it waits for) → where the reference is written (an input's
+    /// `task.X.outputs.Y` or a `depends_on` entry): cycle diagnostics point there.
+    refs: BTreeMap<(TaskAddr, TaskAddr), (Pos, String)>,
 }
 
 /// A reference found in an expression: root, attribute chain, byte span.

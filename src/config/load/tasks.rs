@@ -195,7 +195,17 @@ impl Loader {
                     other => self.type_err(at, "env", "a map of strings", &other),
                 }
             }
-            // inputs
+            // inputs (and where each `task.X.outputs.Y` reference is written)
+            if let Some(a) = b.get_attribute("inputs") {
+                for r in refs_of(&a.value) {
+                    if let ("task", Some(name)) = (r.root.as_str(), r.attrs.first()) {
+                        if let Some(at) = self.pos(f, r.span.clone()) {
+                            let to = TaskAddr(format!("{prefix}task.{name}"));
+                            self.refs.entry((address.clone(), to)).or_insert(at);
+                        }
+                    }
+                }
+            }
             let mut inputs = BTreeMap::new();
             if let Some((v, at)) = self.attr_value(b, "inputs", f, scope, BODY_ROOTS) {
                 match v {
@@ -264,7 +274,11 @@ impl Loader {
                             match r.map(|r| (r.root.as_str(), r.attrs.as_slice())) {
                                 Some(("task", [name])) => {
                                     if self.check_refs(e, f, scope, &[Root::Task]) {
-                                        depends_on.push(TaskAddr(format!("{prefix}task.{name}")));
+                                        let to = TaskAddr(format!("{prefix}task.{name}"));
+                                        if let Some(at) = eat.clone() {
+                                            self.refs.entry((address.clone(), to.clone())).or_insert(at);
+                                        }
+                                        depends_on.push(to);
                                     }
                                 }
                                 Some(("module", [name])) => {
@@ -272,6 +286,11 @@ impl Loader {
                                         let mp = format!("{prefix}module.{name}.");
                                         let found: Vec<TaskAddr> =
                                             self.out.tasks.keys().filter(|k| k.0.starts_with(&mp)).cloned().collect();
+                                        if let Some(at) = &eat {
+                                            for to in &found {
+                                                self.refs.entry((address.clone(), to.clone())).or_insert(at.clone());
+                                            }
+                                        }
                                         depends_on.extend(found);
                                     }
                                 }
