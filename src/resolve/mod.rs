@@ -341,9 +341,10 @@ pub fn resolve(spec: &JobSpec, catalog: &Catalog, view: &TrackerView) -> Result<
         if task.estimate.is_none() {
             warnings.push(format!("{addr} has no `estimate {{ hours = ... }}`; assuming 1 hour per run"));
         }
+        // Not the estimate's position: tasks written alike in different places share too.
         let memo_key = serde_json::to_string(&(
             &task.resources,
-            &task.estimate,
+            task.estimate.as_ref().map(|e| (&e.source, &e.scope)),
             task.inputs.values().filter(|i| matches!(i, InputSource::Storage { .. })).collect::<Vec<_>>(),
             task.outputs.values().filter(|o| o.uri.is_some()).collect::<Vec<_>>(),
         ))
