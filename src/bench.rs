@@ -213,7 +213,7 @@ pub struct OptRow {
     pub makespan_hours: f64,
     /// The process's peak resident memory after the row (`VmHWM`), KiB.
     pub peak_rss_kb: Option<u64>,
-    /// When the time limit stopped a search: what, and the proven bound on it.
+    /// When a search stopped before its proof: what, the proven bound, and why.
     pub stopped: Option<String>,
 }
 
@@ -260,7 +260,7 @@ pub fn run_optimize(catalog: &Catalog, shape: Shape, n: usize, objective: Object
             .report
             .stopped
             .first()
-            .map(|s| format!("{}: {:.2}, optimum ≥ {:.2} (limit {} s)", s.objective, s.value, s.bound, s.limit_s)),
+            .map(|s| format!("{}: {:.2}, optimum ≥ {:.2} ({})", s.objective, s.value, s.bound, s.reason)),
     })
 }
 

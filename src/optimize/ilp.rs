@@ -41,6 +41,8 @@ pub(super) struct IlpOut {
     /// The objective's proven lower bound when the time limit stopped the search
     /// (None when proven optimal).
     pub bound: Option<f64>,
+    /// Set when a solver failure, not the time limit, stopped the search.
+    pub failure: Option<String>,
 }
 
 /// An edge's same-group indicator: (cost coefficient, time coefficient, level, group).
@@ -289,7 +291,7 @@ pub(super) fn solve(
         good_lp::SolutionStatus::Optimal => None,
         _ => Some(best_bound(sol).unwrap_or(f64::NEG_INFINITY) + good_lp::IntoAffineExpression::constant(&objective)),
     };
-    Ok(IlpOut { choice, vars: nvars, cons: ncons, value, bound })
+    Ok(IlpOut { choice, vars: nvars, cons: ncons, value, bound, failure: None })
 }
 
 /// The solver's proven lower bound on the objective (without its constant), when known.

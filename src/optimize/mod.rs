@@ -1,6 +1,64 @@
-//! `optimize`: ResolvedJob × objective → [`Assignment`], exact.
+//! `optimize`: ResolvedJob × objective → [`Assignment`], exact. Pure (no I/O); the
+//! only clock is the time limit.
 //!
-//! (the algorithm is described at the end of this doc; filled in below)
+//! Cost = compute + egress on every data edge (from the producer's location to the
+//! consumer's) + reading storage inputs and writing pinned outputs. Time = the makespan
+//! (critical path of runtimes, staging and transfer times). `policy.deadline` bounds the
+//! makespan and `policy.budget` the cost; with an objective and the other bound, the
+//! constrained problem is solved. The time objective is lexicographic: the optimal
+//! makespan, then the cheapest placement at it.
+//!
+//! How, exactly and fast (files: `model` prunes, `reduce` and `dual` shrink, `ilp` and
+//! `chain` solve):
+//! 1. **Pruning per task** (`model`). Dominance: egress between two locations depends
+//!    only on their lowest common level (zone, region, continent within a cloud, cloud,
+//!    other cloud) and the source cloud, so a candidate that costs more than its group's
+//!    best by the sum of the incident edges' price steps (and, when time matters, is
+//!    slower by one in-edge plus one out-edge step) is never needed. Deadline cut:
+//!    candidates that miss the deadline with every other task at its fastest go.
+//! 2. **Components.** Tasks not linked by a data edge (cost) or any edge (time) are
+//!    independent: each weakly connected component is solved alone (the makespan is the
+//!    components' maximum, the cost their sum). A sweep of 10,000 tasks is 10,000
+//!    one-task problems. Location symmetry then runs per component: a zone (region,
+//!    continent, cloud) whose every task can move to one zone of a sibling group at no
+//!    higher cost and time (and, across clouds, no dearer internet egress) is dropped —
+//!    moving all of a solution's tasks there never makes anything worse.
+//! 3. **Exact reductions** (`reduce`), to a fixpoint: singleton folding, leaf elimination
+//!    (the forest DP: `min_k unary(k) + edge(k, j)` folded into the neighbour),
+//!    dead-end elimination (candidate `c` goes when another `c'` is never worse whatever
+//!    the neighbours' live candidates, Goldstein's criterion), and, when it solves the
+//!    whole component, series elimination (a degree-2 task becomes a table on its
+//!    neighbours; fan-out/fan-in and every series-parallel graph reduce to nothing).
+//! 4. **Bounds by message passing** (`dual`): the residual is reparametrized by
+//!    sequential star updates, which never lower `LB = Σ min θ̂_t + Σ min θ̂_e`; a
+//!    solution read off the messages and improved by best responses gives `UB`. When
+//!    `LB = UB` the solution is proven optimal (the usual case: the relaxation is tight
+//!    on these hierarchical egress prices); otherwise every candidate whose forced bound
+//!    exceeds `UB` is dropped (reduced-cost fixing) and the reductions run again.
+//! 5. **ILP** (`ilp`, good_lp + microlp) on whatever is left: binaries per (task,
+//!    candidate), per edge "same group" indicators `u_g ≤ Y_a,g`, `u_g ≤ Y_b,g` at the
+//!    zone, region, continent and cloud levels (egress is linear in them with
+//!    non-positive coefficients, so the solver raises each `u` to `min(Y_a, Y_b)`: exact
+//!    for integral placements), finish-time variables for the time network.
+//!
+//! With a deadline, only *timed* tasks need time constraints: those on a path that could
+//! exceed it when every choice is at its slowest; paths through the others meet it
+//! whatever is chosen. The relaxation without the deadline is solved first (steps 3–5);
+//! when its optimum meets the deadline, it is the answer. Otherwise a feasible placement
+//! (the timed tasks as in the fastest placement, the others cheapest around them) is the
+//! `UB` of reduced-cost fixing, and the ILP with the time network finishes.
+//!
+//! The time objective: each component's optimal makespan (an ILP minimizing the finish
+//! of its timed network; a chain by the lexicographic (time, cost) DP), then the
+//! cheapest placement within the largest of them (the deadline problem above, started
+//! from the fastest placement, which is kept among the candidates). With a budget, one
+//! ILP minimizes the makespan within it (the budget couples the components), then the
+//! same cost pass.
+//!
+//! Every step keeps an optimal solution, so the result is the proven optimum. A search
+//! the time limit ([`DEFAULT_TIME_LIMIT`], or [`optimize_within`]) stops returns its
+//! incumbent and says so in [`Report::stopped`] with the proven lower bound — never
+//! silently. Deterministic: ties go to the candidates' stable order.
 
 mod chain;
 mod dual;
@@ -92,11 +150,11 @@ pub struct Report {
     pub stopped: Vec<Stopped>,
 }
 
-/// A search stopped by the time limit: the optimum lies in `[bound, value]`.
+/// A search stopped before its proof: the optimum lies in `[bound, value]`.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Stopped {
-    /// The time limit, seconds.
-    pub limit_s: f64,
+    /// Why: `the time limit (60 s)`, or the solver's failure.
+    pub reason: String,
     /// `cost`, `makespan`, or `cost at the optimal makespan`.
     pub objective: String,
     /// The returned placement's value.
@@ -171,18 +229,19 @@ pub fn optimize_within(job: &ResolvedJob, goal: Goal, limit: Duration) -> Result
         goal.objective == Objective::Time && goal.deadline_hours.is_some_and(|d| m.makespan(choice) > d + 1e-9);
     let mut stopped = Vec::new();
     let limit_s = limit.as_secs_f64();
+    let reason = solved.failure.clone().unwrap_or_else(|| format!("the time limit ({limit_s} s)"));
     if let Some((value, bound)) = solved.span_gap {
-        stopped.push(Stopped { limit_s, objective: "makespan".into(), value, bound });
+        stopped.push(Stopped { reason: reason.clone(), objective: "makespan".into(), value, bound });
     }
     if let Some((objective, gap)) = &solved.cost_gap {
         let value = m.total_cost(choice);
-        stopped.push(Stopped { limit_s, objective: objective.clone(), value, bound: value - gap });
+        stopped.push(Stopped { reason: reason.clone(), objective: objective.clone(), value, bound: value - gap });
     }
     if over_budget || over_deadline {
         if let Some(s) = stopped.first() {
             return Err(OptimizeError::Infeasible(format!(
-                "no placement within the policy was found before the time limit ({limit_s} s): the best found has a {} of {:.2}; the optimum is at least {:.2}",
-                s.objective, s.value, s.bound
+                "no placement within the policy was found before {}: the best found has a {} of {:.2}; the optimum is at least {:.2}",
+                s.reason, s.objective, s.value, s.bound
             )));
         }
         return Err(explain_infeasible(job, goal));
@@ -209,6 +268,8 @@ struct Solved {
     /// the stopped components' gaps (cost), or the makespan and its proven bound.
     cost_gap: Option<(String, f64)>,
     span_gap: Option<(f64, f64)>,
+    /// A solver failure that stopped a search (else the time limit did).
+    failure: Option<String>,
 }
 
 impl Solved {
@@ -223,6 +284,7 @@ impl Solved {
             lexicographic: false,
             cost_gap: None,
             span_gap: None,
+            failure: None,
         }
     }
 
@@ -234,7 +296,7 @@ impl Solved {
         };
         let mut s = if self.lexicographic && self.ilps > 0 { format!("{base} (lexicographic)") } else { base };
         if self.cost_gap.is_some() || self.span_gap.is_some() {
-            s.push_str(" (stopped at the time limit)");
+            s.push_str(" (stopped)");
         }
         s
     }
@@ -375,6 +437,18 @@ fn solve_cost(
     if (0..m.n()).any(|t| out.choice[t] == usize::MAX && m.work[t].is_empty()) {
         return Err(OptimizeError::Infeasible(String::new()));
     }
+    // The feasible placement stays available (a superset keeps every optimum), also for
+    // the timing analysis, which must cover every live candidate.
+    let keep_hint = |m: &mut Model| {
+        if let Some(h) = hint {
+            for t in (0..m.n()).filter(|&t| out.choice[t] == usize::MAX) {
+                if let Err(i) = m.work[t].binary_search(&h[t]) {
+                    m.work[t].insert(i, h[t]);
+                }
+            }
+        }
+    };
+    keep_hint(&mut m);
     let timed = match deadline {
         Some(d) => timed_tasks(&m, d),
         None => vec![false; m.n()],
@@ -389,16 +463,7 @@ fn solve_cost(
     for comp in comps.iter().filter(|c| c.len() > 1) {
         m.symmetry(goal, comp);
     }
-    if let Some(h) = hint {
-        // The feasible placement stays available (a superset keeps every optimum).
-        for comp in &comps {
-            for &t in comp {
-                if let Err(i) = m.work[t].binary_search(&h[t]) {
-                    m.work[t].insert(i, h[t]);
-                }
-            }
-        }
-    }
+    keep_hint(&mut m);
     for comp in &comps {
         if comp.len() == 1 {
             out.choice[comp[0]] = cheapest(&m, comp[0]);
@@ -456,8 +521,8 @@ fn solve_pure(mut p: Problem, out: &mut Solved, until: Instant) -> Result<Vec<us
             continue;
         }
         let h = p.heuristic(&rc);
-        let r = ilp::solve(&p, &rc, Target::Cost { deadline: None }, Some(&h), until)?;
-        record(out, &r, "cost");
+        let r = ilp_or_hint(&p, &rc, Target::Cost { deadline: None }, Some(&h), until, |x| p.energy(&rc, x))?;
+        record(out, &r, "cost", &p, &rc);
         for (i, &t) in rc.iter().enumerate() {
             local[t] = r.choice[i];
         }
@@ -467,14 +532,75 @@ fn solve_pure(mut p: Problem, out: &mut Solved, until: Instant) -> Result<Vec<us
     Ok(local)
 }
 
-/// Counts an ILP, and its gap when the time limit stopped it.
-fn record(out: &mut Solved, r: &ilp::IlpOut, what: &str) {
+/// The ILP, or, when it ends without a placement of its own (the time limit before any
+/// incumbent, or a numerical failure), the feasible `hint` as a stopped search (its gap
+/// is then against the relaxation's bound, see [`record`]).
+fn ilp_or_hint(
+    p: &Problem,
+    rc: &[usize],
+    target: Target,
+    hint: Option<&[usize]>,
+    until: Instant,
+    value: impl Fn(&[usize]) -> f64,
+) -> Result<ilp::IlpOut, OptimizeError> {
+    match ilp::solve(p, rc, target, hint, until) {
+        Err(OptimizeError::Solver(msg)) if hint.is_some() => {
+            let choice = hint.expect("hint").to_vec();
+            let failure = (Instant::now() < until).then(|| format!("a solver failure ({msg})"));
+            Ok(ilp::IlpOut { value: value(&choice), choice, vars: 0, cons: 0, bound: Some(f64::NEG_INFINITY), failure })
+        }
+        r => r,
+    }
+}
+
+/// The deadline problem over a few candidates per task: `x`'s and `relaxed`'s and the
+/// three cheapest (a heuristic: a feasible placement, not a proof). None when the ILP
+/// does not finish by `until`.
+fn restricted(p: &Problem, x: &[usize], relaxed: &[usize], deadline: f64, until: Instant) -> Option<Vec<usize>> {
+    let mut q = p.clone();
+    for t in 0..q.len() {
+        if q.done[t] {
+            continue;
+        }
+        let mut by_cost: Vec<usize> = (0..q.cands[t].len()).collect();
+        by_cost.sort_by(|&a, &b| q.unary[t][a].total_cmp(&q.unary[t][b]).then(a.cmp(&b)));
+        let keep: Vec<usize> = by_cost.into_iter().take(3).map(|i| q.cands[t][i]).chain([x[t], relaxed[t]]).collect();
+        let out: Vec<bool> = q.cands[t].iter().map(|c| !keep.contains(c)).collect();
+        q.drop_candidates(t, &out);
+    }
+    q.protect(x);
+    q.reduce();
+    let mut local = vec![usize::MAX; q.len()];
+    for rc in q.residual_components() {
+        if rc.len() == 1 && !q.has_edges(rc[0]) {
+            local[rc[0]] = q.cands[rc[0]][reduce::argmin(&q.unary[rc[0]])];
+            continue;
+        }
+        let h: Vec<usize> = rc.iter().map(|&t| x[t]).collect();
+        let r = ilp::solve(&q, &rc, Target::Cost { deadline: Some(deadline) }, Some(&h), until).ok()?;
+        for (i, &t) in rc.iter().enumerate() {
+            local[t] = r.choice[i];
+        }
+    }
+    q.back_substitute(&mut local);
+    Some(local)
+}
+
+/// Counts an ILP of residual component `rc`, and its gap when the time limit stopped it:
+/// against the solver's bound or, when higher (or the solver had none), the bound of
+/// the relaxation by message passing.
+fn record(out: &mut Solved, r: &ilp::IlpOut, what: &str, p: &Problem, rc: &[usize]) {
     out.ilps += 1;
     out.vars += r.vars;
     out.cons += r.cons;
+    if r.failure.is_some() {
+        out.failure = r.failure.clone();
+    }
     if let Some(b) = r.bound {
+        let relaxed = dual::Dual::new(p, rc)
+            .map_or(f64::NEG_INFINITY, |mut d| d.run(200, Instant::now() + Duration::from_secs(2)));
         let gap = out.cost_gap.get_or_insert((what.into(), 0.0));
-        gap.1 += r.value - b;
+        gap.1 += (r.value - b.max(relaxed)).max(0.0);
     }
 }
 
@@ -518,7 +644,22 @@ fn solve_deadline(
             feasible = Some(x);
         }
     }
-    if let Some(x) = &feasible {
+    if let Some(x) = &mut feasible {
+        // Cheaper placements that still meet the deadline, then reduced-cost fixing
+        // against the best of them with the relaxation's bound.
+        p.cheapen_within(x, deadline);
+        let live: usize = (0..p.len()).filter(|&t| !p.done[t]).map(|t| p.cands[t].len()).sum();
+        if live > 2_000 {
+            // A large residual: first the ILP over a few candidates per task (this
+            // placement's, the relaxation's, the three cheapest) within a fifth of the
+            // time left, for a better placement to start from and to fix against.
+            let share = until.saturating_duration_since(Instant::now()) / 5;
+            if let Some(y) = restricted(&p, x, &relaxed, deadline, Instant::now() + share) {
+                if p.energy_all(&y) < p.energy_all(x) - EPS && p.meets_deadline(&y, deadline) {
+                    *x = y;
+                }
+            }
+        }
         p.protect(x);
         for rc in p.residual_components() {
             let Some(mut d) = dual::Dual::new(&p, &rc) else { continue };
@@ -540,20 +681,9 @@ fn solve_deadline(
             continue;
         }
         let h: Option<Vec<usize>> = feasible.as_ref().map(|x| rc.iter().map(|&t| x[t]).collect());
-        let r = match ilp::solve(&p, &rc, Target::Cost { deadline: Some(deadline) }, h.as_deref(), until) {
-            Ok(r) => r,
-            // Stopped before the solver had an incumbent of its own: the feasible
-            // placement, with the bound of the relaxation.
-            Err(OptimizeError::Solver(_)) if h.is_some() && Instant::now() >= until => {
-                let choice = h.clone().expect("hint");
-                let value = p.energy(&rc, &choice);
-                let bound = dual::Dual::new(&p, &rc)
-                    .map_or(f64::NEG_INFINITY, |mut d| d.run(200, Instant::now() + Duration::from_secs(2)));
-                ilp::IlpOut { choice, vars: 0, cons: 0, value, bound: Some(bound) }
-            }
-            Err(e) => return Err(e),
-        };
-        record(out, &r, what);
+        let target = Target::Cost { deadline: Some(deadline) };
+        let r = ilp_or_hint(&p, &rc, target, h.as_deref(), until, |x| p.energy(&rc, x))?;
+        record(out, &r, what, &p, &rc);
         for (i, &t) in rc.iter().enumerate() {
             local[t] = r.choice[i];
         }
@@ -617,16 +747,27 @@ fn solve_time(job: &ResolvedJob, goal: Goal, until: Instant) -> Result<Solved, O
         let p = Problem::new(&m1, comp.clone(), vec![true; comp.len()]);
         let all: Vec<usize> = (0..comp.len()).collect();
         let fastest: Vec<usize> = comp.iter().map(|&t| fastest(&m1, t)).collect();
-        let r = ilp::solve(&p, &all, Target::Makespan { budget: None }, Some(&fastest), until)?;
+        let span_of = |x: &[usize]| {
+            let mut full = first.clone();
+            for (i, &t) in comp.iter().enumerate() {
+                full[t] = x[i];
+            }
+            comp_span(&m1, comp, &full)
+        };
+        let r = ilp_or_hint(&p, &all, Target::Makespan { budget: None }, Some(&fastest), until, span_of)?;
         out.ilps += 1;
         out.vars += r.vars;
         out.cons += r.cons;
+        if r.failure.is_some() {
+            out.failure = r.failure.clone();
+        }
         for (i, &t) in comp.iter().enumerate() {
             first[t] = r.choice[i];
         }
         let span = comp_span(&m1, comp, &first);
         spans.push(span);
-        bound_span = bound_span.max(r.bound.unwrap_or(span));
+        // Stopped: the solver's bound, or the longest path at the fastest everything.
+        bound_span = bound_span.max(r.bound.map_or(span, |b| b.max(fastest_span(&m1, comp))));
     }
     let best = spans.iter().copied().fold(0.0, f64::max);
     if bound_span < best - 1e-9 {
@@ -652,6 +793,7 @@ fn solve_time(job: &ResolvedJob, goal: Goal, until: Instant) -> Result<Solved, O
     out.vars += cost_part.vars;
     out.cons += cost_part.cons;
     out.cost_gap = cost_part.cost_gap;
+    out.failure = out.failure.take().or(cost_part.failure);
     Ok(out)
 }
 
@@ -688,6 +830,7 @@ fn solve_time_budget(job: &ResolvedJob, goal: Goal, until: Instant) -> Result<So
             out.vars += cost_part.vars;
             out.cons += cost_part.cons;
             out.cost_gap = cost_part.cost_gap;
+            out.failure = out.failure.take().or(cost_part.failure);
         }
         Err(_) => out.choice = first,
     }
@@ -707,6 +850,23 @@ fn comp_span(m: &Model, comp: &[usize], choice: &[usize]) -> f64 {
             })
             .fold(0.0, f64::max);
         let f = start + m.cand(t, choice[t]).duration();
+        fin.insert(t, f);
+        worst = worst.max(f);
+    }
+    worst
+}
+
+/// A lower bound on a component's makespan: its longest path with every task at its
+/// fastest candidate and every transfer within a zone.
+fn fastest_span(m: &Model, comp: &[usize]) -> f64 {
+    let mut fin: std::collections::HashMap<usize, f64> = std::collections::HashMap::with_capacity(comp.len());
+    let mut worst: f64 = 0.0;
+    for &t in comp {
+        let start = m.ins[t]
+            .iter()
+            .map(|&e| fin.get(&m.edges[e].a).copied().unwrap_or(0.0) + m.edges[e].hours[Level::SameZone as usize])
+            .fold(0.0, f64::max);
+        let f = start + m.work[t].iter().map(|&c| m.cand(t, c).duration()).fold(f64::INFINITY, f64::min);
         fin.insert(t, f);
         worst = worst.max(f);
     }

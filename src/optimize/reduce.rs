@@ -467,6 +467,46 @@ impl<'m, 'a> Problem<'m, 'a> {
         Some(q)
     }
 
+    /// Best responses that keep the deadline: each task in turn moves to its cheapest
+    /// live candidate (neighbours fixed) with which every timed path still finishes by
+    /// `deadline`, until none helps. `x`: a candidate id per local task, feasible.
+    pub fn cheapen_within(&self, x: &mut [usize], deadline: f64) {
+        for _ in 0..4 {
+            let mut changed = false;
+            for t in (0..self.len()).filter(|&t| !self.done[t] && self.cands[t].len() > 1) {
+                let adj = self.alive_adj(t);
+                let cost = |c: usize, x: &[usize]| -> f64 {
+                    let p = self.cands[t].iter().position(|&y| y == c).expect("live");
+                    self.unary[t][p]
+                        + adj
+                            .iter()
+                            .map(|&ei| {
+                                let o = self.other(ei, t);
+                                let po = self.cands[o].iter().position(|&y| y == x[o]).expect("live");
+                                self.pair_from(ei, t, p, po)
+                            })
+                            .sum::<f64>()
+                };
+                let now = cost(x[t], x);
+                let mut options: Vec<(f64, usize)> =
+                    self.cands[t].iter().map(|&c| (cost(c, x), c)).filter(|&(v, _)| v < now - EPS).collect();
+                options.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                let old = x[t];
+                for (_, c) in options {
+                    x[t] = c;
+                    if !self.timed[t] || self.meets_deadline(x, deadline) {
+                        changed = true;
+                        break;
+                    }
+                    x[t] = old;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
     /// Whether every path of timed tasks finishes by `deadline` under `x` (a candidate
     /// id per local task).
     pub fn meets_deadline(&self, x: &[usize], deadline: f64) -> bool {
@@ -545,6 +585,13 @@ impl<'m, 'a> Problem<'m, 'a> {
             .map(|(ei, e)| self.pair(ei, pos[e.a], pos[e.b]))
             .sum();
         unary + edges
+    }
+
+    /// Cost of a full choice (candidate id per local task) over the undecided tasks.
+    pub fn energy_all(&self, x: &[usize]) -> f64 {
+        let live: Vec<usize> = (0..self.len()).filter(|&t| !self.done[t]).collect();
+        let xs: Vec<usize> = live.iter().map(|&t| x[t]).collect();
+        self.energy(&live, &xs)
     }
 
     /// Drops the candidates of `t` marked in `out` (positions), keeping at least one.
