@@ -109,17 +109,30 @@ pub fn text(plan: &Plan, color: bool) -> String {
     let _ = writeln!(s, "skyform will perform the following actions:");
     for c in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
         let _ = writeln!(s);
-        block(&mut s, c, color);
+        let host = plan.config.tasks.get(&c.address).and_then(|t| crate::resolve::default_host_note(&t.resources));
+        block(&mut s, c, color, host.as_deref());
     }
     let _ = writeln!(s);
     if plan.makespan_hours > 0.0 {
         let _ = writeln!(s, "Makespan: {:.2} h.", plan.makespan_hours);
     }
+    for st in plan.report.iter().flat_map(|r| &r.stopped) {
+        let (value, bound) = if st.objective == "makespan" {
+            (format!("{:.2} h", st.value), format!("{:.2} h", st.bound))
+        } else {
+            (usd(st.value), usd(st.bound))
+        };
+        let _ = writeln!(
+            s,
+            "Warning: {} stopped the optimizer before its proof; the best placement found has a {} of {value}, and the optimum is at least {bound}.",
+            st.reason, st.objective
+        );
+    }
     let _ = writeln!(s, "{}", paint(&summary_line(plan), "1", color));
     s
 }
 
-fn block(s: &mut String, c: &Change, color: bool) {
+fn block(s: &mut String, c: &Change, color: bool, host: Option<&str>) {
     let reason = match c.reason.as_deref() {
         Some("replace_because_spec_changed") => " (its configuration changed)",
         Some("replace_because_tainted") => " (tainted after a failure)",
@@ -211,6 +224,9 @@ fn block(s: &mut String, c: &Change, color: bool) {
     }
     for d in &c.diffs {
         attr_diff(s, d, width, color);
+        if let (Some(h), "resources", Some(_)) = (host, d.name.as_str(), &c.after) {
+            let _ = writeln!(s, "        # {h}");
+        }
     }
     if let Some(a) = &c.after {
         if !a.fallbacks.is_empty() {

@@ -238,3 +238,41 @@ fn graph_and_output() {
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["result"]["value"]["task_output"], "task.crunch.outputs.result");
 }
+
+#[test]
+fn the_plan_says_why_a_gpu_host_is_large() {
+    let d = job(&[(
+        "main.sky.hcl",
+        r#"
+provider "aws" {}
+provider "gcp" {}
+
+task "train" {
+  resources {
+    accelerators = "V100:8"
+    spot         = true
+  }
+  run = "train"
+  estimate {
+    hours = 10
+  }
+}
+
+task "small" {
+  resources {
+    accelerators = "V100:8"
+    cpus         = "1+"
+    spot         = true
+  }
+  run = "train"
+  estimate {
+    hours = 10
+  }
+}
+"#,
+    )]);
+    let out = plan_text(d.path(), &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.matches("(the default host for V100:8)").count(), 1, "only the task without cpus");
+    insta::assert_snapshot!("plan-gpu-default-host", out.stdout);
+}
