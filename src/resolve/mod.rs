@@ -96,11 +96,17 @@ pub struct ResolvedTask {
     pub address: TaskAddr,
     pub num_nodes: u32,
     /// Sorted by fixed cost, then runtime, then location and type (a stable order).
-    pub candidates: Vec<Candidate>,
+    /// Shared by every task written alike (a sweep of 10,000 keeps one copy).
+    #[serde(serialize_with = "candidates_json")]
+    pub candidates: std::sync::Arc<[Candidate]>,
     /// Offerings left after each filter (for explanations).
     pub funnel: Vec<(String, usize)>,
     /// Offerings considered before pruning.
     pub considered: usize,
+}
+
+fn candidates_json<S: serde::Serializer>(c: &std::sync::Arc<[Candidate]>, s: S) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&c[..], s)
 }
 
 /// A data or ordering edge between two resolved tasks (indices into `tasks`).
@@ -677,13 +683,13 @@ fn candidates_for(
         c.staging_hours = st / 3600.0;
         out.push(c);
     }
-    let cands = prune(out);
+    let cands: std::sync::Arc<[Candidate]> = prune(out).into();
     let funnel = stages.iter().zip(counts).map(|(s, n)| (s.to_string(), n)).collect();
     Ok((cands, funnel, considered))
 }
 
 /// Candidates, the filter funnel and how many offerings were considered.
-type Resolved = (Vec<Candidate>, Vec<(String, usize)>, usize);
+type Resolved = (std::sync::Arc<[Candidate]>, Vec<(String, usize)>, usize);
 
 /// Per zone, the Pareto front of (duration, fixed cost); then a stable global order.
 pub fn prune(mut all: Vec<Candidate>) -> Vec<Candidate> {
