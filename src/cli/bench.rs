@@ -309,7 +309,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
                             r.makespan_hours
                         );
                         if let Some(s) = &r.stopped {
-                            println!("       stopped at the time limit: {s}");
+                            println!("       stopped before its proof: {s}");
                         }
                     }
                     rows.push(serde_json::json!({

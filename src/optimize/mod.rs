@@ -43,10 +43,16 @@
 //!
 //! With a deadline, only *timed* tasks need time constraints: those on a path that could
 //! exceed it when every choice is at its slowest; paths through the others meet it
-//! whatever is chosen. The relaxation without the deadline is solved first (steps 3–5);
-//! when its optimum meets the deadline, it is the answer. Otherwise a feasible placement
-//! (the timed tasks as in the fastest placement, the others cheapest around them) is the
-//! `UB` of reduced-cost fixing, and the ILP with the time network finishes.
+//! whatever is chosen (leaf elimination applies to them; dead-end elimination on a timed
+//! task also asks for a candidate no slower on every time edge). The relaxation without
+//! the deadline is solved first (steps 3–5); when its optimum meets the deadline, it is
+//! the answer. Otherwise a feasible placement (the timed tasks as in the fastest
+//! placement, the others cheapest around them; then best responses that keep the
+//! deadline and, on large residuals, an ILP over a few candidates per task) is the `UB`
+//! of reduced-cost fixing against the relaxation's bound, and the ILP with the time
+//! network finishes from it. This is where large jobs can still be slow: a 1,000-task
+//! DAG's cost tie-break at its optimal makespan leaves an ILP of ~60,000 variables, and
+//! the time limit returns the best placement with the relaxation's bound.
 //!
 //! The time objective: each component's optimal makespan (an ILP minimizing the finish
 //! of its timed network; a chain by the lexicographic (time, cost) DP), then the
@@ -553,6 +559,22 @@ fn ilp_or_hint(
     }
 }
 
+/// Reduced-cost fixing of every residual component against the feasible placement `x`
+/// (kept), then the reductions again.
+fn fix_against(p: &mut Problem, x: &[usize], until: Instant) {
+    p.protect(x);
+    for rc in p.residual_components() {
+        let Some(mut d) = dual::Dual::new(p, &rc) else { continue };
+        let lb = d.run(200, until);
+        let xs: Vec<usize> = rc.iter().map(|&t| x[t]).collect();
+        let ub = p.energy(&rc, &xs);
+        for (i, out) in d.ruled_out(lb, ub).into_iter().enumerate() {
+            p.drop_candidates(d.nodes()[i], &out);
+        }
+    }
+    p.reduce();
+}
+
 /// The deadline problem over a few candidates per task: `x`'s and `relaxed`'s and the
 /// three cheapest (a heuristic: a feasible placement, not a proof). None when the ILP
 /// does not finish by `until`.
@@ -648,29 +670,20 @@ fn solve_deadline(
         // Cheaper placements that still meet the deadline, then reduced-cost fixing
         // against the best of them with the relaxation's bound.
         p.cheapen_within(x, deadline);
+        fix_against(&mut p, x, until);
         let live: usize = (0..p.len()).filter(|&t| !p.done[t]).map(|t| p.cands[t].len()).sum();
-        if live > 2_000 {
-            // A large residual: first the ILP over a few candidates per task (this
-            // placement's, the relaxation's, the three cheapest) within a fifth of the
-            // time left, for a better placement to start from and to fix against.
+        if live > 10_000 {
+            // Still large: the ILP over a few candidates per task (this placement's, the
+            // relaxation's, the three cheapest) within a fifth of the time left, for a
+            // better placement to start from and to fix against.
             let share = until.saturating_duration_since(Instant::now()) / 5;
             if let Some(y) = restricted(&p, x, &relaxed, deadline, Instant::now() + share) {
                 if p.energy_all(&y) < p.energy_all(x) - EPS && p.meets_deadline(&y, deadline) {
                     *x = y;
+                    fix_against(&mut p, x, until);
                 }
             }
         }
-        p.protect(x);
-        for rc in p.residual_components() {
-            let Some(mut d) = dual::Dual::new(&p, &rc) else { continue };
-            let lb = d.run(200, until);
-            let xs: Vec<usize> = rc.iter().map(|&t| x[t]).collect();
-            let ub = p.energy(&rc, &xs);
-            for (i, out) in d.ruled_out(lb, ub).into_iter().enumerate() {
-                p.drop_candidates(d.nodes()[i], &out);
-            }
-        }
-        p.reduce();
     }
     let mut local = vec![usize::MAX; p.len()];
     for rc in p.residual_components() {
