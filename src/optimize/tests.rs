@@ -1,5 +1,7 @@
 //! Exactness against brute force on random small jobs, and hand checks on the catalog.
 
+use super::ilp::{self, Target};
+use super::reduce::Problem;
 use super::*;
 use crate::catalog::egress::{EgressModel, Place};
 use crate::config::Policy;
