@@ -587,13 +587,6 @@ impl<'m, 'a> Problem<'m, 'a> {
         unary + edges
     }
 
-    /// Cost of a full choice (candidate id per local task) over the undecided tasks.
-    pub fn energy_all(&self, x: &[usize]) -> f64 {
-        let live: Vec<usize> = (0..self.len()).filter(|&t| !self.done[t]).collect();
-        let xs: Vec<usize> = live.iter().map(|&t| x[t]).collect();
-        self.energy(&live, &xs)
-    }
-
     /// Drops the candidates of `t` marked in `out` (positions), keeping at least one.
     pub fn drop_candidates(&mut self, t: usize, out: &[bool]) {
         debug_assert!(self.edges.iter().all(|e| e.table.is_none()), "positions are fixed once tables exist");

@@ -326,8 +326,8 @@ fn fix_against(p: &mut Problem, x: &[usize], until: Instant) {
 }
 
 /// The deadline problem over a few candidates per task: `x`'s and `relaxed`'s and the
-/// three cheapest (a heuristic: a feasible placement, not a proof). None when the ILP
-/// does not finish by `until`.
+/// three cheapest (a heuristic: a feasible placement, not a proof; every component of
+/// the result meets the deadline). None when the ILP does not finish by `until`.
 fn restricted(p: &Problem, x: &[usize], relaxed: &[usize], deadline: f64, until: Instant) -> Option<Vec<usize>> {
     let mut q = p.clone();
     for t in 0..q.len() {
@@ -420,19 +420,6 @@ fn solve_deadline(
         // against the best of them with the relaxation's bound.
         p.cheapen_within(x, deadline);
         fix_against(&mut p, x, until);
-        let live: usize = (0..p.len()).filter(|&t| !p.done[t]).map(|t| p.cands[t].len()).sum();
-        if live > 10_000 {
-            // Still large: the ILP over a few candidates per task (this placement's, the
-            // relaxation's, the three cheapest) within a fifth of the time left, for a
-            // better placement to start from and to fix against.
-            let share = until.saturating_duration_since(Instant::now()) / 5;
-            if let Some(y) = restricted(&p, x, &relaxed, deadline, Instant::now() + share) {
-                if p.energy_all(&y) < p.energy_all(x) - EPS && p.meets_deadline(&y, deadline) {
-                    *x = y;
-                    fix_against(&mut p, x, until);
-                }
-            }
-        }
     }
     let mut local = vec![usize::MAX; p.len()];
     for rc in p.residual_components() {
@@ -444,7 +431,31 @@ fn solve_deadline(
         }
         let h: Option<Vec<usize>> = feasible.as_ref().map(|x| rc.iter().map(|&t| x[t]).collect());
         let target = Target::Cost { deadline: Some(deadline) };
-        let r = ilp_or_hint(&p, &rc, target, h.as_deref(), until, |x| p.energy(&rc, x))?;
+        let mut r = ilp_or_hint(&p, &rc, target, h.as_deref(), until, |x| p.energy(&rc, x))?;
+        if let (Some(_), Some(x)) = (&r.failure, &feasible) {
+            // The solver failed early: the rest of the time goes to the ILP over a few
+            // candidates per task (a better placement, still not a proof).
+            if let Some(y) = restricted(&p, x, &relaxed, deadline, until) {
+                let ys: Vec<usize> = rc.iter().map(|&t| y[t]).collect();
+                let v = p.energy(&rc, &ys);
+                if v < r.value - EPS {
+                    (r.choice, r.value) = (ys, v);
+                }
+            }
+        }
+        if let (Some(_), Some(x)) = (r.bound, &feasible) {
+            // Stopped: best responses that keep the deadline may still improve it.
+            let mut y = x.clone();
+            for (i, &t) in rc.iter().enumerate() {
+                y[t] = r.choice[i];
+            }
+            p.cheapen_within(&mut y, deadline);
+            let ys: Vec<usize> = rc.iter().map(|&t| y[t]).collect();
+            let v = p.energy(&rc, &ys);
+            if v < r.value - EPS {
+                (r.choice, r.value) = (ys, v);
+            }
+        }
         record(out, &r, what, &p, &rc);
         for (i, &t) in rc.iter().enumerate() {
             local[t] = r.choice[i];
