@@ -276,3 +276,25 @@ task "small" {
     assert_eq!(out.stdout.matches("(the default host for V100:8)").count(), 1, "only the task without cpus");
     insta::assert_snapshot!("plan-gpu-default-host", out.stdout);
 }
+
+#[test]
+fn a_plan_from_a_stopped_search_prints_the_gap() {
+    let d = copy_job("testdata/jobs/plan-basic");
+    let out = plan_text(d.path(), &["-out", "p.plan"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut plan = Plan::decode(&std::fs::read_to_string(d.path().join("p.plan")).unwrap()).unwrap();
+    assert!(!skyform::plan::render::text(&plan, false).contains("stopped the optimizer"), "a proven plan says nothing");
+    plan.report.as_mut().unwrap().stopped = vec![skyform::optimize::Stopped {
+        reason: "the time limit (60 s)".into(),
+        objective: "cost".into(),
+        value: 412.3,
+        bound: 398.05,
+    }];
+    let text = skyform::plan::render::text(&plan, false);
+    assert!(
+        text.contains(
+            "Warning: the time limit (60 s) stopped the optimizer before its proof; the best placement found has a cost of $412.30, and the optimum is at least $398.05."
+        ),
+        "{text}"
+    );
+}
