@@ -3,12 +3,14 @@
 //! - `catalog`: decoding the embedded catalog, an in-process search, and `skyform catalog
 //!   search` end to end (a fresh process each time, as a user runs it).
 //! - `optimize`: resolve + optimize over the full embedded catalog on generated jobs —
-//!   chains and layered DAGs (diamonds, fan-out, fan-in) of mixed CPU/GPU tasks with data
-//!   edges — for both objectives. Prints wall times, candidates per task,
-//!   variables/constraints and the objective.
+//!   chains, layered DAGs (diamonds, fan-out, fan-in), independent sweeps and one
+//!   fan-out/fan-in of mixed CPU/GPU tasks with data edges — for both objectives. Prints
+//!   wall times, candidates per task, variables/constraints, the objective and the peak
+//!   resident memory ([`peak_rss_kb`]). The same jobs written as HCL ([`to_hcl`]) time
+//!   `skyform validate` and `skyform plan` as processes.
 //!
 //! Job generation is seeded and deterministic. I/O: spawning the skyform binary for the
-//! end-to-end search figure.
+//! end-to-end figures, reading `/proc/self/status`.
 
 use crate::catalog::{Catalog, Filter};
 use crate::config::*;
@@ -21,8 +23,14 @@ use std::time::Instant;
 /// Shape of a generated job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
+    /// Each task reads the previous one.
     Chain,
+    /// Layers of width ~√n; each task reads 1–3 tasks of the previous layer.
     Dag,
+    /// Independent tasks (a hyper-parameter search), each reading the same dataset.
+    Sweep,
+    /// One task fans out to n − 2 workers whose outputs one task gathers.
+    Fan,
 }
 
 impl std::str::FromStr for Shape {
@@ -31,7 +39,9 @@ impl std::str::FromStr for Shape {
         match s {
             "chain" => Ok(Shape::Chain),
             "dag" => Ok(Shape::Dag),
-            o => Err(format!("unknown shape `{o}` (chain, dag)")),
+            "sweep" => Ok(Shape::Sweep),
+            "fan" => Ok(Shape::Fan),
+            o => Err(format!("unknown shape `{o}` (chain, dag, sweep, fan)")),
         }
     }
 }
@@ -41,6 +51,8 @@ impl std::fmt::Display for Shape {
         f.write_str(match self {
             Shape::Chain => "chain",
             Shape::Dag => "dag",
+            Shape::Sweep => "sweep",
+            Shape::Fan => "fan",
         })
     }
 }
@@ -97,6 +109,17 @@ pub fn generate(shape: Shape, n: usize, objective: Objective, seed: u64) -> JobS
                     picks.remove(j);
                 }
                 *p = picks;
+            }
+        }
+        Shape::Sweep => {}
+        Shape::Fan => {
+            if n >= 3 {
+                for p in parents.iter_mut().take(n - 1).skip(1) {
+                    p.push(0);
+                }
+                parents[n - 1] = (1..n - 1).collect();
+            } else if n == 2 {
+                parents[1].push(0);
             }
         }
     }
@@ -172,7 +195,7 @@ pub fn generate(shape: Shape, n: usize, objective: Objective, seed: u64) -> JobS
 }
 
 /// One row of the optimize benchmark.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct OptRow {
     pub shape: String,
     pub tasks: usize,
@@ -188,6 +211,23 @@ pub struct OptRow {
     pub constraints: usize,
     pub total_cost: f64,
     pub makespan_hours: f64,
+    /// The process's peak resident memory after the row (`VmHWM`), KiB.
+    pub peak_rss_kb: Option<u64>,
+    /// When a search stopped before its proof: what, the proven bound, and why.
+    pub stopped: Option<String>,
+}
+
+/// The process's peak resident set size so far (`VmHWM` of `/proc/self/status`), KiB;
+/// None where procfs is missing.
+pub fn peak_rss_kb() -> Option<u64> {
+    proc_status_kb("/proc/self/status", "VmHWM:")
+}
+
+/// A `kB` field of a `/proc/PID/status` file.
+pub fn proc_status_kb(path: &str, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 /// Runs resolve + optimize on one generated job.
@@ -215,7 +255,85 @@ pub fn run_optimize(catalog: &Catalog, shape: Shape, n: usize, objective: Object
         constraints: a.report.constraints,
         total_cost: a.total_cost,
         makespan_hours: a.makespan_hours,
+        peak_rss_kb: peak_rss_kb(),
+        stopped: a
+            .report
+            .stopped
+            .first()
+            .map(|s| format!("{}: {:.2}, optimum ≥ {:.2} ({})", s.objective, s.value, s.bound, s.reason)),
     })
+}
+
+/// A generated job as `*.sky.hcl` files (name, text): providers, policy and the dataset
+/// in `main.sky.hcl`, tasks 250 per file, every data edge a `task.X.outputs.out`
+/// reference — what a user would write, for timing `validate` and `plan` end to end.
+pub fn to_hcl(spec: &JobSpec) -> Vec<(String, String)> {
+    use std::fmt::Write as _;
+    let mut main = String::new();
+    for p in spec.providers.keys() {
+        let _ = writeln!(main, "provider \"{p}\" {{}}");
+    }
+    let regions: Vec<String> = spec.policy.regions.iter().map(|r| format!("\"{r}\"")).collect();
+    let _ = writeln!(
+        main,
+        "\npolicy {{\n  minimize = \"{}\"\n  regions  = [{}]\n}}\n",
+        spec.policy.minimize,
+        regions.join(", ")
+    );
+    let _ = writeln!(
+        main,
+        "storage \"raw\" {{\n  uri     = \"s3://bench/raw\"\n  size_gb = 50\n  region  = \"us-east-1\"\n}}"
+    );
+    let mut files = vec![("main.sky.hcl".to_string(), main)];
+    let name = |a: &TaskAddr| a.as_str().trim_start_matches("task.").to_string();
+    for (i, t) in spec.tasks.values().enumerate() {
+        if i % 250 == 0 {
+            files.push((format!("tasks-{:03}.sky.hcl", i / 250), String::new()));
+        }
+        let text = &mut files.last_mut().expect("a file").1;
+        let r = &t.resources;
+        let mut res = Vec::new();
+        if let Some(c) = r.cpus {
+            res.push(format!("    cpus   = \"{c}\""));
+        }
+        if let Some(m) = r.memory_gb {
+            res.push(format!("    memory = \"{m}\""));
+        }
+        if !r.accelerators.is_empty() {
+            let a: Vec<String> = r
+                .accelerators
+                .iter()
+                .map(|a| format!("\"{}:{}\"", a.name, crate::catalog::fmt_count(a.count)))
+                .collect();
+            res.push(format!("    accelerators = [{}]", a.join(", ")));
+        }
+        match r.spot {
+            SpotPref::Spot => res.push("    spot = true".into()),
+            SpotPref::Either => res.push("    spot = \"either\"".into()),
+            SpotPref::OnDemand => {}
+        }
+        let inputs: Vec<String> = t
+            .inputs
+            .iter()
+            .map(|(k, v)| match v {
+                InputSource::TaskOutput { task, output, .. } => format!("{k} = task.{}.outputs.{output}", name(task)),
+                _ => format!("{k} = storage.raw"),
+            })
+            .collect();
+        let outputs: Vec<String> =
+            t.outputs.iter().map(|(k, o)| format!("{k} = {{ size_gb = {} }}", o.size_gb)).collect();
+        let est = t.estimate.as_ref().map(|e| e.source.clone()).unwrap_or_else(|| "1".into());
+        let _ = writeln!(
+            text,
+            "task \"{}\" {{\n  resources {{\n{}\n  }}\n  inputs  = {{ {} }}\n  outputs = {{ {} }}\n  run     = \"{}\"\n\n  estimate {{\n    hours = {est}\n  }}\n}}\n",
+            name(&t.address),
+            res.join("\n"),
+            inputs.join(", "),
+            outputs.join(", "),
+            t.run,
+        );
+    }
+    files
 }
 
 /// Catalog figures: (decode ms, in-process search ms, offerings, matches).

@@ -68,15 +68,104 @@ pub struct OptimizeBench {
     /// Job sizes (tasks)
     #[arg(long, value_delimiter = ',', default_value = "1,10,50,200,1000")]
     pub sizes: Vec<usize>,
-    /// Job shapes: chain, dag
+    /// Job shapes: chain, dag, sweep, fan
     #[arg(long, value_delimiter = ',', default_value = "chain,dag")]
     pub shapes: Vec<String>,
+    /// Wide jobs, as SHAPE:TASKS (empty: none)
+    #[arg(long, value_delimiter = ',', default_value = "sweep:10000,fan:2000")]
+    pub wide: Vec<String>,
+    /// Generated jobs written as HCL files, timing `skyform validate` and `skyform plan`
+    /// as processes, as SHAPE:TASKS (empty: none)
+    #[arg(long, value_delimiter = ',', default_value = "dag:1000")]
+    pub hcl: Vec<String>,
     /// Objectives: cost, time
     #[arg(long, value_delimiter = ',', default_value = "cost,time")]
     pub objectives: Vec<String>,
+    /// Keep the HCL jobs in DIR (one subdirectory per job) instead of a removed temporary
+    /// directory
+    #[arg(long)]
+    pub hcl_dir: Option<std::path::PathBuf>,
+    /// Runs per row (a fresh process each; the best and the median are printed)
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
     /// Print as JSON
     #[arg(long)]
     pub json: bool,
+    /// One row in this process, as SHAPE:TASKS:OBJECTIVE, printed as JSON (what the
+    /// parent runs in a child process)
+    #[arg(long, hide = true)]
+    pub row: Option<String>,
+}
+
+fn shape_size(s: &str) -> anyhow::Result<(Shape, usize)> {
+    let (shape, n) = s.split_once(':').ok_or_else(|| anyhow::anyhow!("`{s}`: expected SHAPE:TASKS"))?;
+    let shape: Shape = shape.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    Ok((shape, n.parse().map_err(|_| anyhow::anyhow!("`{s}`: TASKS must be a number"))?))
+}
+
+fn objective(o: &str) -> anyhow::Result<Objective> {
+    match o {
+        "cost" => Ok(Objective::Cost),
+        "time" => Ok(Objective::Time),
+        other => Err(anyhow::anyhow!("unknown objective `{other}` (cost, time)")),
+    }
+}
+
+/// Runs one optimize row in a fresh process: its peak memory is the row's own.
+fn row_in_child(exe: &std::path::Path, shape: Shape, n: usize, obj: Objective) -> anyhow::Result<bench::OptRow> {
+    let o = std::process::Command::new(exe)
+        .args(["bench", "optimize", "--row", &format!("{shape}:{n}:{obj}")])
+        .env("NO_COLOR", "1")
+        .output()?;
+    if !o.status.success() {
+        anyhow::bail!("{shape} {n} {obj}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    Ok(serde_json::from_slice(&o.stdout)?)
+}
+
+/// Wall seconds of `skyform ARGS` in `dir`, and its peak resident memory (KiB), sampled
+/// from `/proc/PID/status` every 2 ms while it runs (the high-water mark only grows, so
+/// the last sample misses at most the final 2 ms).
+fn timed_process(exe: &std::path::Path, dir: &std::path::Path, args: &[&str]) -> anyhow::Result<(f64, Option<u64>)> {
+    let t = Instant::now();
+    let mut child = std::process::Command::new(exe)
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("SKYFORM_HOME", dir.join(".home"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak: Option<u64> = None;
+    let status = loop {
+        if let Some(kb) = bench::proc_status_kb(&status_path, "VmHWM:") {
+            peak = Some(peak.map_or(kb, |p| p.max(kb)));
+        }
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let secs = t.elapsed().as_secs_f64();
+    if !status.success() {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        anyhow::bail!("skyform {}: {err}", args.join(" "));
+    }
+    Ok((secs, peak))
+}
+
+fn best_median(v: &[f64]) -> (f64, f64) {
+    let mut w = v.to_vec();
+    let m = bench::median(&mut w);
+    (w.first().copied().unwrap_or(0.0), m)
+}
+
+fn mib(kb: Option<u64>) -> String {
+    kb.map(|k| format!("{:.0}", k as f64 / 1024.0)).unwrap_or_else(|| "-".into())
 }
 
 pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
@@ -110,8 +199,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
             } else {
                 outln!(
                     "apply: {} trivial tasks (a DAG with data on every edge), parallelism {}",
-                    a.tasks,
-                    a.parallelism
+                    a.tasks, a.parallelism
                 );
                 outln!("  plan (load, resolve, optimize)    {plan_s:>8.2} s");
                 outln!("  apply (wall)                      {apply_s:>8.2} s");
@@ -153,35 +241,48 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         BenchCmd::Optimize(a) => {
-            let catalog = Catalog::embedded();
+            if let Some(row) = &a.row {
+                let parts: Vec<&str> = row.split(':').collect();
+                let [shape, n, obj] = parts[..] else { anyhow::bail!("--row: expected SHAPE:TASKS:OBJECTIVE") };
+                let (shape, n) = shape_size(&format!("{shape}:{n}"))?;
+                let r = bench::run_optimize(&Catalog::embedded(), shape, n, objective(obj)?)
+                    .map_err(|e| anyhow::anyhow!("{shape} {n} {obj}: {e}"))?;
+                views::print_json(&serde_json::to_value(&r)?);
+                return Ok(0);
+            }
             let shapes: Vec<Shape> = a
                 .shapes
                 .iter()
                 .map(|s| s.parse())
                 .collect::<Result<_, _>>()
                 .map_err(|e: String| anyhow::anyhow!("--shapes: {e}"))?;
-            let objectives: Vec<Objective> = a
-                .objectives
-                .iter()
-                .map(|o| match o.as_str() {
-                    "cost" => Ok(Objective::Cost),
-                    "time" => Ok(Objective::Time),
-                    other => Err(anyhow::anyhow!("--objectives: unknown objective `{other}` (cost, time)")),
-                })
-                .collect::<Result<_, _>>()?;
+            let objectives: Vec<Objective> =
+                a.objectives.iter().map(|o| objective(o)).collect::<anyhow::Result<_>>()?;
+            let mut jobs: Vec<(Shape, usize)> =
+                shapes.iter().flat_map(|&s| a.sizes.iter().map(move |&n| (s, n))).collect();
+            for w in a.wide.iter().filter(|w| !w.is_empty()) {
+                jobs.push(shape_size(w)?);
+            }
+            let exe = std::env::current_exe()?;
+            let runs = a.runs.max(1);
             let mut rows = Vec::new();
             if !a.json {
                 outln!(
-                    "{:<6} {:>5} {:>5} {:<5} {:>10} {:>11} {:>10} {:>9} {:>8} {:<20} {:>8} {:>8} {:>12} {:>9}",
+                    "optimize rows: one fresh process per run ({runs} run(s) per row); times in ms; peak = the process's VmHWM (catalog, resolve and optimize), MiB"
+                );
+                outln!(
+                    "{:<6} {:>6} {:>6} {:<5} {:>8} {:>9} {:>9} {:>9} {:>6} {:>9} {:>5} {:<20} {:>7} {:>7} {:>11} {:>9}",
                     "shape",
                     "tasks",
                     "edges",
                     "obj",
-                    "resolve ms",
-                    "optimize ms",
-                    "total ms",
+                    "resolve",
+                    "optimize",
+                    "total",
+                    "median",
+                    "peak",
                     "cand/task",
-                    "work/task",
+                    "work",
                     "method",
                     "vars",
                     "cons",
@@ -189,24 +290,74 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
                     "makespan h"
                 );
             }
-            for &shape in &shapes {
-                for &n in &a.sizes {
-                    for &obj in &objectives {
-                        let r = bench::run_optimize(&catalog, shape, n, obj)
-                            .map_err(|e| anyhow::anyhow!("{shape} {n} {obj}: {e}"))?;
-                        if !a.json {
-                            outln!(
-                                "{:<6} {:>5} {:>5} {:<5} {:>10.1} {:>11.1} {:>10.1} {:>9.1} {:>8.1} {:<20} {:>8} {:>8} {:>12.2} {:>9.2}",
-                                r.shape, r.tasks, r.edges, r.objective, r.resolve_ms, r.optimize_ms, r.total_ms, r.candidates_per_task,
-                                r.working_per_task, r.method, r.variables, r.constraints, r.total_cost, r.makespan_hours
-                            );
-                        }
-                        rows.push(r);
+            for &(shape, n) in &jobs {
+                for &obj in &objectives {
+                    let mut all = Vec::new();
+                    for _ in 0..runs {
+                        all.push(row_in_child(&exe, shape, n, obj)?);
                     }
+                    let totals: Vec<f64> = all.iter().map(|r| r.total_ms).collect();
+                    let (best, median) = best_median(&totals);
+                    let mut peaks: Vec<f64> = all.iter().filter_map(|r| r.peak_rss_kb).map(|k| k as f64).collect();
+                    let peak = (!peaks.is_empty()).then(|| bench::median(&mut peaks) as u64);
+                    let r = all.into_iter().min_by(|x, y| x.total_ms.total_cmp(&y.total_ms)).expect("at least one run");
+                    if !a.json {
+                        outln!(
+                            "{:<6} {:>6} {:>6} {:<5} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>6} {:>9.1} {:>5.1} {:<20} {:>7} {:>7} {:>11.2} {:>9.2}",
+                            r.shape, r.tasks, r.edges, r.objective, r.resolve_ms, r.optimize_ms, best, median, mib(peak),
+                            r.candidates_per_task, r.working_per_task, r.method, r.variables, r.constraints, r.total_cost,
+                            r.makespan_hours
+                        );
+                        if let Some(s) = &r.stopped {
+                            outln!("       stopped before its proof: {s}");
+                        }
+                    }
+                    rows.push(serde_json::json!({
+                        "row": r, "runs": runs, "total_ms_best": best, "total_ms_median": median, "peak_rss_kb_median": peak,
+                    }));
+                }
+            }
+            // The same jobs written as HCL: the whole process, as a user runs it.
+            let mut processes = Vec::new();
+            for h in a.hcl.iter().filter(|h| !h.is_empty()) {
+                let (shape, n) = shape_size(h)?;
+                let dir = match &a.hcl_dir {
+                    Some(d) => d.join(format!("{shape}-{n}")),
+                    None => std::env::temp_dir().join(format!("skyform-bench-hcl-{}-{shape}-{n}", std::process::id())),
+                };
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir)?;
+                for (name, text) in bench::to_hcl(&bench::generate(shape, n, Objective::Cost, 7)) {
+                    std::fs::write(dir.join(name), text)?;
+                }
+                for cmd in ["validate", "plan"] {
+                    let mut secs = Vec::new();
+                    let mut peaks = Vec::new();
+                    for _ in 0..runs {
+                        let _ = std::fs::remove_dir_all(dir.join(".skyform"));
+                        let (s, p) = timed_process(&exe, &dir, &[cmd])?;
+                        secs.push(s);
+                        peaks.extend(p.map(|k| k as f64));
+                    }
+                    let (best, median) = best_median(&secs);
+                    let peak = (!peaks.is_empty()).then(|| bench::median(&mut peaks) as u64);
+                    if !a.json {
+                        outln!(
+                            "`skyform {cmd}` process on a generated {shape} of {n} tasks written as HCL: best {best:.2} s, median {median:.2} s, peak {} MiB",
+                            mib(peak)
+                        );
+                    }
+                    processes.push(serde_json::json!({
+                        "command": cmd, "shape": shape.to_string(), "tasks": n, "runs": runs, "seconds_best": best,
+                        "seconds_median": median, "peak_rss_kb_median": peak,
+                    }));
+                }
+                if a.hcl_dir.is_none() {
+                    let _ = std::fs::remove_dir_all(&dir);
                 }
             }
             if a.json {
-                views::print_json(&serde_json::to_value(&rows)?);
+                views::print_json(&serde_json::json!({ "optimize": rows, "processes": processes }));
             }
             Ok(0)
         }

@@ -7,8 +7,15 @@
 //! with a warning when absent), its compute cost (hourly × hours × num_nodes), and the
 //! cost and time of reading its storage inputs and writing its pinned outputs.
 //!
+//! A task that names accelerators but sets neither `cpus`, `memory` nor `instance_type`
+//! gets a default host sized for them ([`DEFAULT_HOST`]): at least 4 vCPUs and 16 GiB
+//! per accelerator, or, on a cloud whose largest host for that accelerator and count is
+//! smaller, that largest host (so the default never removes a cloud that sells the
+//! accelerator; AWS and Azure sell fixed shapes, GCP attaches GPUs to any N1 host). An
+//! explicit `cpus` or `memory` always wins, `cpus = "1+"` included.
+//!
 //! Filters, in order (the first one that removes the last candidates is named when a task
-//! has none): resources, instance type, enabled clouds, the task's cloud/region/zone,
+//! has none): resources (with the default host), instance type, enabled clouds, the task's cloud/region/zone,
 //! `policy.regions` and provider blocks' `regions`, spot, `policy.max_price`, tracker
 //! blocks. Every instance type that fits is kept, not just the cheapest per cloud. Exact
 //! pruning: within one zone only the Pareto front of (runtime, cost) survives, so nothing
@@ -89,11 +96,17 @@ pub struct ResolvedTask {
     pub address: TaskAddr,
     pub num_nodes: u32,
     /// Sorted by fixed cost, then runtime, then location and type (a stable order).
-    pub candidates: Vec<Candidate>,
+    /// Shared by every task written alike (a sweep of 10,000 keeps one copy).
+    #[serde(serialize_with = "candidates_json")]
+    pub candidates: std::sync::Arc<[Candidate]>,
     /// Offerings left after each filter (for explanations).
     pub funnel: Vec<(String, usize)>,
     /// Offerings considered before pruning.
     pub considered: usize,
+}
+
+fn candidates_json<S: serde::Serializer>(c: &std::sync::Arc<[Candidate]>, s: S) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&c[..], s)
 }
 
 /// A data or ordering edge between two resolved tasks (indices into `tasks`).
@@ -184,6 +197,79 @@ impl Residency {
                     && z.as_ref().is_none_or(|z| z.is_match(&l.zone))
             })
     }
+}
+
+/// The default host per accelerator when a task sets neither `cpus`, `memory` nor
+/// `instance_type`: (accelerator name, or `*` for any; vCPUs per accelerator; GiB per
+/// accelerator). SkyPilot sizes GPU hosts the same way (e.g. `n1-highmem-64` for V100:8
+/// on GCP); AWS's and Azure's fixed GPU shapes give 4–12 vCPUs and 16–61 GiB per GPU.
+pub const DEFAULT_HOST: &[(&str, f64, f64)] = &[("*", 4.0, 16.0)];
+
+/// The default host of `count` accelerators named `name`: (vCPUs, GiB), before the
+/// per-cloud cap (see the module docs).
+pub fn default_host_for(name: &str, count: f64) -> (f64, f64) {
+    let (_, cpus, gib) = DEFAULT_HOST
+        .iter()
+        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+        .or_else(|| DEFAULT_HOST.iter().find(|(n, _, _)| *n == "*"))
+        .copied()
+        .unwrap_or(("*", 0.0, 0.0));
+    ((cpus * count).ceil().max(1.0), (gib * count).ceil().max(1.0))
+}
+
+/// Whether a task's host is sized by [`DEFAULT_HOST`].
+pub fn uses_default_host(r: &crate::config::Resources) -> bool {
+    !r.accelerators.is_empty() && r.cpus.is_none() && r.memory_gb.is_none() && r.instance_type.is_none()
+}
+
+/// Why a task's host is as large as it is, for the plan: e.g. `cpus 32+, memory 128+ GiB
+/// (the default host for V100:8)`. None when the task sets its host itself.
+pub fn default_host_note(r: &crate::config::Resources) -> Option<String> {
+    if !uses_default_host(r) {
+        return None;
+    }
+    // Accelerators with the same host, in order.
+    let mut groups: Vec<((f64, f64), Vec<String>)> = Vec::new();
+    for a in &r.accelerators {
+        let host = default_host_for(&a.name, a.count);
+        let label = format!("{}:{}", a.name, crate::catalog::fmt_count(a.count));
+        match groups.iter_mut().find(|(h, _)| *h == host) {
+            Some((_, v)) => v.push(label),
+            None => groups.push((host, vec![label])),
+        }
+    }
+    let parts: Vec<String> = groups
+        .iter()
+        .map(|((c, m), names)| format!("cpus {c}+, memory {m}+ GiB (the default host for {})", names.join(" or ")))
+        .collect();
+    Some(parts.join("; "))
+}
+
+/// Per (cloud, lowercase accelerator, count): the largest vCPUs and memory of the hosts
+/// that cloud sells with them (the cap of the default host).
+type HostCaps = std::collections::HashMap<(String, String, u64), (f64, f64)>;
+
+fn host_caps(catalog: &Catalog) -> HostCaps {
+    let mut caps = HostCaps::new();
+    for s in &catalog.snap.shapes {
+        let Some(a) = &s.accelerator else { continue };
+        let e =
+            caps.entry((s.cloud.clone(), a.to_ascii_lowercase(), s.accelerator_count.to_bits())).or_insert((0.0, 0.0));
+        e.0 = e.0.max(s.vcpus);
+        e.1 = e.1.max(s.memory_gb);
+    }
+    caps
+}
+
+/// Whether shape `s` is at least the default host for its accelerators.
+fn default_host_admits(s: &crate::catalog::Shape, caps: &HostCaps) -> bool {
+    let Some(a) = &s.accelerator else { return true };
+    let (cpus, gib) = default_host_for(a, s.accelerator_count);
+    let (max_cpus, max_gib) = caps
+        .get(&(s.cloud.clone(), a.to_ascii_lowercase(), s.accelerator_count.to_bits()))
+        .copied()
+        .unwrap_or((s.vcpus, s.memory_gb));
+    s.vcpus + 1e-9 >= cpus.min(max_cpus) && s.memory_gb + 1e-9 >= gib.min(max_gib)
 }
 
 /// Checks what the config loader cannot: accelerator names against the catalog.
@@ -336,14 +422,17 @@ pub fn resolve(spec: &JobSpec, catalog: &Catalog, view: &TrackerView) -> Result<
     let mut warnings = Vec::new();
     // Tasks with identical resources and estimates share their candidates.
     let mut memo: BTreeMap<String, Resolved> = BTreeMap::new();
+    let caps =
+        if spec.tasks.values().any(|t| uses_default_host(&t.resources)) { host_caps(catalog) } else { HostCaps::new() };
     for addr in &order {
         let task = &spec.tasks[addr];
         if task.estimate.is_none() {
             warnings.push(format!("{addr}: no `estimate {{ hours = ... }}`, so 1 hour per run is assumed"));
         }
+        // Not the estimate's position: tasks written alike in different places share too.
         let memo_key = serde_json::to_string(&(
             &task.resources,
-            &task.estimate,
+            task.estimate.as_ref().map(|e| (&e.source, &e.scope)),
             task.inputs.values().filter(|i| matches!(i, InputSource::Storage { .. })).collect::<Vec<_>>(),
             task.outputs.values().filter(|o| o.uri.is_some()).collect::<Vec<_>>(),
         ))
@@ -351,7 +440,7 @@ pub fn resolve(spec: &JobSpec, catalog: &Catalog, view: &TrackerView) -> Result<
         let (cands, funnel, considered) = match memo.get(&memo_key) {
             Some(hit) => hit.clone(),
             None => {
-                let r = candidates_for(task, catalog, view, &egress, &residency, &enabled, &spec.policy)?;
+                let r = candidates_for(task, catalog, view, &egress, &residency, &enabled, &spec.policy, &caps)?;
                 memo.insert(memo_key, r.clone());
                 r
             }
@@ -407,6 +496,7 @@ struct Lite {
     hours: f64,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn candidates_for(
     task: &Task,
     catalog: &Catalog,
@@ -415,8 +505,10 @@ fn candidates_for(
     residency: &Residency,
     enabled: &[String],
     policy: &Policy,
+    caps: &HostCaps,
 ) -> Result<Resolved, ResolveError> {
     let r = &task.resources;
+    let default_host = uses_default_host(r);
     let mut est = Estimator::new(task)?;
     let stages = [
         "resources (cpus, memory, accelerators)",
@@ -479,6 +571,7 @@ fn candidates_for(
             if !acc_ok
                 || r.cpus.is_some_and(|q| !q.admits(s.vcpus))
                 || r.memory_gb.is_some_and(|q| !q.admits(s.memory_gb))
+                || (default_host && !default_host_admits(s, caps))
             {
                 continue;
             }
@@ -590,13 +683,13 @@ fn candidates_for(
         c.staging_hours = st / 3600.0;
         out.push(c);
     }
-    let cands = prune(out);
+    let cands: std::sync::Arc<[Candidate]> = prune(out).into();
     let funnel = stages.iter().zip(counts).map(|(s, n)| (s.to_string(), n)).collect();
     Ok((cands, funnel, considered))
 }
 
 /// Candidates, the filter funnel and how many offerings were considered.
-type Resolved = (Vec<Candidate>, Vec<(String, usize)>, usize);
+type Resolved = (std::sync::Arc<[Candidate]>, Vec<(String, usize)>, usize);
 
 /// Per zone, the Pareto front of (duration, fixed cost); then a stable global order.
 pub fn prune(mut all: Vec<Candidate>) -> Vec<Candidate> {
@@ -707,6 +800,59 @@ mod tests {
         ]);
         let names: Vec<&str> = out.iter().map(|c| c.instance_type.as_str()).collect();
         assert_eq!(names, ["slow-cheap", "other-zone", "fast-dear"]);
+    }
+
+    #[test]
+    fn the_default_gpu_host_never_removes_a_cloud_and_sizes_v100x8_at_32_vcpus() {
+        let catalog = Catalog::embedded();
+        let caps = host_caps(&catalog);
+        // Every (cloud, accelerator, count) keeps at least one host.
+        let mut kept: std::collections::BTreeMap<(String, String, u64), bool> = Default::default();
+        for s in catalog.snap.shapes.iter().filter(|s| s.accelerator.is_some()) {
+            let key = (s.cloud.clone(), s.accelerator.clone().unwrap(), s.accelerator_count.to_bits());
+            *kept.entry(key).or_default() |= default_host_admits(s, &caps);
+        }
+        let lost: Vec<_> = kept.iter().filter(|(_, &k)| !k).map(|(k, _)| k).collect();
+        assert!(lost.is_empty(), "{lost:?}");
+        // V100:8: at least 32 vCPUs and 128 GiB wherever it is sold.
+        let v100x8: Vec<_> = catalog
+            .snap
+            .shapes
+            .iter()
+            .filter(|s| s.accelerator.as_deref() == Some("V100") && s.accelerator_count == 8.0)
+            .collect();
+        assert!(v100x8.iter().any(|s| s.cloud == "aws") && v100x8.iter().any(|s| s.cloud == "gcp"));
+        for s in v100x8 {
+            assert_eq!(default_host_admits(s, &caps), s.vcpus >= 32.0 && s.memory_gb >= 128.0, "{}", s.instance_type);
+        }
+        assert_eq!(default_host_for("V100", 8.0), (32.0, 128.0));
+        assert_eq!(default_host_for("A10", 0.167), (1.0, 3.0));
+    }
+
+    #[test]
+    fn the_default_host_applies_only_when_the_task_sizes_nothing() {
+        let mut r = crate::config::Resources {
+            accelerators: vec![crate::config::Accel { name: "V100".into(), count: 8.0 }],
+            ..Default::default()
+        };
+        assert_eq!(default_host_note(&r).as_deref(), Some("cpus 32+, memory 128+ GiB (the default host for V100:8)"));
+        r.accelerators.push(crate::config::Accel { name: "T4".into(), count: 1.0 });
+        assert_eq!(
+            default_host_note(&r).as_deref(),
+            Some("cpus 32+, memory 128+ GiB (the default host for V100:8); cpus 4+, memory 16+ GiB (the default host for T4:1)")
+        );
+        for set in [
+            |r: &mut crate::config::Resources| r.cpus = Some(crate::config::Quantity { value: 1.0, at_least: true }),
+            |r: &mut crate::config::Resources| {
+                r.memory_gb = Some(crate::config::Quantity { value: 8.0, at_least: true })
+            },
+            |r: &mut crate::config::Resources| r.instance_type = Some("p3.16xlarge".into()),
+        ] {
+            let mut x = r.clone();
+            set(&mut x);
+            assert!(!uses_default_host(&x) && default_host_note(&x).is_none());
+        }
+        assert!(!uses_default_host(&crate::config::Resources::default()));
     }
 
     #[test]

@@ -26,7 +26,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 fn chromium(page: &Path, args: &[String]) -> String {
     assert!(
         Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: these tests need Debian's chromium (apt-get install -y chromium; .ci/run installs it)"
+        "{CHROMIUM} is missing: these tests need Debian's chromium (apt-get install -y chromium; scripts/test.sh installs it)"
     );
     let profile = tempfile::tempdir().unwrap();
     let out = tempfile::NamedTempFile::new().unwrap();

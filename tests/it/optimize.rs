@@ -20,6 +20,8 @@ fn plan(files: &[(&str, &str)]) -> Assignment {
 fn cheapest_v100x8_spot_for_ten_hours_matches_a_hand_check() {
     // By hand from the CSVs: AWS and Azure rows carry V100:8; GCP adds the V100:8 GPU row
     // to the cheapest N1 host (≤ 96 vCPUs, ≤ 624 GiB) with a spot price in the same zone.
+    // With no cpus or memory, the host is the default for V100:8: ≥ 32 vCPUs, ≥ 128 GiB.
+    let default_host = |cpus: f64, gib: f64| cpus >= 32.0 && gib >= 128.0;
     let mut expected = f64::MAX;
     for cloud in ["aws", "azure"] {
         let mut r = csv::Reader::from_path(shared_catalog().join(cloud).join("vms.csv")).unwrap();
@@ -27,7 +29,10 @@ fn cheapest_v100x8_spot_for_ten_hours_matches_a_hand_check() {
         for rec in r.records() {
             let rec = rec.unwrap();
             let get = |k: &str| rec.get(h.iter().position(|x| x == k).unwrap()).unwrap().to_string();
-            if get("AcceleratorName") == "V100" && get("AcceleratorCount").parse::<f64>().ok() == Some(8.0) {
+            if get("AcceleratorName") == "V100"
+                && get("AcceleratorCount").parse::<f64>().ok() == Some(8.0)
+                && default_host(get("vCPUs").parse().unwrap(), get("MemoryGiB").parse().unwrap())
+            {
                 if let Ok(p) = get("SpotPrice").parse::<f64>() {
                     expected = expected.min(p);
                 }
@@ -47,8 +52,9 @@ fn cheapest_v100x8_spot_for_ten_hours_matches_a_hand_check() {
                 && x[col("InstanceType")].starts_with("n1-")
                 && !x[col("InstanceType")].ends_with("-tpu")
         }) {
-            let ok = host[col("vCPUs")].parse::<f64>().unwrap() <= 96.0
-                && host[col("MemoryGiB")].parse::<f64>().unwrap() <= 624.0;
+            let (cpus, gib) =
+                (host[col("vCPUs")].parse::<f64>().unwrap(), host[col("MemoryGiB")].parse::<f64>().unwrap());
+            let ok = cpus <= 96.0 && gib <= 624.0 && default_host(cpus, gib);
             if let (true, Ok(hs)) = (ok, host[col("SpotPrice")].parse::<f64>()) {
                 expected = expected.min(gs + hs);
             }
@@ -117,6 +123,7 @@ storage "data" {{
 task "infer" {{
   resources {{
     accelerators = "T4:1"
+    cpus         = "1+"
   }}
   inputs = {{ data = storage.data }}
   run    = "infer"
@@ -196,4 +203,55 @@ task "big" {
         "{err}"
     );
     assert!(err.contains("task.big:") && err.contains("resources.cloud/region/zone removed the last of them"), "{err}");
+}
+
+fn v100x8_job(extra: &str) -> tempfile::TempDir {
+    job(&[(
+        "main.sky.hcl",
+        &format!(
+            r#"
+provider "aws" {{}}
+provider "gcp" {{}}
+provider "azure" {{}}
+
+task "train" {{
+  resources {{
+    accelerators = "V100:8"
+    {extra}
+  }}
+  run = "train"
+  estimate {{
+    hours = 10
+  }}
+}}
+"#
+        ),
+    )])
+}
+
+/// The candidates of the job's one task, and its optimal placement.
+fn v100x8(extra: &str) -> (Vec<skyform::resolve::Candidate>, Assignment) {
+    let d = v100x8_job(extra);
+    let spec = load(d.path(), &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}")).spec;
+    let catalog = Catalog::for_job(&spec, &skyform::providers::Registry::builtin()).unwrap();
+    let resolved = skyform::resolve::resolve(&spec, &catalog, &TrackerView::default()).unwrap();
+    (resolved.tasks[0].candidates.to_vec(), optimize(&resolved).unwrap())
+}
+
+#[test]
+fn a_gpu_task_without_cpus_gets_a_host_sized_for_its_gpus_unless_it_asks_otherwise() {
+    // Default: ≥ 32 vCPUs and ≥ 128 GiB for V100:8, on every cloud that sells V100:8.
+    let (cands, a) = v100x8("");
+    let c = &a.placements[0].choice;
+    assert!(c.vcpus >= 32.0 && c.memory_gb >= 128.0, "{}", c.label());
+    assert!(cands.iter().all(|c| c.vcpus >= 32.0 && c.memory_gb >= 128.0));
+    let clouds: std::collections::BTreeSet<&str> = cands.iter().map(|c| c.location.cloud.as_str()).collect();
+    assert_eq!(clouds.into_iter().collect::<Vec<_>>(), ["aws", "gcp"], "both clouds that sell V100:8 stay");
+    // `cpus = "1+"`: the user wants the smallest host, and gets it (GCP's 1-vCPU N1).
+    let (_, small) = v100x8(r#"cpus = "1+""#);
+    assert_eq!(small.placements[0].choice.vcpus, 1.0, "{}", small.placements[0].choice.label());
+    assert!(small.total_cost < a.total_cost);
+    // An explicit count wins over the default, even below it.
+    let (_, eight) = v100x8(r#"cpus = "8+""#);
+    assert!(eight.placements[0].choice.vcpus >= 8.0 && eight.placements[0].choice.vcpus < 32.0);
 }

@@ -254,3 +254,63 @@ fn two_saved_plans_of_the_same_inputs_are_identical() {
     assert!(x == y, "the two plan files differ");
     assert!(a.stderr.contains("Optimized in "), "the solve time is reported outside the plan: {}", a.stderr);
 }
+
+#[test]
+fn the_plan_says_why_a_gpu_host_is_large() {
+    let d = job(&[(
+        "main.sky.hcl",
+        r#"
+provider "aws" {}
+provider "gcp" {}
+
+task "train" {
+  resources {
+    accelerators = "V100:8"
+    spot         = true
+  }
+  run = "train"
+  estimate {
+    hours = 10
+  }
+}
+
+task "small" {
+  resources {
+    accelerators = "V100:8"
+    cpus         = "1+"
+    spot         = true
+  }
+  run = "train"
+  estimate {
+    hours = 10
+  }
+}
+"#,
+    )]);
+    let out = plan_text(d.path(), &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.matches("(the default host for V100:8)").count(), 1, "only the task without cpus");
+    insta::assert_snapshot!("plan-gpu-default-host", out.stdout);
+}
+
+#[test]
+fn a_plan_from_a_stopped_search_prints_the_gap() {
+    let d = copy_job("testdata/jobs/plan-basic");
+    let out = plan_text(d.path(), &["-out", "p.plan"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut plan = Plan::decode(&std::fs::read_to_string(d.path().join("p.plan")).unwrap()).unwrap();
+    assert!(!skyform::cli::views::plan::text(&plan, false).contains("stopped the optimizer"), "a proven plan says nothing");
+    plan.report.as_mut().unwrap().stopped = vec![skyform::optimize::Stopped {
+        reason: "the time limit (60 s)".into(),
+        objective: "cost".into(),
+        value: 412.3,
+        bound: 398.05,
+    }];
+    let text = skyform::cli::views::plan::text(&plan, false);
+    assert!(
+        text.contains(
+            "Warning: the time limit (60 s) stopped the optimizer before its proof; the best placement found has a cost of $412.30, and the optimum is at least $398.05."
+        ),
+        "{text}"
+    );
+}

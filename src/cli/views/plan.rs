@@ -159,11 +159,24 @@ pub fn text(plan: &Plan, color: bool) -> String {
     let _ = writeln!(s, "skyform will perform the following actions:");
     for c in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
         let _ = writeln!(s);
-        block(&mut s, c, color, &format!("{}{}", c.action.verb(), reason_text(c)));
+        let host = plan.config.tasks.get(&c.address).and_then(|t| crate::resolve::default_host_note(&t.resources));
+        block(&mut s, c, color, &format!("{}{}", c.action.verb(), reason_text(c)), host.as_deref());
     }
     let _ = writeln!(s);
     if plan.makespan_hours > 0.0 {
         let _ = writeln!(s, "Makespan: {:.2} h.", plan.makespan_hours);
+    }
+    for st in plan.report.iter().flat_map(|r| &r.stopped) {
+        let (value, bound) = if st.objective == "makespan" {
+            (format!("{:.2} h", st.value), format!("{:.2} h", st.bound))
+        } else {
+            (usd(st.value), usd(st.bound))
+        };
+        let _ = writeln!(
+            s,
+            "Warning: {} stopped the optimizer before its proof; the best placement found has a {} of {value}, and the optimum is at least {bound}.",
+            st.reason, st.objective
+        );
     }
     let _ = writeln!(s, "{}", paint(&summary_line(plan), "1", color));
     s
@@ -227,7 +240,8 @@ fn reason_text(c: &Change) -> &'static str {
 }
 
 /// One task's block: `# ADDRESS HEADLINE`, then its attributes with `before -> after`.
-fn block(s: &mut String, c: &Change, color: bool, headline: &str) {
+/// One change's block; `host` is the note on a default GPU host, shown under `resources`.
+fn block(s: &mut String, c: &Change, color: bool, headline: &str, host: Option<&str>) {
     let _ = writeln!(s, "  # {} {headline}", c.address);
     let name = c.address.name();
     let pad = " ".repeat(3usize.saturating_sub(c.action.symbol().len()));
@@ -310,6 +324,9 @@ fn block(s: &mut String, c: &Change, color: bool, headline: &str) {
     }
     for d in &c.diffs {
         attr_diff(s, d, width, color);
+        if let (Some(h), "resources", Some(_)) = (host, d.name.as_str(), &c.after) {
+            let _ = writeln!(s, "        # {h}");
+        }
     }
     if let Some(a) = &c.after {
         if !a.fallbacks.is_empty() {
@@ -797,7 +814,7 @@ pub fn compare_text(cmp: &Comparison, color: bool) -> String {
     s.push_str(&group_table(&cmp.changes, ["CHANGE", "CLOUD", "TASKS", "BASE", "THIS CHANGE"], compare_word));
     for c in cmp.changes.iter().filter(|c| c.action != Action::NoOp) {
         let _ = writeln!(s);
-        block(&mut s, c, color, compare_verb(c));
+        block(&mut s, c, color, compare_verb(c), None);
     }
     let _ = writeln!(s);
     if cmp.makespan_before > 0.0 || cmp.makespan_after > 0.0 {

@@ -118,14 +118,27 @@ impl Loader {
 
     // ---------------------------------------------------------------- evaluation
 
-    pub(super) fn context<'a>(&self, scope: &'a Scope) -> Context<'a> {
+    /// The context for evaluating `expr`: `var`, `local`, `storage`, `task` and `module`
+    /// hold only the names `expr` references (`check_refs` has vetted them), so one
+    /// evaluation costs the expression's size, not the module's.
+    pub(super) fn context<'a>(&self, scope: &'a Scope, expr: &EExpr) -> Context<'a> {
+        let refs = refs_of(expr);
+        let only = |root: &str, all: &Map<String, Value>| -> Value {
+            Value::Object(
+                refs.iter()
+                    .filter(|r| r.root == root)
+                    .filter_map(|r| r.attrs.first())
+                    .filter_map(|k| all.get(k).map(|v| (k.clone(), v.clone())))
+                    .collect(),
+            )
+        };
         let mut ctx = Context::new();
         functions::declare_all(&mut ctx);
-        ctx.declare_var("var", Value::Object(scope.var.clone()));
-        ctx.declare_var("local", Value::Object(scope.local.clone()));
-        ctx.declare_var("storage", Value::Object(scope.storage.clone()));
-        ctx.declare_var("task", Value::Object(scope.task.clone()));
-        ctx.declare_var("module", Value::Object(scope.module.clone()));
+        ctx.declare_var("var", only("var", &scope.var));
+        ctx.declare_var("local", only("local", &scope.local));
+        ctx.declare_var("storage", only("storage", &scope.storage));
+        ctx.declare_var("task", only("task", &scope.task));
+        ctx.declare_var("module", only("module", &scope.module));
         let mut path = Map::new();
         path.insert("module".into(), Value::String(scope.dir.display().to_string()));
         path.insert(
@@ -147,7 +160,7 @@ impl Loader {
         }
         let hexpr: hcl::Expression = expr.clone().into();
         let _g = BaseDirGuard::set(scope.dir.clone());
-        let ctx = self.context(scope);
+        let ctx = self.context(scope, expr);
         match functions::evaluate(&hexpr, &ctx) {
             Ok(v) => Some(v),
             Err(functions::EvalError::NotFinite) => {

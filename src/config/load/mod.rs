@@ -27,7 +27,7 @@ use super::diag::{did_you_mean, Diagnostic, Diagnostics, FileId, Pos, SourceMap}
 use super::functions::{self, BaseDirGuard};
 use super::spec::*;
 use super::vars::{self, VarArg, VarType};
-use hcl::eval::{Context, Evaluate};
+use hcl::eval::Context;
 use hcl::{Map, Value};
 use hcl_edit::expr::{Expression as EExpr, ObjectKey, TraversalOperator};
 use hcl_edit::structure::{Attribute, Block, Body, Structure};
