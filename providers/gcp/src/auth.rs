@@ -19,9 +19,8 @@ pub fn credentials(spec: Option<&str>, job_dir: &Path) -> Result<(Credentials, O
         Some(ANONYMOUS) => Ok((credentials::anonymous::Builder::new().build(), None)),
         Some(file) => {
             let path = job_dir.join(file);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                unauthorized(format!("provider \"gcp\": credentials file {}: {e}", path.display()))
-            })?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| unauthorized(format!("provider \"gcp\": credentials file {}: {e}", path.display())))?;
             let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
                 unauthorized(format!("provider \"gcp\": credentials file {} is not JSON: {e}", path.display()))
             })?;
@@ -39,9 +38,8 @@ pub fn credentials(spec: Option<&str>, job_dir: &Path) -> Result<(Credentials, O
                     )))
                 }
             };
-            let c = built.map_err(|e| {
-                unauthorized(format!("provider \"gcp\": credentials file {}: {e}", path.display()))
-            })?;
+            let c = built
+                .map_err(|e| unauthorized(format!("provider \"gcp\": credentials file {}: {e}", path.display())))?;
             Ok((c, project))
         }
         None => {

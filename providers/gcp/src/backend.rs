@@ -106,7 +106,11 @@ impl Objects for GcsObjects {
         let generation = match version {
             None => 0,
             Some(v) => v.parse::<i64>().map_err(|_| {
-                ProviderError::new(ErrorKind::Other, None, format!("`{v}` is not a generation of {}", self.describe(key)))
+                ProviderError::new(
+                    ErrorKind::Other,
+                    None,
+                    format!("`{v}` is not a generation of {}", self.describe(key)),
+                )
             })?,
         };
         let (g, b, k) = (self.gcs.clone(), self.bucket.clone(), key.to_string());

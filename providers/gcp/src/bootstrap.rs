@@ -291,7 +291,12 @@ mod tests {
         let st = std::process::Command::new("python3").arg("-m").arg("py_compile").arg(&f).status().unwrap();
         assert!(st.success());
         // No arguments it knows: usage, exit 2, no network.
-        let st = std::process::Command::new("python3").arg(&f).arg("help").stderr(std::process::Stdio::null()).status().unwrap();
+        let st = std::process::Command::new("python3")
+            .arg(&f)
+            .arg("help")
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
         assert_eq!(st.code(), Some(2));
     }
 }

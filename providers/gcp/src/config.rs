@@ -98,10 +98,9 @@ impl Default for GcpConfig {
 
 fn http_url(attr: &str, v: &Option<String>) -> Result<(), ConfigError> {
     match v {
-        Some(e) if !(e.starts_with("http://") || e.starts_with("https://")) => Err(ConfigError::attribute(
-            attr,
-            format!("provider \"gcp\": `{attr}` must be an http(s) URL, got `{e}`"),
-        )),
+        Some(e) if !(e.starts_with("http://") || e.starts_with("https://")) => {
+            Err(ConfigError::attribute(attr, format!("provider \"gcp\": `{attr}` must be an http(s) URL, got `{e}`")))
+        }
         _ => Ok(()),
     }
 }
@@ -135,7 +134,9 @@ impl GcpConfig {
             ));
         }
         if let Some(p) = &self.project {
-            if p.is_empty() || !p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == ':' || c == '.') {
+            if p.is_empty()
+                || !p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == ':' || c == '.')
+            {
                 return Err(ConfigError::attribute("project", format!("provider \"gcp\": `{p}` is not a project id")));
             }
         }
@@ -238,8 +239,10 @@ mod tests {
 
     #[test]
     fn templates_and_images() {
-        let c = GcpConfig::from_json(&json!({"bucket": "team-{region}", "images": {"*": "img-a", "europe-west4": "img-b"}}))
-            .unwrap();
+        let c = GcpConfig::from_json(
+            &json!({"bucket": "team-{region}", "images": {"*": "img-a", "europe-west4": "img-b"}}),
+        )
+        .unwrap();
         assert_eq!(c.bucket_for("p", "europe-west4"), "team-europe-west4");
         assert_eq!(c.image_for("us-east1", false, false), "img-a");
         assert_eq!(c.image_for("europe-west4", false, false), "img-b");

@@ -98,9 +98,8 @@ pub fn parse_body(body: &[u8]) -> Option<(String, String, Option<String>)> {
 
 /// A provider error from an HTTP status and error body (JSON API calls made directly).
 pub fn from_http(what: &str, location: Option<&Location>, status: u16, body: &[u8]) -> ProviderError {
-    let (code, message, metric) = parse_body(body).unwrap_or_else(|| {
-        (format!("HTTP_{status}"), String::from_utf8_lossy(body).chars().take(400).collect(), None)
-    });
+    let (code, message, metric) = parse_body(body)
+        .unwrap_or_else(|| (format!("HTTP_{status}"), String::from_utf8_lossy(body).chars().take(400).collect(), None));
     error(what, location, Some(status), code, message, metric.as_deref())
 }
 
@@ -132,17 +131,22 @@ pub fn from_gax(what: &str, location: Option<&Location>, e: &google_cloud_gax::e
             ),
         );
     }
+    if let Some(s) = e.status() {
+        // The client parsed the error body: `errors[].reason` (and `ErrorInfo` details)
+        // arrive as `ErrorInfo`, the status string as the code.
+        let info = s.details.iter().find_map(|d| match d {
+            google_cloud_gax::error::rpc::StatusDetails::ErrorInfo(i) if !i.reason.is_empty() => Some(i),
+            _ => None,
+        });
+        let code = info.map(|i| i.reason.clone()).unwrap_or_else(|| s.code.name().to_string());
+        let metric = info.and_then(|i| i.metadata.get("quota_metric").or_else(|| i.metadata.get("quotaMetric")));
+        return error(what, location, e.http_status_code(), code, s.message.clone(), metric.map(String::as_str));
+    }
     if let Some(status) = e.http_status_code() {
         if let Some((code, message, metric)) = e.http_payload().and_then(|b| parse_body(b)) {
             return error(what, location, Some(status), code, message, metric.as_deref());
         }
-        let code = e.status().map(|s| format!("{:?}", s.code)).unwrap_or_else(|| format!("HTTP_{status}"));
-        let code = code.to_ascii_uppercase();
-        return error(what, location, Some(status), code, chain(e), None);
-    }
-    if let Some(s) = e.status() {
-        let code = format!("{:?}", s.code).to_ascii_uppercase();
-        return error(what, location, None, code, s.message.clone(), None);
+        return error(what, location, Some(status), format!("HTTP_{status}"), chain(e), None);
     }
     if e.is_timeout() || e.is_io() || e.is_connect() || e.is_transport() || e.is_exhausted() {
         return ProviderError::new(ErrorKind::Transient, location, format!("{what}: {}", chain(e)));
@@ -219,15 +223,27 @@ mod tests {
     fn quotas_block_by_their_metric() {
         let q = |metric: Option<&str>, msg: &str| classify(Some(403), "QUOTA_EXCEEDED", msg, metric);
         assert_eq!(
-            q(Some("compute.googleapis.com/gpus_all_regions"), "Quota 'GPUS_ALL_REGIONS' exceeded. Limit: 0.0 globally."),
+            q(
+                Some("compute.googleapis.com/gpus_all_regions"),
+                "Quota 'GPUS_ALL_REGIONS' exceeded. Limit: 0.0 globally."
+            ),
             (ErrorKind::QuotaExceeded, Scope::Cloud)
         );
-        assert_eq!(q(None, "Quota 'GPUS_ALL_REGIONS' exceeded. Limit: 0.0 globally."), (ErrorKind::QuotaExceeded, Scope::Cloud));
         assert_eq!(
-            q(Some("compute.googleapis.com/nvidia_v100_gpus"), "Quota 'NVIDIA_V100_GPUS' exceeded. Limit: 0.0 in region us-central1."),
+            q(None, "Quota 'GPUS_ALL_REGIONS' exceeded. Limit: 0.0 globally."),
+            (ErrorKind::QuotaExceeded, Scope::Cloud)
+        );
+        assert_eq!(
+            q(
+                Some("compute.googleapis.com/nvidia_v100_gpus"),
+                "Quota 'NVIDIA_V100_GPUS' exceeded. Limit: 0.0 in region us-central1."
+            ),
             (ErrorKind::QuotaExceeded, Scope::Region)
         );
-        assert_eq!(q(None, "Quota 'CPUS' exceeded. Limit: 24.0 in region us-central1."), (ErrorKind::QuotaExceeded, Scope::Region));
+        assert_eq!(
+            q(None, "Quota 'CPUS' exceeded. Limit: 24.0 in region us-central1."),
+            (ErrorKind::QuotaExceeded, Scope::Region)
+        );
         // An HTTP 403 whose reason is a quota is a quota, not a permission problem.
         assert_eq!(classify(Some(403), "quotaExceeded", "Quota 'CPUS' exceeded.", None).0, ErrorKind::QuotaExceeded);
     }
@@ -236,11 +252,20 @@ mod tests {
     fn throttling_auth_and_server_errors() {
         assert_eq!(classify(Some(403), "rateLimitExceeded", "Rate Limit Exceeded", None).0, ErrorKind::Throttled);
         assert_eq!(classify(Some(429), "RESOURCE_EXHAUSTED", "", None).0, ErrorKind::Throttled);
-        assert_eq!(classify(Some(403), "forbidden", "Required 'compute.instances.create' permission", None), (ErrorKind::Unauthorized, Scope::Cloud));
-        assert_eq!(classify(Some(401), "authError", "Invalid Credentials", None), (ErrorKind::Unauthorized, Scope::Cloud));
+        assert_eq!(
+            classify(Some(403), "forbidden", "Required 'compute.instances.create' permission", None),
+            (ErrorKind::Unauthorized, Scope::Cloud)
+        );
+        assert_eq!(
+            classify(Some(401), "authError", "Invalid Credentials", None),
+            (ErrorKind::Unauthorized, Scope::Cloud)
+        );
         assert_eq!(classify(Some(503), "backendError", "", None).0, ErrorKind::Transient);
         assert_eq!(classify(Some(500), "UNKNOWN", "", None).0, ErrorKind::Transient);
-        assert_eq!(classify(Some(400), "invalid", "Invalid value for field 'resource.name'", None), (ErrorKind::Other, Scope::Zone));
+        assert_eq!(
+            classify(Some(400), "invalid", "Invalid value for field 'resource.name'", None),
+            (ErrorKind::Other, Scope::Zone)
+        );
     }
 
     #[test]
@@ -257,6 +282,26 @@ mod tests {
     }
 
     #[test]
+    fn client_errors_keep_the_reason() {
+        use google_cloud_gax::error::{rpc::Status, Error};
+        let body = bytes::Bytes::from_static(
+            br#"{"error":{"code":429,"message":"Rate Limit Exceeded","errors":[{"message":"Rate Limit Exceeded","domain":"usageLimits","reason":"rateLimitExceeded"}],"status":"RESOURCE_EXHAUSTED"}}"#,
+        );
+        let e = Error::service_with_http_metadata(Status::try_from(&body).unwrap(), Some(429), None);
+        let pe = from_gax("instances.insert", None, &e);
+        assert_eq!((pe.kind, pe.code.as_deref()), (ErrorKind::Throttled, Some("rateLimitExceeded")));
+        let body = bytes::Bytes::from_static(br#"{"error":{"code":403,"message":"Required 'compute.instances.create' permission","status":"PERMISSION_DENIED"}}"#);
+        let e = Error::service_with_http_metadata(Status::try_from(&body).unwrap(), Some(403), None);
+        let pe = from_gax("instances.insert", None, &e);
+        assert_eq!(
+            (pe.kind, pe.scope, pe.code.as_deref()),
+            (ErrorKind::Unauthorized, Scope::Cloud, Some("PERMISSION_DENIED"))
+        );
+        let e = Error::http(502, Default::default(), bytes::Bytes::from_static(b"bad gateway"));
+        assert_eq!(from_gax("x", None, &e).kind, ErrorKind::Transient);
+    }
+
+    #[test]
     fn failed_operations_are_errors() {
         use google_cloud_compute_v1::model::Operation;
         let op: Operation = serde_json::from_value(serde_json::json!({
@@ -267,8 +312,12 @@ mod tests {
         .unwrap();
         let loc = Location::new("gcp", "us-central1", "us-central1-a");
         let e = from_operation("instances.insert", Some(&loc), &op).unwrap();
-        assert_eq!((e.kind, e.scope, e.code.as_deref()), (ErrorKind::QuotaExceeded, Scope::Cloud, Some("QUOTA_EXCEEDED")));
-        let ok: Operation = serde_json::from_value(serde_json::json!({"name": "operation-2", "status": "DONE"})).unwrap();
+        assert_eq!(
+            (e.kind, e.scope, e.code.as_deref()),
+            (ErrorKind::QuotaExceeded, Scope::Cloud, Some("QUOTA_EXCEEDED"))
+        );
+        let ok: Operation =
+            serde_json::from_value(serde_json::json!({"name": "operation-2", "status": "DONE"})).unwrap();
         assert!(from_operation("x", None, &ok).is_none());
     }
 }

@@ -90,7 +90,8 @@ mod tests {
         assert_eq!(e.kind, skyform_provider::ErrorKind::Unauthorized);
         assert!(e.message.contains("missing-key.json"), "{e}");
         if std::env::var_os("GOOGLE_CLOUD_PROJECT").is_none() && std::env::var_os("CLOUDSDK_CORE_PROJECT").is_none() {
-            let e = f.provider(&json!({"credentials": "anonymous"}), &BuildContext::default()).err().expect("no project");
+            let e =
+                f.provider(&json!({"credentials": "anonymous"}), &BuildContext::default()).err().expect("no project");
             assert!(e.message.contains("no project"), "{e}");
         }
     }

@@ -214,14 +214,20 @@ mod tests {
     fn spot_n1_with_v100s_attaches_them() {
         let v = json(&build(&spec("n1-standard-8", Some("V100:8"), true)));
         assert_eq!(v["machineType"], "zones/us-central1-a/machineTypes/n1-standard-8");
-        assert_eq!(v["guestAccelerators"][0]["acceleratorType"], "projects/p/zones/us-central1-a/acceleratorTypes/nvidia-tesla-v100");
+        assert_eq!(
+            v["guestAccelerators"][0]["acceleratorType"],
+            "projects/p/zones/us-central1-a/acceleratorTypes/nvidia-tesla-v100"
+        );
         assert_eq!(v["guestAccelerators"][0]["acceleratorCount"], 8);
         assert_eq!(v["scheduling"]["provisioningModel"], "SPOT");
         assert_eq!(v["scheduling"]["instanceTerminationAction"], "DELETE");
         assert_eq!(v["scheduling"]["onHostMaintenance"], "TERMINATE");
         assert_eq!(v["labels"]["skyform-job"], "j");
         assert_eq!(v["networkInterfaces"][0]["subnetwork"], "projects/p/regions/us-central1/subnetworks/sub");
-        assert_eq!(v["disks"][0]["initializeParams"]["diskType"], "projects/p/zones/us-central1-a/diskTypes/pd-balanced");
+        assert_eq!(
+            v["disks"][0]["initializeParams"]["diskType"],
+            "projects/p/zones/us-central1-a/diskTypes/pd-balanced"
+        );
         let items = v["metadata"]["items"].as_array().unwrap();
         assert!(items.iter().any(|i| i["key"] == "startup-script" && i["value"] == "echo hi"));
     }
@@ -235,7 +241,10 @@ mod tests {
         let v = json(&build(&spec("e2-standard-4", None, false)));
         assert!(v["scheduling"].get("onHostMaintenance").is_none(), "{v}");
         let v = json(&build(&spec("c4-standard-8", None, false)));
-        assert_eq!(v["disks"][0]["initializeParams"]["diskType"], "projects/p/zones/us-central1-a/diskTypes/hyperdisk-balanced");
+        assert_eq!(
+            v["disks"][0]["initializeParams"]["diskType"],
+            "projects/p/zones/us-central1-a/diskTypes/hyperdisk-balanced"
+        );
     }
 
     #[test]

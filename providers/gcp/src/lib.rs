@@ -108,7 +108,12 @@ pub async fn compute_client(
     b.build().await.map_err(|e| other(format!("compute client: {}", chain(&e))))
 }
 
-async fn get_instance(c: &Instances, project: &str, zone: &str, name: &str) -> Result<Option<model::Instance>, ProviderError> {
+async fn get_instance(
+    c: &Instances,
+    project: &str,
+    zone: &str,
+    name: &str,
+) -> Result<Option<model::Instance>, ProviderError> {
     match c.get().set_project(project).set_zone(zone).set_instance(name).send().await {
         Ok(i) => Ok(Some(i)),
         Err(e) if e.http_status_code() == Some(404) => Ok(None),
@@ -230,10 +235,10 @@ impl GcpProvider {
     }
 
     fn remember(&self, id: &str, zone: &str, name: &str, token: &str) {
-        self.known.lock().expect("lock").insert(
-            id.to_string(),
-            Known { zone: zone.to_string(), name: name.to_string(), token: token.to_string() },
-        );
+        self.known
+            .lock()
+            .expect("lock")
+            .insert(id.to_string(), Known { zone: zone.to_string(), name: name.to_string(), token: token.to_string() });
     }
 
     /// Finds the allocation behind a provider id: its token comes from the instance's
@@ -247,7 +252,9 @@ impl GcpProvider {
             Some(i) => instance::metadata(&i, naming::TOKEN_KEY)
                 .map(str::to_string)
                 .or_else(|| naming::token_from_name(&name))
-                .ok_or_else(|| other(format!("instance {id} carries no {} metadata: not skyform's", naming::TOKEN_KEY)))?,
+                .ok_or_else(|| {
+                    other(format!("instance {id} carries no {} metadata: not skyform's", naming::TOKEN_KEY))
+                })?,
             None => naming::token_from_name(&name).ok_or_else(|| other(format!("no instance {id}")))?,
         };
         self.remember(id, &zone, &name, &token);
@@ -318,9 +325,8 @@ impl GcpProvider {
                 continue;
             }
             let Some(token) = instance::metadata(&i, naming::TOKEN_KEY).map(str::to_string) else { continue };
-            let owner_tags: BTreeMap<String, String> = instance::metadata(&i, naming::TAGS_KEY)
-                .and_then(|t| serde_json::from_str(t).ok())
-                .unwrap_or_default();
+            let owner_tags: BTreeMap<String, String> =
+                instance::metadata(&i, naming::TAGS_KEY).and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
             if !tags.iter().all(|(k, v)| owner_tags.get(k) == Some(v)) {
                 continue;
             }
@@ -458,7 +464,8 @@ impl Provider for GcpProvider {
             self.cfg.idle_shutdown_minutes,
         );
         let body = instance::build(&self.instance_spec(req, &name, script));
-        let (c, p, z, loc2, wait) = (self.compute.clone(), self.project.clone(), zone.clone(), loc.clone(), self.wait());
+        let (c, p, z, loc2, wait) =
+            (self.compute.clone(), self.project.clone(), zone.clone(), loc.clone(), self.wait());
         // GCE deduplicates inserts by request id (a UUID) for a while: skyform's tokens are.
         let request_id = Some(req.idempotency_token.clone()).filter(|t| t.len() == 36 && t.matches('-').count() == 4);
         let inserted = self.block(async move {

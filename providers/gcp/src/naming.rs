@@ -67,8 +67,10 @@ pub fn token_from_name(name: &str) -> Option<String> {
 
 /// The label key of an owner tag key: `skyform:lineage` → `skyform-lineage`.
 pub fn label_key(tag: &str) -> String {
-    let mut k: String =
-        tag.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c.to_ascii_lowercase() } else { '-' }).collect();
+    let mut k: String = tag
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c.to_ascii_lowercase() } else { '-' })
+        .collect();
     if !k.starts_with(|c: char| c.is_ascii_lowercase()) {
         k.insert_str(0, "k-");
     }
@@ -94,8 +96,7 @@ pub fn label_value(v: &str) -> String {
 
 /// The labels of an instance: its owner tags and token, encoded.
 pub fn labels(owner_tags: &BTreeMap<String, String>, token: &str) -> BTreeMap<String, String> {
-    let mut out: BTreeMap<String, String> =
-        owner_tags.iter().map(|(k, v)| (label_key(k), label_value(v))).collect();
+    let mut out: BTreeMap<String, String> = owner_tags.iter().map(|(k, v)| (label_key(k), label_value(v))).collect();
     out.insert(TOKEN_LABEL.into(), label_value(token));
     out
 }
@@ -125,7 +126,9 @@ pub fn check_label(k: &str, v: &str) -> Result<(), String> {
         return Err(format!("label key `{k}`: keys starting with `skyform-` are skyform's own"));
     }
     if v.len() > 63 || !ok(v) {
-        return Err(format!("label `{k}`: value `{v}` must hold only lowercase letters, digits, `_` and `-` (at most 63)"));
+        return Err(format!(
+            "label `{k}`: value `{v}` must hold only lowercase letters, digits, `_` and `-` (at most 63)"
+        ));
     }
     Ok(())
 }

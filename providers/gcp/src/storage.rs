@@ -189,7 +189,8 @@ impl Gcs {
             ProviderError::new(kind, None, format!("{what}: {}", chain(&e)))
         })?;
         let status = r.status().as_u16();
-        let bytes = r.bytes().await.map_err(|e| ProviderError::new(ErrorKind::Transient, None, format!("{what}: {e}")))?;
+        let bytes =
+            r.bytes().await.map_err(|e| ProviderError::new(ErrorKind::Transient, None, format!("{what}: {e}")))?;
         Ok((status, bytes))
     }
 
@@ -216,7 +217,11 @@ impl Gcs {
 
     /// Creates the bucket in `location` when it does not exist (needs the project).
     pub async fn ensure_bucket(&self, bucket: &str, location: &str) -> Result<(), ProviderError> {
-        if self.call("buckets.get", reqwest::Method::GET, &format!("/storage/v1/b/{}", enc(bucket)), None).await?.is_some() {
+        if self
+            .call("buckets.get", reqwest::Method::GET, &format!("/storage/v1/b/{}", enc(bucket)), None)
+            .await?
+            .is_some()
+        {
             return Ok(());
         }
         let project = self.project.as_deref().ok_or_else(|| {
@@ -297,7 +302,13 @@ impl Gcs {
     }
 
     /// Writes one object only if its generation is `generation` (0: only if absent).
-    pub async fn put_if(&self, bucket: &str, key: &str, data: Vec<u8>, generation: i64) -> Result<Conditional, ProviderError> {
+    pub async fn put_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: Vec<u8>,
+        generation: i64,
+    ) -> Result<Conditional, ProviderError> {
         let crc = crc32c::crc32c(&data);
         let r = self
             .storage
@@ -329,13 +340,23 @@ impl Gcs {
     }
 
     /// Uploads one file (resumable above [`RESUMABLE_THRESHOLD`]), feeding `hash`.
-    pub async fn upload_file(&self, path: &Path, bucket: &str, key: &str, hash: &mut Fnv) -> Result<u64, ProviderError> {
+    pub async fn upload_file(
+        &self,
+        path: &Path,
+        bucket: &str,
+        key: &str,
+        hash: &mut Fnv,
+    ) -> Result<u64, ProviderError> {
         let len = tokio::fs::metadata(path).await.map_err(|e| other("upload", e))?.len();
         let w = if len as usize <= RESUMABLE_THRESHOLD {
             let data = tokio::fs::read(path).await.map_err(|e| other("upload", e))?;
             hash.update(&data);
             let crc = crc32c::crc32c(&data);
-            self.storage.write_object(bucket_path(bucket), key, Bytes::from(data)).with_known_crc32c(crc).send_unbuffered().await
+            self.storage
+                .write_object(bucket_path(bucket), key, Bytes::from(data))
+                .with_known_crc32c(crc)
+                .send_unbuffered()
+                .await
         } else {
             // One pass for the checksums, then the client streams the file (it seeks back
             // to resume after a failed chunk).
@@ -423,13 +444,7 @@ impl Gcs {
 
     /// One server-side copy (`objects.rewrite`, repeated until done).
     pub async fn rewrite(&self, from: (&str, &str), to: (&str, &str)) -> Result<(), ProviderError> {
-        let base = format!(
-            "/storage/v1/b/{}/o/{}/rewriteTo/b/{}/o/{}",
-            enc(from.0),
-            enc(from.1),
-            enc(to.0),
-            enc(to.1)
-        );
+        let base = format!("/storage/v1/b/{}/o/{}/rewriteTo/b/{}/o/{}", enc(from.0), enc(from.1), enc(to.0), enc(to.1));
         let mut token: Option<String> = None;
         loop {
             let q = match &token {
