@@ -18,7 +18,7 @@
 //! (an emulator). It waits for `task.sh`, runs it, uploads the log every 15 s, then the
 //! outputs, the log and the status, and — when skyform does not release the instance within
 //! `idle_shutdown_minutes` — shuts the machine down. A boot that finds `status.json` already
-//! there does not run the task again.
+//! there (a restart after the run) does not run the task again.
 
 use std::collections::BTreeMap;
 
@@ -182,20 +182,22 @@ cat > "$W/gcs.py" <<'SKYFORM_GCS_PY'
 {py}SKYFORM_GCS_PY
 gcs() {{ python3 "$W/gcs.py" "$@"; }}
 export -f gcs
-gcs get "$P/status.json" "$W/status.prev" && exit 0
-until gcs get "$P/task.sh" task.sh 2>/dev/null; do sleep {poll}; done
-bash task.sh > log.txt 2>&1 &
-pid=$!
-while kill -0 "$pid" 2>/dev/null; do
-  for _ in $(seq 15); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-  gcs put log.txt "$P/log.txt" 2>/dev/null
-done
-wait "$pid"
-code=$?
-[ -d outputs ] && gcs push outputs "$P/outputs" >> log.txt 2>&1
-gcs put log.txt "$P/log.txt"
-printf '{{"exit_code": %d}}\n' "$code" > status.json
-gcs put status.json "$P/status.json"
+# A boot after the run ended (a restart) does not run the task again.
+if ! gcs get "$P/status.json" "$W/status.prev" 2>/dev/null; then
+  until gcs get "$P/task.sh" task.sh 2>/dev/null; do sleep {poll}; done
+  bash task.sh > log.txt 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    for _ in $(seq 15); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    gcs put log.txt "$P/log.txt" 2>/dev/null
+  done
+  wait "$pid"
+  code=$?
+  [ -d outputs ] && gcs push outputs "$P/outputs" >> log.txt 2>&1
+  gcs put log.txt "$P/log.txt"
+  printf '{{"exit_code": %d}}\n' "$code" > status.json
+  gcs put status.json "$P/status.json"
+fi
 if [ -z "${{SKYFORM_NO_SHUTDOWN:-}}" ]; then sleep {idle}; shutdown -h now; fi
 "#,
         uri = q(&run.uri()),

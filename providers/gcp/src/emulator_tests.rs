@@ -363,3 +363,42 @@ fn the_gcs_backend_passes_the_objects_conformance() {
     conformance::objects(&*store.objects, &format!("{}.lock", store.key)).unwrap();
     assert_eq!(store.objects.describe(&store.key), "gs://tf-state/team/job/default.state.json");
 }
+
+/// Runs a startup-script as the agent would, to its end (20 s at most).
+fn run_startup_script(script: &str, work: &Path) -> std::process::ExitStatus {
+    let mut child = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .env("SKYFORM_WORK", work)
+        .env("SKYFORM_NO_SHUTDOWN", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the startup-script did not end");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_restarted_instance_does_not_run_its_task_again() {
+    let gcs = FakeGcs::start();
+    gcs.create_bucket("runs");
+    let work = tempfile::tempdir().unwrap();
+    // First boot: the task runs and its status lands in the run directory.
+    gcs.put("runs", "skyform-runs/tok/task.sh", b"echo ran >> \"$W/runs.txt\"");
+    let script = bootstrap::startup_script(&bootstrap::RunDir::new("runs", "tok"), "tok", Some(&gcs.endpoint), 1, 0);
+    assert!(run_startup_script(&script, work.path()).success());
+    assert_eq!(gcs.object("runs", "skyform-runs/tok/status.json").as_deref(), Some(&b"{\"exit_code\": 0}\n"[..]));
+    // A restart finds the status and leaves the task alone.
+    assert!(run_startup_script(&script, work.path()).success());
+    assert_eq!(std::fs::read_to_string(work.path().join("tok/runs.txt")).unwrap(), "ran\n");
+}

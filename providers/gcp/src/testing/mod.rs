@@ -146,6 +146,17 @@ impl FakeGcs {
         assert!(status == 200 || status == 409, "creating bucket {name}: {status} {}", String::from_utf8_lossy(&body));
     }
 
+    /// Writes an object.
+    pub fn put(&self, bucket: &str, key: &str, data: &[u8]) {
+        let key = percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC);
+        let req = self
+            .http
+            .post(format!("{}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={key}", self.endpoint))
+            .body(data.to_vec());
+        let status = self.rt.block_on(async move { req.send().await.expect("fake-gcs-server answers").status() });
+        assert!(status.is_success(), "writing gs://{bucket}/{key}: {status}");
+    }
+
     /// An object's bytes, or None.
     pub fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
         let key = percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC);
