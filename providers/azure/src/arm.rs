@@ -16,7 +16,7 @@
 //! Bodies are built as JSON and parsed into the SDK's models, which is what goes on the
 //! wire; `tests::vm_body_survives_the_model` checks that nothing is dropped on the way.
 
-use crate::config::{is_loopback, AzureConfig};
+use crate::config::{image_reference, is_loopback, AzureConfig};
 use crate::errors::{status, CloudFailure};
 use azure_core::auth::{AccessToken, Secret, TokenCredential};
 use azure_core::{ClientOptions, Context, Policy, PolicyResult, Request, RetryOptions, TransportOptions};
@@ -159,6 +159,8 @@ pub struct VmSpec {
     pub zone: Option<String>,
     pub size: String,
     pub spot: bool,
+    /// `publisher:offer:sku:version` or an image resource id.
+    pub image: String,
     pub nic_id: String,
     pub tags: BTreeMap<String, String>,
     /// The bootstrap script (base64-encoded here).
@@ -210,7 +212,7 @@ pub fn vm_body(cfg: &AzureConfig, spec: &VmSpec) -> Value {
     }
     let mut props = json!({
         "hardwareProfile": {"vmSize": spec.size},
-        "storageProfile": {"imageReference": cfg.image_reference(), "osDisk": disk},
+        "storageProfile": {"imageReference": image_reference(&spec.image), "osDisk": disk},
         "osProfile": os,
         "networkProfile": {"networkInterfaces": [{
             "id": spec.nic_id,
@@ -516,6 +518,7 @@ mod tests {
             zone: None,
             size: "Standard_NC6s_v3".into(),
             spot,
+            image: crate::config::DEFAULT_IMAGE.into(),
             nic_id: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkInterfaces/skyform-tok-nic"
                 .into(),
             tags: [("skyform-task".to_string(), "task.a".to_string())].into(),

@@ -53,6 +53,9 @@ pub struct AzureConfig {
     pub container: String,
     /// The VM image: `publisher:offer:sku:version` or an image resource id.
     pub image: String,
+    /// The image of allocations with accelerators (GPU sizes), when it differs: one with
+    /// NVIDIA drivers, such as `microsoft-dsvm:ubuntu-hpc:2204:latest`. Default: `image`.
+    pub gpu_image: Option<String>,
     /// The virtual network of a region's VMs (`{region}` replaced), created with `subnet`
     /// when missing.
     pub vnet: String,
@@ -101,6 +104,7 @@ impl Default for AzureConfig {
             access_key: None,
             container: "skyform-{region}".into(),
             image: DEFAULT_IMAGE.into(),
+            gpu_image: None,
             vnet: "skyform-{region}".into(),
             subnet: "default".into(),
             address_prefix: "10.64.0.0/16".into(),
@@ -173,7 +177,6 @@ impl AzureConfig {
         };
         nonempty("resource_group", &self.resource_group)?;
         nonempty("container", &self.container)?;
-        nonempty("image", &self.image)?;
         nonempty("vnet", &self.vnet)?;
         nonempty("subnet", &self.subnet)?;
         nonempty("admin_username", &self.admin_username)?;
@@ -208,11 +211,9 @@ impl AzureConfig {
                 ));
             }
         }
-        if self.image.contains(':') && !self.image.starts_with('/') && self.image.split(':').count() != 4 {
-            return Err(ConfigError::attribute(
-                "image",
-                format!("provider \"azure\": `image` `{}` is not publisher:offer:sku:version", self.image),
-            ));
+        check_image("image", &self.image)?;
+        if let Some(g) = &self.gpu_image {
+            check_image("gpu_image", g)?;
         }
         if self.spot_max_price != -1.0 && self.spot_max_price <= 0.0 {
             return Err(ConfigError::attribute(
@@ -289,15 +290,31 @@ impl AzureConfig {
     pub fn vnet_for(&self, region: &str) -> String {
         self.vnet.replace("{region}", region)
     }
+}
 
-    /// The `imageReference` of the VMs.
-    pub fn image_reference(&self) -> serde_json::Value {
-        if self.image.starts_with('/') {
-            return serde_json::json!({ "id": self.image });
+/// The `imageReference` of an image (`publisher:offer:sku:version`, checked by
+/// [`AzureConfig::check`], or a resource id).
+pub fn image_reference(image: &str) -> serde_json::Value {
+    let p: Vec<&str> = image.split(':').collect();
+    match p.as_slice() {
+        [publisher, offer, sku, version] if !image.starts_with('/') => {
+            serde_json::json!({ "publisher": publisher, "offer": offer, "sku": sku, "version": version })
         }
-        let p: Vec<&str> = self.image.split(':').collect();
-        serde_json::json!({ "publisher": p[0], "offer": p[1], "sku": p[2], "version": p[3] })
+        _ => serde_json::json!({ "id": image }),
     }
+}
+
+fn check_image(attr: &str, image: &str) -> Result<(), ConfigError> {
+    if image.trim().is_empty() {
+        return Err(ConfigError::attribute(attr, format!("provider \"azure\": `{attr}` must not be empty")));
+    }
+    if !image.starts_with('/') && image.split(':').count() != 4 {
+        return Err(ConfigError::attribute(
+            attr,
+            format!("provider \"azure\": `{attr}` `{image}` is neither publisher:offer:sku:version nor an image resource id"),
+        ));
+    }
+    Ok(())
 }
 
 /// The field serde calls unknown (`unknown field `regionz`, expected ...`).
@@ -347,10 +364,10 @@ mod tests {
 
     #[test]
     fn images_and_loopback() {
-        let c = AzureConfig::default();
-        assert_eq!(c.image_reference()["offer"], "ubuntu-24_04-lts");
-        let c = AzureConfig { image: "/subscriptions/s/images/i".into(), ..AzureConfig::default() };
-        assert_eq!(c.image_reference(), json!({"id": "/subscriptions/s/images/i"}));
+        assert_eq!(image_reference(DEFAULT_IMAGE)["offer"], "ubuntu-24_04-lts");
+        assert_eq!(image_reference("/subscriptions/s/images/i"), json!({"id": "/subscriptions/s/images/i"}));
+        let e = AzureConfig::from_json(&json!({"gpu_image": "dsvm"})).unwrap_err();
+        assert_eq!(e.attribute.as_deref(), Some("gpu_image"), "{e}");
         assert!(is_loopback("http://127.0.0.1:8080/x"));
         assert!(is_loopback("http://localhost"));
         assert!(is_loopback("http://[::1]:9/"));

@@ -69,7 +69,8 @@ fn conformance_kit_passes_against_azurite_and_the_arm_fake() {
 fn spot_gpu_vm_carries_region_size_priority_and_tags() {
     let azurite = Azurite::start();
     let arm = FakeArm::start();
-    let p = provider(&arm, &azurite, json!({"tags": {"team": "ml"}}));
+    let p =
+        provider(&arm, &azurite, json!({"tags": {"team": "ml"}, "gpu_image": "microsoft-dsvm:ubuntu-hpc:2204:latest"}));
     let mut req = request("task.train", "Standard_NC6s_v3", "tok-spot");
     req.spot = true;
     req.accelerator = Some("V100:1".into());
@@ -88,7 +89,8 @@ fn spot_gpu_vm_carries_region_size_priority_and_tags() {
     assert_eq!(props["billingProfile"]["maxPrice"], json!(-1.0));
     assert_eq!(props["storageProfile"]["osDisk"]["diskSizeGB"], json!(128));
     assert_eq!(props["storageProfile"]["osDisk"]["deleteOption"], "Delete");
-    assert_eq!(props["storageProfile"]["imageReference"]["offer"], "ubuntu-24_04-lts");
+    // An allocation with accelerators boots the GPU image.
+    assert_eq!(props["storageProfile"]["imageReference"]["offer"], "ubuntu-hpc");
     let want = [
         ("skyform-lineage", "L1"),
         ("skyform-job", "job"),
@@ -126,6 +128,9 @@ fn spot_gpu_vm_carries_region_size_priority_and_tags() {
     // A second VM in the region reuses the VNet.
     p.allocate(&request("task.b", "Standard_D2s_v5", "tok-cpu")).unwrap();
     assert_eq!(arm.puts().iter().filter(|p| p.kind == "virtualNetworks").count(), 1);
+    let cpu = arm.vm_puts().into_iter().find(|p| p.name == "skyform-tok-cpu").unwrap();
+    assert_eq!(cpu.body["properties"]["storageProfile"]["imageReference"]["offer"], "ubuntu-24_04-lts");
+    assert!(cpu.body["properties"].get("priority").is_none(), "on demand");
     // read reports the seam's tags, the size and the place.
     let found = p.read(&ReadRequest::tagged(tags("job", "task.train"))).unwrap().resources;
     assert_eq!(found.len(), 1, "{found:?}");
@@ -247,6 +252,15 @@ fn eviction_mid_run_is_preempted_and_stops_the_task() {
     assert!(arm.delete_vm(&vm_of(&b.provider_id)));
     let fresh = provider(&arm, &azurite, json!({}));
     assert_eq!(fresh.task_status(&TaskStatusRequest::new(b.provider_id.clone())).unwrap().state, RunState::Preempted);
+    // A VM deallocated under it (evictionPolicy Deallocate, or `az vm deallocate`) as well.
+    let c = p.allocate(&request("task.od", "Standard_D2s_v5", "deallocated")).unwrap();
+    assert_eq!(p.task_status(&TaskStatusRequest::new(c.provider_id.clone())).unwrap().state, RunState::Running);
+    assert!(arm.evict(&vm_of(&c.provider_id)));
+    assert_eq!(
+        arm.vm(&vm_of(&c.provider_id)).unwrap()["properties"]["instanceView"]["statuses"][1]["code"],
+        "PowerState/deallocated"
+    );
+    assert_eq!(p.task_status(&TaskStatusRequest::new(c.provider_id.clone())).unwrap().state, RunState::Preempted);
 }
 
 #[test]
@@ -270,7 +284,7 @@ fn inputs_outputs_log_and_status_follow_the_run_directory() {
     let mut run = RunTaskRequest::new(
         a.provider_id.clone(),
         "task.io",
-        "tr a-z A-Z < $SKYFORM_INPUT_DATA/sub/x.txt > $SKYFORM_OUTPUT_OUT/y.txt; echo \"greeting=$GREETING\"; exit 3",
+        "tr a-z A-Z < $SKYFORM_INPUT_DATA/sub/x.txt > $SKYFORM_OUTPUT_OUT/y.txt; head -c 17000000 /dev/zero > $SKYFORM_OUTPUT_OUT/big.bin; echo \"greeting=$GREETING\"; exit 3",
     );
     run.setup = Some("echo setting up".into());
     run.inputs = vec!["data".into()];
@@ -288,7 +302,18 @@ fn inputs_outputs_log_and_status_follow_the_run_directory() {
         ))
         .unwrap();
     assert_eq!(std::fs::read_to_string(out.join("y.txt")).unwrap(), "HELLO FROM THE INPUT\n");
-    assert_eq!(got.bytes, 21);
+    assert_eq!(got.bytes, 21 + 17_000_000);
+    // The VM's client put the big output up in blocks.
+    let c = p.blobs().container(ACCOUNT, "skyform-eastus");
+    let blocks = p
+        .block(async move {
+            c.blob_client("skyform-runs/io/outputs/out/big.bin")
+                .get_block_list()
+                .await
+                .map(|l| l.block_with_size_list.blocks.len())
+        })
+        .unwrap();
+    assert_eq!(blocks, 3, "17 MB in 8 MiB blocks");
     let c = p.blobs().container(ACCOUNT, "skyform-eastus");
     let log = p.block(async move { storage::get(&c, "skyform-runs/io/log.txt").await }).unwrap().unwrap().0;
     let log = String::from_utf8(log).unwrap();
@@ -332,6 +357,7 @@ fn allocate_is_idempotent_across_provider_instances() {
         zone: None,
         size: "Standard_D2s_v5".into(),
         spot: false,
+        image: fresh.config().image.clone(),
         nic_id,
         tags: [("owner".to_string(), "someone".to_string())].into(),
         custom_data: "#!/bin/bash\n".into(),

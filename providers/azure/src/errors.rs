@@ -76,6 +76,12 @@ pub fn classify(status: u16, code: &str, message: &str) -> (ErrorKind, Scope) {
         "TooManyRequests" | "SubscriptionRequestsThrottled" | "ResourceRequestsThrottled" => {
             return (ErrorKind::Throttled, Scope::Region)
         }
+        // Passing states: a NIC stays reserved for a while after its VM failed or went
+        // (`NicReservedForAnotherVm`, 180 s), or is still attached while the VM's deletion
+        // finishes; Azure asks to try again.
+        "NicReservedForAnotherVm" | "NicInUse" | "RetryableError" | "InternalExecutionError" => {
+            return (ErrorKind::Transient, Scope::Zone)
+        }
         "AuthenticationFailed"
         | "AuthorizationFailed"
         | "InvalidAuthenticationToken"
@@ -213,6 +219,8 @@ mod tests {
         assert_eq!(classify(403, "SomethingNew", ""), (ErrorKind::Unauthorized, Scope::Cloud));
         assert_eq!(classify(503, "ServerBusy", ""), (ErrorKind::Transient, Scope::Zone));
         assert_eq!(classify(400, "InvalidParameter", ""), (ErrorKind::Other, Scope::Zone));
+        assert_eq!(classify(400, "NicReservedForAnotherVm", ""), (ErrorKind::Transient, Scope::Zone));
+        assert_eq!(classify(400, "NicInUse", ""), (ErrorKind::Transient, Scope::Zone));
     }
 
     #[test]

@@ -122,6 +122,8 @@ pub struct AzureProvider {
     known: Mutex<HashMap<String, Known>>,
     containers: Mutex<HashSet<(String, String)>>,
     subnets: Mutex<HashMap<String, String>>,
+    /// Held while a region's VNet is looked up or created (one PUT, not one per thread).
+    network: Mutex<()>,
 }
 
 /// A provider error of the missing-configuration or missing-credential kind: nothing on
@@ -159,6 +161,7 @@ impl AzureProvider {
             known: Mutex::new(HashMap::new()),
             containers: Mutex::new(HashSet::new()),
             subnets: Mutex::new(HashMap::new()),
+            network: Mutex::new(()),
         })
     }
 
@@ -238,6 +241,7 @@ impl AzureProvider {
     }
 
     fn subnet(&self, loc: &Location) -> Result<String, ProviderError> {
+        let _one = self.network.lock().expect("lock");
         if let Some(s) = self.subnets.lock().expect("lock").get(&loc.region) {
             return Ok(s.clone());
         }
@@ -330,6 +334,14 @@ impl AzureProvider {
             };
             match arm::provisioning(&got).as_str() {
                 "Succeeded" => return Ok(AllocateResponse { provider_id: id.to_string() }),
+                // Released meanwhile (or deleted outside skyform): try again once it is gone.
+                "Deleting" => {
+                    return Err(ProviderError::new(
+                        ErrorKind::Transient,
+                        Some(loc),
+                        format!("VM {vm} is being deleted; allocate again once it is gone"),
+                    ))
+                }
                 "Failed" => {
                     let iv = got.properties.as_ref().and_then(|p| p.instance_view.as_ref());
                     let (code, message) = arm::power_and_failure(iv)
@@ -539,6 +551,10 @@ impl Provider for AzureProvider {
             zone: arm::zone_of(&region, &loc.zone),
             size: req.instance_type.clone(),
             spot: req.spot,
+            image: match (&req.accelerator, &self.cfg.gpu_image) {
+                (Some(_), Some(gpu)) => gpu.clone(),
+                _ => self.cfg.image.clone(),
+            },
             nic_id: self.arm.nic_id(&nic),
             tags,
             custom_data,
