@@ -90,9 +90,11 @@ impl BlobObjects {
         };
         let access_key =
             cfg.access_key.clone().or_else(|| std::env::var("AZURE_STORAGE_KEY").ok().filter(|k| !k.is_empty()));
-        // The token credential is only used without an account key (never for a loopback
-        // Resource Manager: the backend has none).
-        let credential = crate::arm::credential(&cfg).map_err(crate::other)?;
+        // The Entra ID chain only without an account key (with one, nothing asks for a token).
+        let credential: std::sync::Arc<dyn azure_core::auth::TokenCredential> = match &access_key {
+            Some(_) => std::sync::Arc::new(crate::arm::StaticToken(String::new())),
+            None => crate::arm::credential(&cfg).map_err(crate::other)?,
+        };
         let http = crate::arm::http_client(Duration::from_secs(30)).map_err(crate::other)?;
         let endpoint = cfg.storage_endpoint.clone().unwrap_or_else(|| crate::config::DEFAULT_STORAGE_ENDPOINT.into());
         let blobs = Blobs::new(&endpoint, access_key, credential, http);

@@ -24,9 +24,17 @@
 //!   in skyform's registry. Spot prices come from the catalog (no market).
 //!
 //! Provider ids are `REGION/VM_NAME`. The catalog has no Azure zones: a location's zone
-//! is its region and placement is by region ([`errors`] explains the scopes). Errors map by
-//! Azure code ([`errors::classify`]). The `testing` feature adds the harness: Azurite, a
-//! loopback fake of Resource Manager, and an agent that plays the VMs.
+//! is its region and placement is by region (a zone other than the region, `eastus-2`,
+//! becomes the VM's availability zone; [`errors`] explains the scopes). Errors map by
+//! Azure code ([`errors::classify`]); no SDK retries, so a capacity error fails over at
+//! once; throttling keeps Azure's `Retry-After` ([`errors::retry_after`]).
+//!
+//! Allocations with accelerators boot `gpu_image` when one is configured (the default
+//! Ubuntu image has no NVIDIA driver). VMs reach Blob storage with a container SAS made by
+//! the provider (account key, or a user-delegation key under Entra ID) through a
+//! Python-standard-library client in their custom data; no managed identity or CLI is
+//! needed on the VM. The `testing` feature adds the harness: Azurite, a loopback fake of
+//! Resource Manager, and an agent that plays the VMs.
 
 pub mod arm;
 pub mod backend;
