@@ -179,8 +179,15 @@ impl VmAgent {
                     let Some(script) = base64_decode(cd) else { continue };
                     let log = std::fs::create_dir_all(&work)
                         .and_then(|_| std::fs::File::create(work.join(format!("{name}.agent.log"))));
-                    let mut cmd = Command::new("bash");
-                    cmd.arg("-c").arg(script).env("SKYFORM_WORK", work.join(name)).stdin(Stdio::null());
+                    // The VM is a process group led by a shell that waits on our stdin: when
+                    // this process goes (even by SIGKILL) the pipe closes and the shell kills
+                    // its group, so no VM outlives its test.
+                    let mut cmd = Command::new("sh");
+                    cmd.arg("-c")
+                        .arg("bash -c \"$SKYFORM_VM_SCRIPT\" </dev/null & read _; kill -KILL 0")
+                        .env("SKYFORM_VM_SCRIPT", script)
+                        .env("SKYFORM_WORK", work.join(name))
+                        .stdin(Stdio::piped());
                     match log {
                         Ok(f) => {
                             let f2 = f.try_clone().expect("log handle");
@@ -220,8 +227,8 @@ impl VmAgent {
     }
 }
 
-/// Kills a VM's process group (its pgid is its own pid: it was started as a group leader).
-/// Only while the leader runs: once it has been reaped its pid may belong to someone else.
+/// Kills a VM's process group (its pgid is its leader's pid, the waiting shell, which lives
+/// until then). Only while the leader runs: once reaped, its pid may belong to someone else.
 fn kill_vm(vm: &mut Vm) {
     let pid = vm.child.id();
     let running = matches!(vm.child.try_wait(), Ok(None));
