@@ -81,7 +81,13 @@ impl Registry {
         r.add(Arc::new(skyform_provider_aws::AwsFactory));
         #[cfg(not(feature = "aws"))]
         r.not_built("aws", "aws", &["s3"]);
+        #[cfg(feature = "gcp")]
+        r.add(Arc::new(skyform_provider_gcp::GcpFactory));
+        #[cfg(not(feature = "gcp"))]
         r.not_built("gcp", "gcp", &["gcs"]);
+        #[cfg(feature = "azure")]
+        r.add(Arc::new(skyform_provider_azure::AzureFactory));
+        #[cfg(not(feature = "azure"))]
         r.not_built("azure", "azure", &["azurerm"]);
         r
     }
@@ -103,7 +109,11 @@ impl Registry {
         self
     }
 
-    fn not_built(&mut self, name: &str, feature: &'static str, backends: &'static [&'static str]) {
+    /// Adds a provider known by name but not compiled into this build: jobs naming it
+    /// validate and plan; acting on it (or on one of its `backends`) says which cargo
+    /// `feature` adds it. ([`Registry::builtin`] uses it for the clouds whose features are
+    /// off.)
+    pub fn not_built(&mut self, name: &str, feature: &'static str, backends: &'static [&'static str]) {
         self.entries.insert(name.to_string(), Entry::NotBuilt { feature, backends });
     }
 
@@ -306,6 +316,19 @@ mod tests {
         }
         assert!(r.factory("local").is_ok());
         assert!(matches!(r.factory("nope"), Err(RegistryError::Unknown { .. })));
+    }
+
+    #[test]
+    fn a_provider_not_built_names_its_feature() {
+        let mut r = Registry::empty();
+        r.not_built("cloudy", "cloudy", &["cloudy-state"]);
+        assert_eq!(r.names(), ["cloudy"]);
+        assert_eq!(r.versions()["cloudy"], None);
+        for e in [r.factory("cloudy").err(), r.backend("cloudy-state", &serde_json::json!({})).err()] {
+            let e = e.expect("an error");
+            assert!(matches!(e, RegistryError::NotBuilt { feature: "cloudy", .. }), "{e}");
+            assert!(e.to_string().contains("build it with the `cloudy` feature"), "{e}");
+        }
     }
 
     #[test]
