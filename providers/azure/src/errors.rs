@@ -10,8 +10,9 @@
 //! the request was pinned to, `SkuNotAvailable` of the size in that location — all of them
 //! about this placement and none about the subscription.
 //!
-//! Throttling (HTTP 429) carries Azure's `Retry-After` in the message as
-//! `(retry after N s)`; [`retry_after`] reads it back for a caller's backoff.
+//! Throttling (HTTP 429) carries Azure's `Retry-After` in
+//! [`ProviderError::retry_after_secs`] (the engine waits at least that long before its
+//! retry) and in the message as `(retry after N s)`; [`retry_after`] reads it back.
 //!
 //! No I/O.
 
@@ -110,7 +111,10 @@ pub fn from_failure(what: &str, location: Option<&Location>, f: &CloudFailure) -
     let mut pe = ProviderError::new(kind, location, message);
     pe.scope = scope;
     pe.code = Some(f.code.clone());
-    pe
+    match f.retry_after {
+        Some(s) => pe.with_retry_after(s),
+        None => pe,
+    }
 }
 
 /// The [`CloudFailure`] inside an SDK error (anywhere in its source chain), else one made
@@ -160,11 +164,9 @@ pub fn from_azure(what: &str, location: Option<&Location>, e: &azure_core::Error
     }
 }
 
-/// The wait Azure asked for, carried in a throttling error's message.
+/// The wait Azure asked for (its `Retry-After`), as a throttling error carries it.
 pub fn retry_after(e: &ProviderError) -> Option<Duration> {
-    let rest = e.message.rsplit_once("(retry after ")?.1;
-    let secs: u64 = rest.split(' ').next()?.parse().ok()?;
-    Some(Duration::from_secs(secs))
+    e.retry_after_secs.map(Duration::from_secs)
 }
 
 /// The error and its sources on one line.
@@ -232,6 +234,8 @@ mod tests {
         let e = from_failure("PUT virtualMachines/x", Some(&loc), &f);
         assert_eq!((e.kind, e.code.as_deref()), (ErrorKind::Throttled, Some("TooManyRequests")));
         assert_eq!(retry_after(&e), Some(Duration::from_secs(17)));
+        assert_eq!(e.retry_after_secs, Some(17));
+        assert!(e.message.ends_with("(retry after 17 s)"), "{}", e.message);
         let f =
             CloudFailure::from_parts(409, None, None, br#"{"error":{"code":"ZonalAllocationFailed","message":"m"}}"#);
         let e = from_failure("PUT", Some(&loc), &f);

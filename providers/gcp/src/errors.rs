@@ -100,7 +100,24 @@ pub fn parse_body(body: &[u8]) -> Option<(String, String, Option<String>)> {
 pub fn from_http(what: &str, location: Option<&Location>, status: u16, body: &[u8]) -> ProviderError {
     let (code, message, metric) = parse_body(body)
         .unwrap_or_else(|| (format!("HTTP_{status}"), String::from_utf8_lossy(body).chars().take(400).collect(), None));
-    error(what, location, Some(status), code, message, metric.as_deref())
+    let pe = error(what, location, Some(status), code, message, metric.as_deref());
+    match retry_delay(body) {
+        Some(s) => pe.with_retry_after(s),
+        None => pe,
+    }
+}
+
+/// Google's Retry-After in an error body: the `retryDelay` of a `google.rpc.RetryInfo`
+/// detail (`"30s"`, `"1.5s"`), in whole seconds rounded up.
+fn retry_delay(body: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let d = v
+        .pointer("/error/details")?
+        .as_array()?
+        .iter()
+        .find(|d| d.get("@type").and_then(|t| t.as_str()).is_some_and(|t| t.ends_with("google.rpc.RetryInfo")))?;
+    let secs: f64 = d.get("retryDelay")?.as_str()?.strip_suffix('s')?.parse().ok()?;
+    (secs >= 0.0).then(|| secs.ceil() as u64)
 }
 
 fn error(
@@ -140,7 +157,16 @@ pub fn from_gax(what: &str, location: Option<&Location>, e: &google_cloud_gax::e
         });
         let code = info.map(|i| i.reason.clone()).unwrap_or_else(|| s.code.name().to_string());
         let metric = info.and_then(|i| i.metadata.get("quota_metric").or_else(|| i.metadata.get("quotaMetric")));
-        return error(what, location, e.http_status_code(), code, s.message.clone(), metric.map(String::as_str));
+        let pe = error(what, location, e.http_status_code(), code, s.message.clone(), metric.map(String::as_str));
+        // Google's Retry-After: a `RetryInfo` detail (whole seconds, rounded up).
+        let delay = s.details.iter().find_map(|d| match d {
+            google_cloud_gax::error::rpc::StatusDetails::RetryInfo(r) => r.retry_delay.clone(),
+            _ => None,
+        });
+        return match delay {
+            Some(d) if d.seconds() >= 0 => pe.with_retry_after(d.seconds() as u64 + u64::from(d.nanos() > 0)),
+            _ => pe,
+        };
     }
     if let Some(status) = e.http_status_code() {
         if let Some((code, message, metric)) = e.http_payload().and_then(|b| parse_body(b)) {
@@ -276,6 +302,10 @@ mod tests {
         let body = br#"{"error":{"code":403,"message":"Quota exceeded for quota metric 'Queries'","status":"PERMISSION_DENIED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"RATE_LIMIT_EXCEEDED","metadata":{"quota_metric":"compute.googleapis.com/default"}}]}}"#;
         let e = from_http("instances.get", None, 403, body);
         assert_eq!((e.kind, e.code.as_deref()), (ErrorKind::Throttled, Some("RATE_LIMIT_EXCEEDED")));
+        assert_eq!(e.retry_after_secs, None);
+        let body = br#"{"error":{"code":429,"message":"Rate Limit Exceeded","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"1.5s"}]}}"#;
+        let e = from_http("instances.insert", None, 429, body);
+        assert_eq!((e.kind, e.retry_after_secs), (ErrorKind::Throttled, Some(2)), "{e}");
         let e = from_http("x", None, 502, b"<html>bad gateway</html>");
         assert_eq!((e.kind, e.code.as_deref()), (ErrorKind::Transient, Some("HTTP_502")));
         assert!(e.message.contains("bad gateway"), "{e}");
@@ -297,6 +327,13 @@ mod tests {
             (pe.kind, pe.scope, pe.code.as_deref()),
             (ErrorKind::Unauthorized, Scope::Cloud, Some("PERMISSION_DENIED"))
         );
+        assert_eq!(pe.retry_after_secs, None);
+        let body = bytes::Bytes::from_static(
+            br#"{"error":{"code":429,"message":"Rate Limit Exceeded","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"30s"}]}}"#,
+        );
+        let e = Error::service_with_http_metadata(Status::try_from(&body).unwrap(), Some(429), None);
+        let pe = from_gax("instances.insert", None, &e);
+        assert_eq!((pe.kind, pe.retry_after_secs), (ErrorKind::Throttled, Some(30)), "{pe}");
         let e = Error::http(502, Default::default(), bytes::Bytes::from_static(b"bad gateway"));
         assert_eq!(from_gax("x", None, &e).kind, ErrorKind::Transient);
     }
