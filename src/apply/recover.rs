@@ -2,7 +2,7 @@
 //!
 //! Before work starts, every intent (allocation written to state before its provider
 //! call) that is not released is looked up by its idempotency token: a run that finished
-//! is adopted — its outputs collected and the task recorded as succeeded — anything else is
+//! (its `task_status`, when `read` only says the machine runs) is adopted — its outputs collected and the task recorded as succeeded — anything else is
 //! released. Resources carrying this state's lineage that the state does not know (a crash
 //! between the provider call and the commit of its id) are released too. So nothing is
 //! left that skyform cannot find, and a finished task does not run again.
@@ -69,6 +69,21 @@ impl Shared {
                     .await
                     .ok()
                     .and_then(|r| r.resources.into_iter().find(|x| x.idempotency_token == token));
+                // A cloud's read sees the machine, which runs on after its task ended: ask
+                // the run itself whether it finished.
+                let found = match found {
+                    Some(mut res) if res.state == RunState::Running => {
+                        let id = res.provider_id.clone();
+                        let run = self
+                            .call(&a.placement.cloud, move |p| p.task_status(&TaskStatusRequest::new(id.clone())))
+                            .await;
+                        if let Ok(s) = run {
+                            res.state = s.state;
+                        }
+                        Some(res)
+                    }
+                    other => other,
+                };
                 let objects = match &found {
                     Some(res) if res.state == RunState::Succeeded && t.status != TaskStatus::Succeeded => {
                         self.gather_outputs(addr, &res.provider_id, &a.placement).await.ok()
