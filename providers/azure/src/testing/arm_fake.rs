@@ -133,6 +133,8 @@ pub struct RecordedPut {
     pub kind: String,
     pub name: String,
     pub body: Value,
+    /// When the fake received it.
+    pub at: Instant,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -550,7 +552,12 @@ async fn handle(req: Request<Incoming>, state: &Shared) -> Reply {
             match m.clone() {
                 Method::PUT => {
                     let b = json_body();
-                    g.puts.push(RecordedPut { kind: "networkInterfaces".into(), name: n.clone(), body: b.clone() });
+                    g.puts.push(RecordedPut {
+                        kind: "networkInterfaces".into(),
+                        name: n.clone(),
+                        body: b.clone(),
+                        at: Instant::now(),
+                    });
                     let mut configs = b["properties"]["ipConfigurations"].as_array().cloned().unwrap_or_default();
                     for (i, c) in configs.iter_mut().enumerate() {
                         let subnet = c["properties"]["subnet"]["id"].as_str().unwrap_or_default().to_string();
@@ -633,7 +640,12 @@ async fn handle(req: Request<Incoming>, state: &Shared) -> Reply {
             match m.clone() {
                 Method::PUT => {
                     let b = json_body();
-                    g.puts.push(RecordedPut { kind: "virtualNetworks".into(), name: n.clone(), body: b.clone() });
+                    g.puts.push(RecordedPut {
+                        kind: "virtualNetworks".into(),
+                        name: n.clone(),
+                        body: b.clone(),
+                        at: Instant::now(),
+                    });
                     let mut subnets = b["properties"]["subnets"].as_array().cloned().unwrap_or_default();
                     for s in subnets.iter_mut() {
                         s["id"] = json!(format!("{base}/{n}/subnets/{}", s["name"].as_str().unwrap_or_default()));
@@ -660,7 +672,12 @@ async fn put_vm(state: &Shared, base: &str, name: &str, body: Value) -> Reply {
     let fault = {
         let mut g = state.lock().expect("lock");
         g.settle();
-        g.puts.push(RecordedPut { kind: "virtualMachines".into(), name: name.into(), body: body.clone() });
+        g.puts.push(RecordedPut {
+            kind: "virtualMachines".into(),
+            name: name.into(),
+            body: body.clone(),
+            at: Instant::now(),
+        });
         let region = body["location"].as_str().unwrap_or_default().to_string();
         let size = body["properties"]["hardwareProfile"]["vmSize"].as_str().unwrap_or_default().to_string();
         let spot = body["properties"]["priority"] == "Spot";
