@@ -330,7 +330,7 @@ fn kill_9_during_apply_then_apply_releases_the_vm_and_reruns_leaving_nothing_unk
     wait_file(&log, "the first run");
     child.kill();
     let vm = az.wait_booted();
-    assert_eq!(az.arm.vm_names(), [vm.clone()], "the VM outlives the engine");
+    assert_eq!(az.arm.vm_names(), std::slice::from_ref(&vm), "the VM outlives the engine");
     let o = skyform(d.path(), &["apply", "-auto-approve", "-lock-timeout=0s"]);
     assert!(o.code != 0 && o.stderr.contains("the lock is stale"), "{}", o.stderr);
     let lock = o.stderr.split("skyform force-unlock ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();

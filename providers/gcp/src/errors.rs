@@ -160,7 +160,7 @@ pub fn from_gax(what: &str, location: Option<&Location>, e: &google_cloud_gax::e
         let pe = error(what, location, e.http_status_code(), code, s.message.clone(), metric.map(String::as_str));
         // Google's Retry-After: a `RetryInfo` detail (whole seconds, rounded up).
         let delay = s.details.iter().find_map(|d| match d {
-            google_cloud_gax::error::rpc::StatusDetails::RetryInfo(r) => r.retry_delay.clone(),
+            google_cloud_gax::error::rpc::StatusDetails::RetryInfo(r) => r.retry_delay,
             _ => None,
         });
         return match delay {
