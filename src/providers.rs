@@ -34,12 +34,13 @@ pub enum RegistryError {
     NotBuilt { name: String, feature: &'static str },
     #[error("there is no provider named \"{name}\" (known: {known})")]
     Unknown { name: String, known: String },
-    #[error("provider \"{name}\": {source}")]
-    Build { name: String, source: ProviderError },
+    // `error`, not `source`: the message says it once (a source would print it twice).
+    #[error("provider \"{name}\": {error}")]
+    Build { name: String, error: ProviderError },
     #[error("there is no state backend \"{kind}\" (known: {known})")]
     UnknownBackend { kind: String, known: String },
-    #[error("backend \"{kind}\": {source}")]
-    Backend { kind: String, source: ProviderError },
+    #[error("backend \"{kind}\": {error}")]
+    Backend { kind: String, error: ProviderError },
 }
 
 enum Entry {
@@ -233,7 +234,7 @@ impl Registry {
     /// The object store of a remote state backend (`None` for the local backend).
     pub fn backend(&self, kind: &str, body: &serde_json::Value) -> Result<Option<BackendStore>, RegistryError> {
         let Some(f) = self.backend_factory(kind)? else { return Ok(None) };
-        f.backend(kind, body).map(Some).map_err(|source| RegistryError::Backend { kind: kind.into(), source })
+        f.backend(kind, body).map(Some).map_err(|error| RegistryError::Backend { kind: kind.into(), error })
     }
 
     /// The body of each enabled provider: the job's blocks, plus `local` (always enabled;
@@ -255,7 +256,7 @@ impl Registry {
             let Ok(f) = self.factory(name) else { continue };
             let offered = f.offerings(body).map_err(|e| RegistryError::Build {
                 name: name.into(),
-                source: ProviderError::new(skyform_provider::ErrorKind::Other, None, e.message),
+                error: ProviderError::new(skyform_provider::ErrorKind::Other, None, e.message),
             })?;
             if let Some(o) = offered {
                 out.push((name.to_string(), o));
@@ -274,7 +275,7 @@ impl Registry {
                 Ok(f) => {
                     let p = f
                         .provider(body, ctx)
-                        .map_err(|source| RegistryError::Build { name: name.to_string(), source })?;
+                        .map_err(|error| RegistryError::Build { name: name.to_string(), error })?;
                     out.insert(name.to_string(), p);
                 }
                 Err(RegistryError::NotBuilt { .. }) => {}
@@ -296,7 +297,7 @@ impl Registry {
                     Ok(None) => MarketEntry::Elsewhere { cloud: name.into(), source: f.price_source().to_string() },
                     Err(source) => MarketEntry::Failed {
                         cloud: name.into(),
-                        error: RegistryError::Build { name: name.into(), source },
+                        error: RegistryError::Build { name: name.into(), error: source },
                     },
                 },
             })

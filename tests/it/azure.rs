@@ -414,3 +414,33 @@ fn a_job_on_aws_azure_and_local_moves_data_s3_to_blob_as_the_plan_priced_it() {
     assert!(az.left().is_empty(), "{:?}", az.left());
     assert_eq!(aws.running(), 0);
 }
+
+#[test]
+fn provider_azure_is_checked_with_spans_and_plan_needs_no_subscription() {
+    let task = "task \"t\" {\n  resources {\n    cloud = \"azure\"\n    cpus  = \"2+\"\n  }\n  run = \"true\"\n  estimate {\n    hours = 0.1\n  }\n}\n";
+    let bad = job(&[(
+        "main.sky.hcl",
+        &format!(
+            "provider \"azure\" {{\n  regions  = [\"eastus\"]\n  endpoint = \"management.azure.com\"\n}}\n\n{task}"
+        ),
+    )]);
+    let o = skyform(bad.path(), &["validate"]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("on main.sky.hcl:3:3"), "the diagnostic points at `endpoint`: {}", o.stderr);
+    assert!(o.stderr.contains("`endpoint` must be an http(s) URL"), "{}", o.stderr);
+    // No subscription, no storage account, no credentials: plan works; apply says what is
+    // missing, once, before any call.
+    let d = job(&[("main.sky.hcl", &format!("provider \"azure\" {{\n  regions = [\"eastus\"]\n}}\n\n{task}"))]);
+    let env = [("AZURE_SUBSCRIPTION_ID", ""), ("AZURE_STORAGE_ACCOUNT", "")];
+    let p = skyform_env(d.path(), &["plan"], &env);
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    assert!(p.stdout.contains("placement     = \"azure/eastus\""), "{}", p.stdout);
+    let a = skyform_env(d.path(), &["apply", "-auto-approve"], &env);
+    assert_eq!(a.code, 1, "{}\n{}", a.stdout, a.stderr);
+    assert!(
+        a.stderr.contains("Error: provider \"azure\": unauthorized (cloud): provider \"azure\": no subscription"),
+        "{}",
+        a.stderr
+    );
+    assert_eq!(a.stderr.matches("no subscription").count(), 1, "said once: {}", a.stderr);
+}

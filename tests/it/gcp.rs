@@ -570,3 +570,33 @@ fn a_three_cloud_job_moves_data_s3_to_gcs_as_the_plan_priced_it() {
     assert!(g.gce.instances().is_empty());
     assert_eq!(aws.running(), 0);
 }
+
+#[test]
+fn provider_gcp_is_checked_with_spans_and_plan_needs_no_project_or_credentials() {
+    let task = "task \"t\" {\n  resources {\n    cloud = \"gcp\"\n    cpus  = \"2+\"\n  }\n  run = \"true\"\n  estimate {\n    hours = 0.1\n  }\n}\n";
+    let bad = job(&[(
+        "main.sky.hcl",
+        &format!("provider \"gcp\" {{\n  regions = [\"us-central1\"]\n  bucket  = \"Not A Bucket\"\n}}\n\n{task}"),
+    )]);
+    let o = skyform(bad.path(), &["validate"]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("on main.sky.hcl:3:3"), "the diagnostic points at `bucket`: {}", o.stderr);
+    assert!(o.stderr.contains("`bucket` must be a bucket name"), "{}", o.stderr);
+    // No project, no credentials: plan works; apply says what is missing, before any call.
+    let d = job(&[(
+        "main.sky.hcl",
+        &format!("provider \"gcp\" {{\n  regions     = [\"us-central1\"]\n  credentials = \"anonymous\"\n}}\n\n{task}"),
+    )]);
+    let env = [("GOOGLE_CLOUD_PROJECT", ""), ("CLOUDSDK_CORE_PROJECT", "")];
+    let p = skyform_env(d.path(), &["plan"], &env);
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    assert!(p.stdout.contains("placement     = \"gcp/us-central1/"), "{}", p.stdout);
+    let a = skyform_env(d.path(), &["apply", "-auto-approve"], &env);
+    assert_eq!(a.code, 1, "{}\n{}", a.stdout, a.stderr);
+    assert!(
+        a.stderr.contains("Error: provider \"gcp\": unauthorized (cloud): provider \"gcp\": no project"),
+        "{}",
+        a.stderr
+    );
+    assert_eq!(a.stderr.matches("no project").count(), 1, "said once: {}", a.stderr);
+}

@@ -167,7 +167,7 @@ impl std::str::FromStr for ErrorKind {
 
 /// An error returned by a provider call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[error("{kind} at {location:?} ({scope}): {message}")]
+#[error("{kind}{} ({scope}): {message}", location.as_ref().map(|l| format!(" in {l}")).unwrap_or_default())]
 pub struct ProviderError {
     pub kind: ErrorKind,
     /// The scope this error blocks.
@@ -497,6 +497,18 @@ mod tests {
         assert!(b.within(Scope::Region, &a));
         assert!(!c.within(Scope::Region, &a));
         assert!(c.within(Scope::Cloud, &a));
+    }
+
+    #[test]
+    fn errors_read_as_a_sentence() {
+        let loc = Location::new("gcp", "us-central1", "us-central1-a");
+        let e = ProviderError::new(ErrorKind::CapacityUnavailable, Some(&loc), "ZONE_RESOURCE_POOL_EXHAUSTED: full");
+        assert_eq!(
+            e.to_string(),
+            "capacity_unavailable in gcp/us-central1/us-central1-a (zone): ZONE_RESOURCE_POOL_EXHAUSTED: full"
+        );
+        let e = ProviderError::new(ErrorKind::Unauthorized, None, "no subscription");
+        assert_eq!(e.to_string(), "unauthorized (cloud): no subscription");
     }
 
     #[test]
