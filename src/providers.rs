@@ -34,12 +34,13 @@ pub enum RegistryError {
     NotBuilt { name: String, feature: &'static str },
     #[error("there is no provider named \"{name}\" (known: {known})")]
     Unknown { name: String, known: String },
-    #[error("provider \"{name}\": {source}")]
-    Build { name: String, source: ProviderError },
+    // `error`, not `source`: the message says it once (a source would print it twice).
+    #[error("provider \"{name}\": {error}")]
+    Build { name: String, error: ProviderError },
     #[error("there is no state backend \"{kind}\" (known: {known})")]
     UnknownBackend { kind: String, known: String },
-    #[error("backend \"{kind}\": {source}")]
-    Backend { kind: String, source: ProviderError },
+    #[error("backend \"{kind}\": {error}")]
+    Backend { kind: String, error: ProviderError },
 }
 
 enum Entry {
@@ -81,7 +82,13 @@ impl Registry {
         r.add(Arc::new(skyform_provider_aws::AwsFactory));
         #[cfg(not(feature = "aws"))]
         r.not_built("aws", "aws", &["s3"]);
+        #[cfg(feature = "gcp")]
+        r.add(Arc::new(skyform_provider_gcp::GcpFactory));
+        #[cfg(not(feature = "gcp"))]
         r.not_built("gcp", "gcp", &["gcs"]);
+        #[cfg(feature = "azure")]
+        r.add(Arc::new(skyform_provider_azure::AzureFactory));
+        #[cfg(not(feature = "azure"))]
         r.not_built("azure", "azure", &["azurerm"]);
         r
     }
@@ -103,7 +110,11 @@ impl Registry {
         self
     }
 
-    fn not_built(&mut self, name: &str, feature: &'static str, backends: &'static [&'static str]) {
+    /// Adds a provider known by name but not compiled into this build: jobs naming it
+    /// validate and plan; acting on it (or on one of its `backends`) says which cargo
+    /// `feature` adds it. ([`Registry::builtin`] uses it for the clouds whose features are
+    /// off.)
+    pub fn not_built(&mut self, name: &str, feature: &'static str, backends: &'static [&'static str]) {
         self.entries.insert(name.to_string(), Entry::NotBuilt { feature, backends });
     }
 
@@ -223,7 +234,7 @@ impl Registry {
     /// The object store of a remote state backend (`None` for the local backend).
     pub fn backend(&self, kind: &str, body: &serde_json::Value) -> Result<Option<BackendStore>, RegistryError> {
         let Some(f) = self.backend_factory(kind)? else { return Ok(None) };
-        f.backend(kind, body).map(Some).map_err(|source| RegistryError::Backend { kind: kind.into(), source })
+        f.backend(kind, body).map(Some).map_err(|error| RegistryError::Backend { kind: kind.into(), error })
     }
 
     /// The body of each enabled provider: the job's blocks, plus `local` (always enabled;
@@ -245,7 +256,7 @@ impl Registry {
             let Ok(f) = self.factory(name) else { continue };
             let offered = f.offerings(body).map_err(|e| RegistryError::Build {
                 name: name.into(),
-                source: ProviderError::new(skyform_provider::ErrorKind::Other, None, e.message),
+                error: ProviderError::new(skyform_provider::ErrorKind::Other, None, e.message),
             })?;
             if let Some(o) = offered {
                 out.push((name.to_string(), o));
@@ -264,7 +275,7 @@ impl Registry {
                 Ok(f) => {
                     let p = f
                         .provider(body, ctx)
-                        .map_err(|source| RegistryError::Build { name: name.to_string(), source })?;
+                        .map_err(|error| RegistryError::Build { name: name.to_string(), error })?;
                     out.insert(name.to_string(), p);
                 }
                 Err(RegistryError::NotBuilt { .. }) => {}
@@ -286,7 +297,7 @@ impl Registry {
                     Ok(None) => MarketEntry::Elsewhere { cloud: name.into(), source: f.price_source().to_string() },
                     Err(source) => MarketEntry::Failed {
                         cloud: name.into(),
-                        error: RegistryError::Build { name: name.into(), source },
+                        error: RegistryError::Build { name: name.into(), error: source },
                     },
                 },
             })
@@ -306,6 +317,19 @@ mod tests {
         }
         assert!(r.factory("local").is_ok());
         assert!(matches!(r.factory("nope"), Err(RegistryError::Unknown { .. })));
+    }
+
+    #[test]
+    fn a_provider_not_built_names_its_feature() {
+        let mut r = Registry::empty();
+        r.not_built("cloudy", "cloudy", &["cloudy-state"]);
+        assert_eq!(r.names(), ["cloudy"]);
+        assert_eq!(r.versions()["cloudy"], None);
+        for e in [r.factory("cloudy").err(), r.backend("cloudy-state", &serde_json::json!({})).err()] {
+            let e = e.expect("an error");
+            assert!(matches!(e, RegistryError::NotBuilt { feature: "cloudy", .. }), "{e}");
+            assert!(e.to_string().contains("build it with the `cloudy` feature"), "{e}");
+        }
     }
 
     #[test]

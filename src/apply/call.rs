@@ -1,6 +1,7 @@
 //! What every part of one apply shares ([`Shared`]): the state (committed after every
 //! change), the providers and how they are called — on tokio's blocking pool, with the
-//! per-call timeout, `Throttled`/`Transient` retried with backoff. A call that times out
+//! per-call timeout, `Throttled`/`Transient` retried with backoff (a `Throttled` error
+//! waits at least the `Retry-After` the cloud sent). A call that times out
 //! may still finish in its thread; for `allocate` what it allocated is then released, so a
 //! hanging region never leaves an allocation behind.
 
@@ -19,6 +20,10 @@ use std::time::Duration;
 
 /// Tries of one call: the first, then three retries of a transient or throttled error.
 const TRIES: u32 = 4;
+
+/// The longest wait a cloud's Retry-After gets before a retry (a larger one is taken as
+/// this: an apply never sleeps for an hour on one call).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 pub(crate) struct Shared {
     pub state: tokio::sync::Mutex<State>,
@@ -103,7 +108,8 @@ impl Shared {
     }
 
     /// The one call helper: runs `f` on the blocking pool with the per-call timeout and
-    /// retries transient and throttled errors with backoff. When a call times out and
+    /// retries transient and throttled errors with backoff (`max(backoff, Retry-After)`
+    /// for a throttled one). When a call times out and
     /// `late` is given, the call is awaited in the background and `late` gets its result.
     async fn call_with<T: Send + 'static, L>(
         &self,
@@ -143,7 +149,13 @@ impl Shared {
             };
             match r {
                 Err(e) if matches!(e.kind, ErrorKind::Transient | ErrorKind::Throttled) && attempt < TRIES => {
-                    tokio::time::sleep(delay).await;
+                    // A throttled call waits as long as the cloud asked (its Retry-After), if
+                    // that is longer than the backoff.
+                    let asked = match e.kind {
+                        ErrorKind::Throttled => e.retry_after_secs.map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER)),
+                        _ => None,
+                    };
+                    tokio::time::sleep(asked.map_or(delay, |a| a.max(delay))).await;
                     delay *= 2;
                 }
                 other => return other,

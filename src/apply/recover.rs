@@ -2,8 +2,9 @@
 //!
 //! Before work starts, every intent (allocation written to state before its provider
 //! call) that is not released is looked up by its idempotency token: a run that finished
-//! is adopted — its outputs collected and the task recorded as succeeded — a run still
-//! running is resumed (the task's turn in the DAG follows it to its end), anything else is
+//! (its `task_status`, when `read` only says the machine runs) is adopted — its outputs
+//! collected and the task recorded as succeeded — a run still running is resumed (the
+//! task's turn in the DAG follows it to its end), anything else is
 //! released. Resources carrying this state's lineage that the state does not know (a crash
 //! between the provider call and the commit of its id) are released too. So nothing is
 //! left that skyform cannot find, and a finished task does not run again.
@@ -73,6 +74,21 @@ impl Shared {
                     .await
                     .ok()
                     .and_then(|r| r.resources.into_iter().find(|x| x.idempotency_token == token));
+                // A cloud's read sees the machine, which runs on after its task ended: ask
+                // the run itself whether it finished.
+                let found = match found {
+                    Some(mut res) if res.state == RunState::Running => {
+                        let id = res.provider_id.clone();
+                        let run = self
+                            .call(&a.placement.cloud, move |p| p.task_status(&TaskStatusRequest::new(id.clone())))
+                            .await;
+                        if let Ok(s) = run {
+                            res.state = s.state;
+                        }
+                        Some(res)
+                    }
+                    other => other,
+                };
                 // Still running (the engine died, the run did not): followed when the task's
                 // turn comes.
                 if let Some(res) = found.as_ref().filter(|r| {

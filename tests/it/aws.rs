@@ -6,17 +6,18 @@ use skyform_provider_aws::aws_sdk_ec2::types::{Filter, InstanceStateName};
 use skyform_provider_aws::testing::{client_env, Fault, FaultProxy, InstanceAgent, Moto};
 use std::time::{Duration, Instant};
 
-/// moto, the proxy in front of it and the agent, for one test.
-struct Cloud {
-    moto: Moto,
-    proxy: FaultProxy,
+/// moto, the proxy in front of it and the agent, for one test (the GCP and Azure tests use
+/// it for their jobs' AWS side).
+pub(crate) struct Cloud {
+    pub(crate) moto: Moto,
+    pub(crate) proxy: FaultProxy,
     _agent: InstanceAgent,
     _work: tempfile::TempDir,
     rt: tokio::runtime::Runtime,
 }
 
 impl Cloud {
-    fn start() -> Cloud {
+    pub(crate) fn start() -> Cloud {
         let moto = Moto::start();
         let proxy = FaultProxy::start(&moto.endpoint);
         let work = tempfile::tempdir().unwrap();
@@ -25,7 +26,7 @@ impl Cloud {
         Cloud { moto, proxy, _agent: agent, _work: work, rt }
     }
 
-    fn put(&self, bucket: &str, key: &str, data: &str) {
+    pub(crate) fn put(&self, bucket: &str, key: &str, data: &str) {
         let (_, s3) = self.moto.clients("us-east-1");
         self.rt.block_on(async {
             let _ = s3.create_bucket().bucket(bucket).send().await;
@@ -33,7 +34,7 @@ impl Cloud {
         });
     }
 
-    fn get(&self, bucket: &str, key: &str) -> Option<String> {
+    pub(crate) fn get(&self, bucket: &str, key: &str) -> Option<String> {
         let (_, s3) = self.moto.clients("us-east-1");
         self.rt.block_on(async {
             let r = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
@@ -65,14 +66,14 @@ impl Cloud {
         })
     }
 
-    fn running(&self) -> usize {
+    pub(crate) fn running(&self) -> usize {
         self.instances()
             .iter()
             .filter(|i| matches!(i.state, InstanceStateName::Running | InstanceStateName::Pending))
             .count()
     }
 
-    fn env(&self) -> Vec<(String, String)> {
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
         client_env()
     }
 }
@@ -96,7 +97,7 @@ fn run(dir: &Path, args: &[&str], cloud: &Cloud) -> Out {
 
 /// The `provider "aws"` block of the tests: moto (or the proxy) at `endpoint`, a bucket per
 /// region, the bootstrap looking for its task every second.
-fn aws_block(endpoint: &str) -> String {
+pub(crate) fn aws_block(endpoint: &str) -> String {
     format!(
         "provider \"aws\" {{\n  regions      = [\"us-east-1\"]\n  endpoint     = \"{endpoint}\"\n  bucket       = \"skyform-it-{{region}}\"\n  poll_seconds = 1\n}}\n"
     )
@@ -145,20 +146,10 @@ task "sum" {{
     job(&[("main.sky.hcl", &text)])
 }
 
-/// `skyform apply -auto-approve` in the background (its output piped), with its home.
-fn spawn_apply(dir: &Path, cloud: &Cloud) -> (std::process::Child, tempfile::TempDir) {
-    let home = tempfile::tempdir().unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_skyform"));
-    cmd.args(["apply", "-auto-approve"])
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("SKYFORM_HOME", home.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    for (k, v) in cloud.env() {
-        cmd.env(k, v);
-    }
-    (cmd.spawn().unwrap(), home)
+/// `skyform apply -auto-approve` in the background (its output piped, killed if the test
+/// ends first), with its home.
+fn spawn_apply(dir: &Path, cloud: &Cloud) -> (KillOnDrop, tempfile::TempDir) {
+    spawn_skyform(dir, &["apply", "-auto-approve"], &cloud.env())
 }
 
 fn numbers(cloud: &Cloud) {
@@ -281,8 +272,7 @@ task "slow" {{
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(1500));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     assert_eq!(cloud.running(), 1, "the instance outlives the killed engine");
     // Refresh: no drift while it runs; terminated outside skyform, it shows as drift.
     let st: serde_json::Value = serde_json::from_str(&run(d.path(), &["status", "-json"], &cloud).stdout).unwrap();
@@ -358,8 +348,8 @@ fn s3_backend_lets_one_of_two_concurrent_applies_hold_the_lock() {
     assert!(second.stderr.contains("the state is locked by another process"), "{}", second.stderr);
     assert!(second.stderr.contains("Operation: apply"), "{}", second.stderr);
     assert!(second.stderr.contains(&format!("(pid {pid})")), "the holder is named: {}", second.stderr);
-    let out = first.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = first.wait();
+    assert_eq!(out.code, 0, "{}", out.stderr);
     // The state survived in S3, the lock is gone, and the other clone sees the same state.
     assert!(cloud.get("team-state", "jobs/team.json.lock").is_none());
     let remote: serde_json::Value = serde_json::from_str(&cloud.get("team-state", "jobs/team.json").unwrap()).unwrap();
@@ -475,9 +465,9 @@ task "long" {{
         let id = r.reservations()[0].instances()[0].instance_id().unwrap().to_string();
         ec2.terminate_instances().instance_ids(id).send().await.unwrap();
     });
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let out = child.wait();
+    let stderr = out.stderr;
+    assert_eq!(out.code, 0, "{stderr}");
     assert!(stderr.contains("task.long: preempted in aws/us-east-1/us-east-1a; recovering (NextZone)"), "{stderr}");
     let mut zones: Vec<String> = cloud.instances().into_iter().map(|i| i.zone).collect();
     zones.sort();

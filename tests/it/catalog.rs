@@ -22,7 +22,7 @@ fn min_price(
 
 #[test]
 fn gpus_v100_matches_the_shared_csvs() {
-    let o = skyform(tempfile::tempdir().unwrap().path(), &["catalog", "gpus", "V100", "-json"]);
+    let o = skyform(job(&[]).path(), &["catalog", "gpus", "V100", "-json"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     let row = |cloud: &str, count: f64| {
@@ -75,7 +75,7 @@ fn gpus_v100_matches_the_shared_csvs() {
 #[test]
 fn search_filters_and_sorts() {
     let o = skyform(
-        tempfile::tempdir().unwrap().path(),
+        job(&[]).path(),
         &[
             "catalog",
             "search",
@@ -106,10 +106,7 @@ fn search_filters_and_sorts() {
         assert!(p >= last, "sorted by price");
         last = p;
     }
-    let o = skyform(
-        tempfile::tempdir().unwrap().path(),
-        &["catalog", "search", "--gpu", "V100", "--spot", "--max-price", "1.0", "-json"],
-    );
+    let o = skyform(job(&[]).path(), &["catalog", "search", "--gpu", "V100", "--spot", "--max-price", "1.0", "-json"]);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     for x in v["offerings"].as_array().unwrap() {
         assert!(x["spot_price"].as_f64().unwrap() <= 1.0);
@@ -119,10 +116,10 @@ fn search_filters_and_sorts() {
 
 #[test]
 fn unknown_gpu_gets_a_suggestion() {
-    let o = skyform(tempfile::tempdir().unwrap().path(), &["catalog", "search", "--gpu", "V1OO:8"]);
+    let o = skyform(job(&[]).path(), &["catalog", "search", "--gpu", "V1OO:8"]);
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("unknown accelerator `V1OO`. Did you mean `V100`?"), "{}", o.stderr);
-    let o = skyform(tempfile::tempdir().unwrap().path(), &["catalog", "gpus", "a10g"]);
+    let o = skyform(job(&[]).path(), &["catalog", "gpus", "a10g"]);
     assert_eq!(o.code, 0, "names are case-insensitive: {}", o.stderr);
     assert!(o.stdout.contains("A10G"));
 }

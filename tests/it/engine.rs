@@ -549,3 +549,89 @@ task "count" {
     assert!(out.failed.is_empty());
     assert_eq!(std::fs::read_to_string(job.path().join("out/count")).unwrap(), "3\n");
 }
+
+/// The local provider behind a gate that throttles its first allocation and asks, as
+/// Azure's and Google's APIs do with Retry-After, to wait a second; it records when each
+/// allocation arrived.
+mod throttling {
+    use super::*;
+    use skyform_provider_local::LocalFactory;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    pub struct ThrottlingFactory(pub Arc<Mutex<Vec<Instant>>>);
+
+    impl Factory for ThrottlingFactory {
+        fn name(&self) -> &str {
+            skyform_provider_local::CLOUD
+        }
+        fn check(&self, body: &serde_json::Value) -> Result<(), ConfigError> {
+            LocalFactory.check(body)
+        }
+        fn provider(&self, body: &serde_json::Value, ctx: &BuildContext) -> Result<Arc<dyn Provider>, ProviderError> {
+            Ok(Arc::new(Throttling { inner: LocalFactory.provider(body, ctx)?, calls: self.0.clone() }))
+        }
+        fn offerings(&self, body: &serde_json::Value) -> Result<Option<Vec<OfferingSpec>>, ConfigError> {
+            LocalFactory.offerings(body)
+        }
+    }
+
+    struct Throttling {
+        inner: Arc<dyn Provider>,
+        calls: Arc<Mutex<Vec<Instant>>>,
+    }
+
+    impl Provider for Throttling {
+        fn info(&self) -> ProviderInfo {
+            self.inner.info()
+        }
+        fn read(&self, req: &ReadRequest) -> Result<ReadResponse, ProviderError> {
+            self.inner.read(req)
+        }
+        fn allocate(&self, req: &AllocateRequest) -> Result<AllocateResponse, ProviderError> {
+            let first = {
+                let mut calls = self.calls.lock().unwrap();
+                calls.push(Instant::now());
+                calls.len() == 1
+            };
+            if first {
+                let e = ProviderError::new(ErrorKind::Throttled, Some(&req.location), "too many requests");
+                return Err(e.with_retry_after(1));
+            }
+            self.inner.allocate(req)
+        }
+        fn run_task(&self, req: &RunTaskRequest) -> Result<RunTaskResponse, ProviderError> {
+            self.inner.run_task(req)
+        }
+        fn task_status(&self, req: &TaskStatusRequest) -> Result<TaskStatusResponse, ProviderError> {
+            self.inner.task_status(req)
+        }
+        fn transfer(&self, req: &TransferRequest) -> Result<TransferResponse, ProviderError> {
+            self.inner.transfer(req)
+        }
+        fn release(&self, req: &ReleaseRequest) -> Result<ReleaseResponse, ProviderError> {
+            self.inner.release(req)
+        }
+        fn object_store(&self, location: &Location) -> Option<String> {
+            self.inner.object_store(location)
+        }
+    }
+}
+
+#[test]
+fn a_throttled_call_is_retried_in_place_after_the_wait_the_cloud_asked_for() {
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let registry = Registry::builtin().with(Arc::new(throttling::ThrottlingFactory(calls.clone())));
+    let job = Job::with_registry(&one_task("", "", "echo hi > $SKYFORM_OUTPUT_O/x"), registry);
+    let (out, events) = job.apply(&job.plan());
+    // A throttle blocks nothing: the same zone, no failover, no event for the retry.
+    assert_eq!(lines(&events), ["allocate task.a local/zone-a #1", "run task.a #1", "done task.a succeeded"]);
+    assert!(out.failed.is_empty());
+    let calls = calls.lock().unwrap();
+    assert_eq!(calls.len(), 2, "one throttled allocation, one retry");
+    let waited = calls[1] - calls[0];
+    // The engine's own backoff is 100 ms: only the Retry-After makes it a second.
+    assert!(waited >= std::time::Duration::from_secs(1), "retried after {waited:?}, before the 1 s asked for");
+    let view = job.tracker().view(skyform::clock::now_secs()).unwrap();
+    assert!(view.blocked(&Location::new("local", "local", "zone-a")).is_none(), "throttling blocks no zone");
+}

@@ -5,6 +5,7 @@
 mod apply;
 mod automation;
 mod aws;
+mod azure;
 mod catalog;
 mod comment;
 mod compare;
@@ -14,6 +15,7 @@ mod engine;
 mod examples;
 mod fmt;
 mod fuzz;
+mod gcp;
 mod html;
 mod optimize;
 mod plan;
@@ -70,4 +72,70 @@ pub fn job(files: &[(&str, &str)]) -> tempfile::TempDir {
         std::fs::write(p, text).expect("write");
     }
     d
+}
+
+/// A child process that is killed (and reaped) when dropped, so a failing test leaves no
+/// `skyform apply` running behind it.
+pub struct KillOnDrop(pub Option<std::process::Child>);
+
+impl KillOnDrop {
+    /// The child's pid.
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().expect("a child").id()
+    }
+
+    /// Kills it now (SIGKILL, as `kill -9`) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            c.kill().expect("kill");
+            c.wait().expect("wait");
+        }
+    }
+
+    /// Waits for it to end and returns what it printed.
+    pub fn wait(mut self) -> Out {
+        let o = self.0.take().expect("a child").wait_with_output().expect("wait");
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts `skyform ARGS` in `dir` in the background (output piped) with its own
+/// SKYFORM_HOME, which it returns; the child is killed if the test ends first.
+pub fn spawn_skyform(dir: &Path, args: &[&str], env: &[(String, String)]) -> (KillOnDrop, tempfile::TempDir) {
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skyform"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("SKYFORM_HOME", home.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    (KillOnDrop(Some(cmd.spawn().expect("skyform runs"))), home)
+}
+
+/// An HCL block (`provider "gcp"`, `backend "gcs"`) with the attributes of a JSON object,
+/// each value written as its JSON text (a valid HCL expression).
+pub fn hcl_block(header: &str, body: &serde_json::Value) -> String {
+    let mut s = format!("{header} {{\n");
+    for (k, v) in body.as_object().expect("a JSON object") {
+        s.push_str(&format!("  {k} = {v}\n"));
+    }
+    s.push_str("}\n");
+    s
 }

@@ -97,7 +97,7 @@ task "train" {
 /// Cheapest T4:1 on-demand $/h in one region, from `catalog search`.
 fn cheapest_t4(cloud: &str, region: &str) -> f64 {
     let o = skyform(
-        tempfile::tempdir().unwrap().path(),
+        job(&[]).path(),
         &["catalog", "search", "--gpu", "T4:1", "--cloud", cloud, "--region", region, "--limit", "1", "-json"],
     );
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();

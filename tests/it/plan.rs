@@ -145,6 +145,12 @@ fn show_json_schema_and_markdown() {
             assert!(s.parse::<rust_decimal::Decimal>().is_ok() && s.contains('.'), "money as a decimal string: {s}");
         }
     }
+    // Each edge's data, as the text plan's egress lines: on the consumer and the producer.
+    let after = |addr: &str| rc.iter().find(|c| c["address"] == addr).unwrap()["change"]["after"].clone();
+    let edge = serde_json::json!([{"what": "raw from task.fetch", "size_gb": 5.0, "cost": "0.00"}]);
+    assert_eq!(after("task.crunch")["egress_in"], edge, "the same zone: free");
+    assert_eq!(after("task.fetch")["egress_out"][0]["what"], "raw to task.crunch");
+    assert_eq!(after("task.fetch")["egress_in"], serde_json::json!([]));
     assert_eq!(v["cost"]["currency"], "USD");
     assert!(v["cost"]["after"].as_str().unwrap().parse::<rust_decimal::Decimal>().is_ok());
     let md = skyform(d.path(), &["show", "-format=markdown", "p.plan"]);

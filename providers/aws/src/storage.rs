@@ -155,6 +155,9 @@ fn local_files(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
         Ok(())
     }
     walk(root, root, &mut out)?;
+    // Key order (the relative path's bytes), as listings return them and as the GCP and
+    // Azure providers hash: the content hash of a tree is the same on every cloud.
+    out.sort();
     Ok(out)
 }
 
@@ -413,5 +416,16 @@ mod tests {
         assert!(parse_s3("s3:///x").is_err());
         assert!(parse_s3("gs://b/x").is_err());
         assert_eq!(urlencode_key("a b/ü"), "a%20b/%C3%BC");
+    }
+
+    #[test]
+    fn local_files_come_in_key_order() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("a")).unwrap();
+        std::fs::write(d.path().join("a/b"), b"1").unwrap();
+        std::fs::write(d.path().join("a.txt"), b"2").unwrap();
+        let rels: Vec<String> = local_files(d.path()).unwrap().into_iter().map(|x| x.0).collect();
+        // "a.txt" < "a/b" as keys ('.' < '/'), although the directory `a` sorts first as a path.
+        assert_eq!(rels, ["a.txt", "a/b"]);
     }
 }

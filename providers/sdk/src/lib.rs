@@ -167,7 +167,7 @@ impl std::str::FromStr for ErrorKind {
 
 /// An error returned by a provider call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[error("{kind} at {location:?} ({scope}): {message}")]
+#[error("{kind}{} ({scope}): {message}", location.as_ref().map(|l| format!(" in {l}")).unwrap_or_default())]
 pub struct ProviderError {
     pub kind: ErrorKind,
     /// The scope this error blocks.
@@ -177,6 +177,10 @@ pub struct ProviderError {
     /// The cloud's own code (e.g. `InsufficientInstanceCapacity`), kept for display.
     pub code: Option<String>,
     pub message: String,
+    /// How long the cloud asked the caller to wait before trying again (its `Retry-After`),
+    /// in seconds; the engine waits at least this long before retrying a `Throttled` call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
 }
 
 /// One observed spot price.
@@ -468,7 +472,14 @@ impl ProviderError {
             location: location.map(|l| Box::new(l.clone())),
             code: None,
             message: message.into(),
+            retry_after_secs: None,
         }
+    }
+
+    /// The same error, saying the cloud asked to wait `secs` seconds before a retry.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 }
 
@@ -486,6 +497,30 @@ mod tests {
         assert!(b.within(Scope::Region, &a));
         assert!(!c.within(Scope::Region, &a));
         assert!(c.within(Scope::Cloud, &a));
+    }
+
+    #[test]
+    fn errors_read_as_a_sentence() {
+        let loc = Location::new("gcp", "us-central1", "us-central1-a");
+        let e = ProviderError::new(ErrorKind::CapacityUnavailable, Some(&loc), "ZONE_RESOURCE_POOL_EXHAUSTED: full");
+        assert_eq!(
+            e.to_string(),
+            "capacity_unavailable in gcp/us-central1/us-central1-a (zone): ZONE_RESOURCE_POOL_EXHAUSTED: full"
+        );
+        let e = ProviderError::new(ErrorKind::Unauthorized, None, "no subscription");
+        assert_eq!(e.to_string(), "unauthorized (cloud): no subscription");
+    }
+
+    #[test]
+    fn retry_after_is_optional_on_the_wire() {
+        let e = ProviderError::new(ErrorKind::Throttled, None, "slow down");
+        let v = serde_json::to_value(&e).unwrap();
+        assert!(v.get("retry_after_secs").is_none(), "{v}");
+        // An error from a plugin built before the field existed still reads.
+        assert_eq!(serde_json::from_value::<ProviderError>(v).unwrap(), e);
+        let e = e.with_retry_after(7);
+        let back: ProviderError = serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
+        assert_eq!(back.retry_after_secs, Some(7));
     }
 
     #[test]

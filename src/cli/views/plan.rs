@@ -391,6 +391,14 @@ fn after_json(c: &Change) -> serde_json::Value {
         m.insert("accelerator".into(), serde_json::json!(a.accelerator));
         m.insert("start_hours".into(), serde_json::json!(a.start_hours));
         m.insert("finish_hours".into(), serde_json::json!(a.finish_hours));
+        // Data moved along the task's edges: what, GB and its egress price.
+        let edges = |v: &[(String, f64, f64)]| {
+            v.iter()
+                .map(|(w, gb, c)| serde_json::json!({"what": w, "size_gb": gb, "cost": money(*c).to_string()}))
+                .collect::<Vec<_>>()
+        };
+        m.insert("egress_in".into(), serde_json::json!(edges(&a.egress_in)));
+        m.insert("egress_out".into(), serde_json::json!(edges(&a.egress_out)));
         m.insert(
             "fallbacks".into(),
             serde_json::json!(a

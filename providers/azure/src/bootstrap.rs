@@ -1,0 +1,183 @@
+//! What runs on the VM: the custom-data bootstrap and the task script.
+//!
+//! Each allocation has a run directory in Blob storage,
+//! `az://ACCOUNT/CONTAINER/skyform-runs/TOKEN/` (the same contract as the AWS provider):
+//!
+//! | blob | written by | |
+//! |---|---|---|
+//! | `inputs/NAME/…` | skyform (`transfer` to `sandbox://ID/inputs/NAME`) | staged inputs |
+//! | `task.sh` | skyform (`run_task`) | setup + run with the task's environment |
+//! | `outputs/NAME/…` | the VM | the task's outputs |
+//! | `log.txt` | the VM | the run's log (also uploaded every 15 s while it runs) |
+//! | `status.json` | the VM | `{"exit_code": N}` when the run ended |
+//!
+//! The bootstrap is VM custom data: a bash script that cloud-init runs once as root on
+//! first boot (Azure's Ubuntu images). It writes `blob.py` — a Blob REST client on the
+//! Python 3 standard library, present on every Ubuntu image — and reaches the container
+//! with a SAS token the provider made for it (account key, or a user-delegation key with
+//! Entra ID), so the VM needs neither the Azure CLI nor a managed identity. It waits for
+//! `task.sh`, runs it, uploads outputs, log and status. A task whose outputs fail to
+//! upload ends with exit code 70 instead of 0.
+//!
+//! Pure functions: no I/O here.
+
+use std::collections::BTreeMap;
+
+/// The VM's Blob client (see its header for the commands).
+pub const BLOB_PY: &str = include_str!("blob.py");
+
+/// Quotes a string for bash (single quotes).
+pub fn q(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Where an allocation's run directory is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDir {
+    pub account: String,
+    pub container: String,
+    pub prefix: String,
+}
+
+impl RunDir {
+    pub fn new(account: &str, container: &str, token: &str) -> RunDir {
+        RunDir { account: account.into(), container: container.into(), prefix: format!("skyform-runs/{token}") }
+    }
+    pub fn uri(&self) -> String {
+        format!("az://{}/{}/{}", self.account, self.container, self.prefix)
+    }
+    pub fn key(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.prefix)
+    }
+}
+
+/// The custom data of a VM. `container_url` and `sas` reach the run's container.
+pub fn custom_data(run: &RunDir, container_url: &str, sas: &str, token: &str, poll_seconds: u32) -> String {
+    format!(
+        r#"#!/bin/bash
+# skyform bootstrap (run directory {uri})
+set -u
+export SKYFORM_BLOB_URL={url}
+export SKYFORM_BLOB_SAS={sas}
+export SKYFORM_RUN={run}
+export W="${{SKYFORM_WORK:-/var/lib/skyform}}"/{token}
+mkdir -p "$W" && cd "$W" || exit 1
+cat > "$W/blob.py" <<'SKYFORM_BLOB_PY'
+{blob_py}SKYFORM_BLOB_PY
+blob() {{ python3 "$W/blob.py" "$@"; }}
+export -f blob
+until blob get task.sh task.sh >/dev/null 2>&1; do sleep {poll}; done
+bash task.sh > log.txt 2>&1 &
+pid=$!
+while kill -0 "$pid" 2>/dev/null; do
+  for _ in $(seq 15); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  blob put log.txt log.txt >/dev/null 2>&1
+done
+wait "$pid"
+code=$?
+if [ -d outputs ] && ! blob put-tree outputs outputs >> log.txt 2>&1; then
+  echo "skyform: uploading the outputs failed" >> log.txt
+  [ "$code" -eq 0 ] && code=70
+fi
+blob put log.txt log.txt
+printf '{{"exit_code": %d}}\n' "$code" > status.json
+blob put status.json status.json
+"#,
+        uri = run.uri(),
+        url = q(container_url),
+        sas = q(sas),
+        run = q(&run.prefix),
+        token = q(token),
+        blob_py = BLOB_PY,
+        poll = poll_seconds,
+    )
+}
+
+/// The task script `run_task` writes: fetch inputs, export the environment, setup, run.
+/// It runs in `$W` with `blob` from the bootstrap.
+pub fn task_script(
+    task: &str,
+    setup: Option<&str>,
+    run: &str,
+    env: &BTreeMap<String, String>,
+    inputs: &[String],
+    outputs: &[String],
+    workdir: Option<&str>,
+) -> String {
+    let mut s = String::from("set -e\n");
+    s.push_str(&format!("export SKYFORM_TASK={}\n", q(task)));
+    for i in inputs {
+        s.push_str(&format!(
+            "mkdir -p \"$W/inputs/{n}\"\nblob get-tree {qn} \"$W/inputs/{n}\"\nexport SKYFORM_INPUT_{u}=\"$W/inputs/{n}\"\n",
+            n = i,
+            qn = q(&format!("inputs/{i}")),
+            u = i.to_uppercase()
+        ));
+    }
+    for o in outputs {
+        s.push_str(&format!(
+            "mkdir -p \"$W/outputs/{n}\"\nexport SKYFORM_OUTPUT_{u}=\"$W/outputs/{n}\"\n",
+            n = o,
+            u = o.to_uppercase()
+        ));
+    }
+    for (k, v) in env {
+        s.push_str(&format!("export {k}={}\n", q(v)));
+    }
+    let wd = match workdir {
+        Some(w) => format!("$W/work/{w}"),
+        None => "$W/work".into(),
+    };
+    s.push_str(&format!("mkdir -p \"{wd}\" && cd \"{wd}\"\n"));
+    if let Some(setup) = setup {
+        s.push_str(setup);
+        s.push('\n');
+    }
+    s.push_str(run);
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_bash() {
+        let tricky = "it's $HOME `x` \"y\"";
+        let out =
+            std::process::Command::new("bash").arg("-c").arg(format!("printf %s {}", q(tricky))).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), tricky);
+    }
+
+    #[test]
+    fn scripts_parse_and_fit_in_custom_data() {
+        let rd = RunDir::new("acct", "skyform-eastus", "tok");
+        let cd = custom_data(&rd, "http://127.0.0.1:1/acct/skyform-eastus", "sv=2022&sig=a%2Bb", "tok", 1);
+        let t = task_script(
+            "task.a",
+            Some("echo setup"),
+            "echo run",
+            &[("K".to_string(), "v'v".to_string())].into(),
+            &["data".into()],
+            &["out".into()],
+            Some("sub"),
+        );
+        for s in [&cd, &t] {
+            let st = std::process::Command::new("bash").arg("-n").arg("-c").arg(s).status().unwrap();
+            assert!(st.success(), "{s}");
+        }
+        // Azure takes at most 64 KiB of base64-encoded custom data.
+        assert!(crate::base64_encode(cd.as_bytes()).len() < 65_536);
+        assert!(cd.contains("def put_tree"), "the Blob client is embedded whole");
+    }
+
+    #[test]
+    fn blob_py_compiles() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("blob.py");
+        std::fs::write(&p, BLOB_PY).unwrap();
+        let st = std::process::Command::new("python3").arg("-m").arg("py_compile").arg(&p).status().unwrap();
+        assert!(st.success());
+    }
+}

@@ -1,0 +1,304 @@
+//! What runs on the instance: the startup-script and the task script (pure text).
+//!
+//! Each allocation has a run directory in Cloud Storage, `gs://BUCKET/skyform-runs/TOKEN/`
+//! (the same contract as the AWS provider's S3 run directory):
+//!
+//! | object | written by | |
+//! |---|---|---|
+//! | `inputs/NAME/…` | skyform (`transfer` to `sandbox://ID/inputs/NAME`) | staged inputs |
+//! | `task.sh` | skyform (`run_task`) | setup + run with the task's environment |
+//! | `outputs/NAME/…` | the instance | the task's outputs |
+//! | `log.txt` | the instance | the run's log (also uploaded every 15 s while it runs) |
+//! | `status.json` | the instance | `{"exit_code": N}` when the run ended |
+//!
+//! The startup-script (instance metadata `startup-script`, run as root at boot by the guest
+//! agent of GCE's Ubuntu and Debian images) writes a small Python helper ([`GCS_PY`],
+//! standard library only) that speaks the Cloud Storage JSON API: with a bearer token from
+//! the metadata server on GCE, or without one against the endpoint baked into the script
+//! (an emulator). It waits for `task.sh`, runs it, uploads the log every 15 s, then the
+//! outputs, the log and the status, and — when skyform does not release the instance within
+//! `idle_shutdown_minutes` — shuts the machine down. A boot that finds `status.json` already
+//! there (a restart after the run) does not run the task again.
+
+use std::collections::BTreeMap;
+
+/// Quotes a string for bash (single quotes).
+pub fn q(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Where an allocation's run directory is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDir {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl RunDir {
+    pub fn new(bucket: &str, token: &str) -> RunDir {
+        RunDir { bucket: bucket.to_string(), prefix: format!("skyform-runs/{token}") }
+    }
+    pub fn uri(&self) -> String {
+        format!("gs://{}/{}", self.bucket, self.prefix)
+    }
+    pub fn key(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.prefix)
+    }
+}
+
+/// The Cloud Storage helper the instance runs (`python3 gcs.py get|put|pull|push ...`).
+/// Exit status 3: the object to get does not exist.
+pub const GCS_PY: &str = r#"import json, os, sys, time, urllib.error, urllib.parse, urllib.request
+EP = os.environ.get("SKYFORM_GCS_ENDPOINT", "").rstrip("/")
+EMULATOR = bool(EP)
+EP = EP or "https://storage.googleapis.com"
+META = "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token"
+_token = [None, 0.0]
+
+def token():
+    if EMULATOR:
+        return None
+    if _token[0] is None or time.time() > _token[1] - 120:
+        r = urllib.request.Request(META, headers={"Metadata-Flavor": "Google"})
+        with urllib.request.urlopen(r, timeout=20) as f:
+            d = json.load(f)
+        _token[0], _token[1] = d["access_token"], time.time() + float(d.get("expires_in", 300))
+    return _token[0]
+
+def call(method, url, body=None, headers=None, missing_ok=False):
+    for attempt in range(6):
+        h = dict(headers or {})
+        t = token()
+        if t:
+            h["Authorization"] = "Bearer " + t
+        data = body() if callable(body) else body
+        try:
+            return urllib.request.urlopen(urllib.request.Request(url, data=data, method=method, headers=h), timeout=600)
+        except urllib.error.HTTPError as e:
+            if e.code == 404 and missing_ok:
+                return None
+            if e.code not in (408, 429, 500, 502, 503, 504) or attempt == 5:
+                raise
+        except (urllib.error.URLError, OSError):
+            if attempt == 5:
+                raise
+        time.sleep(min(2 ** attempt, 30))
+
+def split(uri):
+    b, _, k = uri[len("gs://"):].partition("/")
+    return b, k.rstrip("/")
+
+def quote(s):
+    return urllib.parse.quote(s, safe="")
+
+def get(b, k, path):
+    r = call("GET", "%s/storage/v1/b/%s/o/%s?alt=media" % (EP, b, quote(k)), missing_ok=True)
+    if r is None:
+        return False
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with r, open(path + ".part", "wb") as f:
+        while True:
+            c = r.read(1 << 20)
+            if not c:
+                break
+            f.write(c)
+    os.replace(path + ".part", path)
+    return True
+
+def put(path, b, k):
+    size = os.path.getsize(path)
+    f = open(path, "rb")
+    def body():
+        f.seek(0)
+        return f
+    url = "%s/upload/storage/v1/b/%s/o?uploadType=media&name=%s" % (EP, b, quote(k))
+    with f:
+        call("POST", url, body, {"Content-Type": "application/octet-stream", "Content-Length": str(size)}).close()
+
+def names(b, prefix):
+    out, page = [], None
+    while True:
+        url = "%s/storage/v1/b/%s/o?prefix=%s" % (EP, b, quote(prefix + "/"))
+        if page:
+            url += "&pageToken=" + quote(page)
+        with call("GET", url) as r:
+            d = json.load(r)
+        out += [i["name"] for i in d.get("items", []) if not i["name"].endswith("/")]
+        page = d.get("nextPageToken")
+        if not page:
+            return out
+
+def main(argv):
+    op = argv[0]
+    if op == "get":
+        b, k = split(argv[1])
+        return 0 if get(b, k, argv[2]) else 3
+    if op == "put":
+        b, k = split(argv[2])
+        put(argv[1], b, k)
+        return 0
+    if op == "pull":
+        b, p = split(argv[1])
+        for n in names(b, p):
+            get(b, n, os.path.join(argv[2], n[len(p) + 1:]))
+        return 0
+    if op == "push":
+        b, p = split(argv[2])
+        for root, _, files in os.walk(argv[1]):
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                put(full, b, p + "/" + os.path.relpath(full, argv[1]).replace(os.sep, "/"))
+        return 0
+    print("usage: gcs.py get|put|pull|push ...", file=sys.stderr)
+    return 2
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except urllib.error.HTTPError as e:
+        print("gcs.py: %s %s: %s" % (e.code, e.reason, e.read()[:400]), file=sys.stderr)
+        sys.exit(1)
+"#;
+
+/// The startup-script of an instance. `storage_endpoint` is an emulator's endpoint (no
+/// token is asked for then); `SKYFORM_WORK` and `SKYFORM_NO_SHUTDOWN` in its environment
+/// redirect the work directory and skip the final shutdown (the test agent sets them).
+pub fn startup_script(
+    run: &RunDir,
+    token: &str,
+    storage_endpoint: Option<&str>,
+    poll_seconds: u32,
+    idle_minutes: u32,
+) -> String {
+    format!(
+        r#"#!/bin/bash
+# skyform startup-script (run directory {uri})
+set -u
+export SKYFORM_GCS_ENDPOINT={ep}
+export P={uri}
+export W="${{SKYFORM_WORK:-/var/lib/skyform}}"/{token}
+mkdir -p "$W" && cd "$W" || exit 1
+cat > "$W/gcs.py" <<'SKYFORM_GCS_PY'
+{py}SKYFORM_GCS_PY
+gcs() {{ python3 "$W/gcs.py" "$@"; }}
+export -f gcs
+# A boot after the run ended (a restart) does not run the task again.
+if ! gcs get "$P/status.json" "$W/status.prev" 2>/dev/null; then
+  until gcs get "$P/task.sh" task.sh 2>/dev/null; do sleep {poll}; done
+  bash task.sh > log.txt 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    for _ in $(seq 15); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    gcs put log.txt "$P/log.txt" 2>/dev/null
+  done
+  wait "$pid"
+  code=$?
+  [ -d outputs ] && gcs push outputs "$P/outputs" >> log.txt 2>&1
+  gcs put log.txt "$P/log.txt"
+  printf '{{"exit_code": %d}}\n' "$code" > status.json
+  gcs put status.json "$P/status.json"
+fi
+if [ -z "${{SKYFORM_NO_SHUTDOWN:-}}" ]; then sleep {idle}; shutdown -h now; fi
+"#,
+        uri = q(&run.uri()),
+        ep = q(storage_endpoint.unwrap_or("")),
+        token = q(token),
+        py = GCS_PY,
+        poll = poll_seconds,
+        idle = idle_minutes as u64 * 60,
+    )
+}
+
+/// The task script `run_task` writes: fetch inputs, export the environment, setup, run.
+/// It runs in `$W` with `gcs` and `$P` from the startup-script.
+pub fn task_script(
+    task: &str,
+    setup: Option<&str>,
+    run: &str,
+    env: &BTreeMap<String, String>,
+    inputs: &[String],
+    outputs: &[String],
+    workdir: Option<&str>,
+) -> String {
+    let mut s = String::from("set -e\n");
+    s.push_str(&format!("export SKYFORM_TASK={}\n", q(task)));
+    for i in inputs {
+        s.push_str(&format!(
+            "mkdir -p \"$W/inputs/{n}\"\ngcs pull \"$P/inputs/{n}\" \"$W/inputs/{n}\"\nexport SKYFORM_INPUT_{u}=\"$W/inputs/{n}\"\n",
+            n = i,
+            u = i.to_uppercase()
+        ));
+    }
+    for o in outputs {
+        s.push_str(&format!(
+            "mkdir -p \"$W/outputs/{n}\"\nexport SKYFORM_OUTPUT_{u}=\"$W/outputs/{n}\"\n",
+            n = o,
+            u = o.to_uppercase()
+        ));
+    }
+    for (k, v) in env {
+        s.push_str(&format!("export {k}={}\n", q(v)));
+    }
+    let wd = match workdir {
+        Some(w) => format!("$W/work/{w}"),
+        None => "$W/work".into(),
+    };
+    s.push_str(&format!("mkdir -p \"{wd}\" && cd \"{wd}\"\n"));
+    if let Some(setup) = setup {
+        s.push_str(setup);
+        s.push('\n');
+    }
+    s.push_str(run);
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_bash() {
+        let tricky = "it's $HOME `x` \"y\"";
+        let out =
+            std::process::Command::new("bash").arg("-c").arg(format!("printf %s {}", q(tricky))).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), tricky);
+    }
+
+    #[test]
+    fn scripts_parse() {
+        let rd = RunDir::new("b", "tok");
+        assert_eq!(rd.uri(), "gs://b/skyform-runs/tok");
+        let ud = startup_script(&rd, "tok", Some("http://127.0.0.1:1"), 1, 30);
+        let t = task_script(
+            "task.a",
+            Some("echo setup"),
+            "echo run",
+            &[("K".to_string(), "v'v".to_string())].into(),
+            &["data".into()],
+            &["out".into()],
+            Some("sub"),
+        );
+        for s in [&ud, &t] {
+            let st = std::process::Command::new("bash").arg("-n").arg("-c").arg(s).status().unwrap();
+            assert!(st.success(), "{s}");
+        }
+    }
+
+    #[test]
+    fn the_helper_compiles_under_python3() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("gcs.py");
+        std::fs::write(&f, GCS_PY).unwrap();
+        let st = std::process::Command::new("python3").arg("-m").arg("py_compile").arg(&f).status().unwrap();
+        assert!(st.success());
+        // No arguments it knows: usage, exit 2, no network.
+        let st = std::process::Command::new("python3")
+            .arg(&f)
+            .arg("help")
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(st.code(), Some(2));
+    }
+}
