@@ -252,7 +252,7 @@ fn a_gpus_all_regions_quota_blocks_gcp_as_a_whole_and_the_task_moves_to_local() 
         r#"{gcp}
 provider "local" {{
   zones          = ["zone-a"]
-  instance_types = [{{ name = "local.t4", vcpus = 4, memory_gb = 16, accelerator = "T4:1", price = 0.5, spot_price = 0.2 }}]
+  instance_types = [{{ name = "local.t4", vcpus = 4, memory_gb = 16, accelerator = "T4:1", price = 1.0, spot_price = 0.3 }}]
 }}
 
 policy {{
@@ -274,7 +274,8 @@ task "train" {{
         gcp = g.block()
     );
     let d = job(&[("main.sky.hcl", &text)]);
-    // GCP's spot T4 is the cheapest; the next zone of GCP and local are the alternatives.
+    // GCP's spot T4 host ($0.2518/h) is the cheapest; the next zone of GCP and local ($0.30/h,
+    // within the failover policy's +25%) are the alternatives.
     let p = skyform(d.path(), &["plan"]);
     assert!(p.stdout.contains("placement     = \"gcp/us-central1/us-central1-a\""), "{}", p.stdout);
     assert!(p.stdout.contains("#   gcp/us-central1/us-central1-b"), "{}", p.stdout);
