@@ -108,7 +108,7 @@ impl Builder {
         self.counts.entry(cloud.to_string()).or_default().1 += 1;
     }
 
-    /// Keeps the offerings `keep` accepts; the others count as skipped rows.
+    /// Keeps the offerings `keep` accepts (the caller reports the others).
     pub fn retain(&mut self, mut keep: impl FnMut(&Candidate) -> bool) {
         for (k, zones) in self.shapes.iter_mut() {
             let before = zones.len();
@@ -126,9 +126,7 @@ impl Builder {
             });
             let dropped = (before - zones.len()) as u64;
             if dropped > 0 {
-                let c = self.counts.entry(k.cloud.clone()).or_default();
-                c.0 -= dropped;
-                c.1 += dropped;
+                self.counts.entry(k.cloud.clone()).or_default().0 -= dropped;
             }
         }
         self.shapes.retain(|_, z| !z.is_empty());

@@ -24,10 +24,11 @@ fn lower_alnum(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
 }
 
-/// `us-east-1`, `us-gov-west-1`, `ap-southeast-5`: words then a number.
+/// `us-east-1`, `us-gov-west-1`, `ap-southeast-5`: a two-letter area, words, a number.
 fn aws_region(r: &str) -> bool {
     let parts: Vec<&str> = r.split('-').collect();
     parts.len() >= 3
+        && parts[0].len() == 2
         && parts.last().is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
         && parts[..parts.len() - 1].iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
 }
@@ -81,10 +82,13 @@ pub fn region_zone(cloud: &str, region: &str, zone: &str) -> Result<(), String> 
     }
 }
 
+/// An offering: (type, accelerator, count bits, region, zone).
+type Key = (String, Option<String>, u64, String, String);
+
 /// The offering checks against the previous snapshot.
 pub struct Offerings {
-    /// (type, accelerator, count, region, zone) → (on-demand, spot) of the previous snapshot.
-    previous: HashMap<(String, Option<String>, u64, String, String), (f64, Option<f64>)>,
+    /// (on-demand, spot) of the previous snapshot's offerings.
+    previous: HashMap<Key, (f64, Option<f64>)>,
     pub max_change: f64,
 }
 
@@ -159,6 +163,7 @@ mod tests {
         assert!(region_zone("aws", "us-east-1", "us-east-1-bos-1a").is_ok());
         assert!(region_zone("aws", "us-east-1", "us-west-2a").is_err());
         assert!(region_zone("aws", "moon-base", "moon-basea").unwrap_err().contains("unknown AWS region"));
+        assert!(region_zone("aws", "moon-base-1", "moon-base-1a").is_err());
         assert!(region_zone("gcp", "us-central1", "us-central1-a").is_ok());
         assert!(region_zone("gcp", "europe-west10", "europe-west10-b").is_ok());
         assert!(region_zone("gcp", "us-central1", "us-east1-b").is_err());

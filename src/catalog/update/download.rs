@@ -21,7 +21,7 @@ pub enum Fetched {
 /// A file, or a gzip decoder writing into one.
 enum Sink {
     Plain(std::io::BufWriter<std::fs::File>),
-    Gzip(flate2::write::GzDecoder<std::io::BufWriter<std::fs::File>>),
+    Gzip(Box<flate2::write::GzDecoder<std::io::BufWriter<std::fs::File>>>),
 }
 
 impl Sink {
@@ -66,7 +66,7 @@ pub fn get_to_file(
         let mut s = sink.borrow_mut();
         if r.header("content-encoding").is_some_and(|e| e.eq_ignore_ascii_case("gzip")) {
             if let Some(Sink::Plain(f)) = s.take() {
-                *s = Some(Sink::Gzip(flate2::write::GzDecoder::new(f)));
+                *s = Some(Sink::Gzip(Box::new(flate2::write::GzDecoder::new(f))));
             }
         }
         if r.ok() {

@@ -1,0 +1,476 @@
+//! `skyform catalog update` against a loopback HTTP server that serves SkyPilot's catalog
+//! layout (`BASE/CLOUD/vms.csv`, as in `skypilot-org/skypilot-catalog/catalogs/v8/`): the
+//! CSVs of `../shared/catalog` or small ones written here, plain or gzip
+//! (`Content-Encoding: gzip`), with an ETag, and on demand a 500, a body cut short or a bad
+//! row.
+
+use super::*;
+use skyform::catalog::{import, Catalog};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+/// How the server answers one path.
+#[derive(Clone)]
+enum Answer {
+    /// 200 with the body (gzip-encoded on the wire when `gzip`), an ETag of its content,
+    /// and 304 to a matching If-None-Match.
+    Ok { body: Vec<u8>, gzip: bool },
+    /// This status with a short body.
+    Status(u16),
+    /// 200 whose body stops after `sent` of its bytes (Content-Length says all of them).
+    CutShort { body: Vec<u8>, sent: usize },
+    /// 200 with a gzip body cut in half (Content-Length matches what is sent).
+    GzipCutShort { body: Vec<u8> },
+}
+
+#[derive(Default)]
+struct Routes {
+    answers: BTreeMap<String, Answer>,
+    /// (path, status answered)
+    log: Vec<(String, u16)>,
+}
+
+/// A loopback HTTP/1.1 server, one thread per connection, `Connection: close`. Written by
+/// hand (not hyper) because it must misbehave on purpose: a body shorter than its
+/// Content-Length. Stopped when dropped.
+struct Server {
+    url: String,
+    routes: Arc<Mutex<Routes>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+fn etag(b: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    b.hash(&mut h);
+    format!("\"{:016x}\"", h.finish())
+}
+
+fn serve(mut s: TcpStream, routes: &Mutex<Routes>) {
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut first = String::new();
+    if r.read_line(&mut first).is_err() {
+        return;
+    }
+    let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut if_none_match = None;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("if-none-match") {
+                if_none_match = Some(v.trim().to_string());
+            }
+        }
+    }
+    let answer = routes.lock().unwrap().answers.get(&path).cloned();
+    let (status, headers, body): (u16, Vec<String>, Vec<u8>) = match answer {
+        None => (404, vec![], b"not found".to_vec()),
+        Some(Answer::Status(code)) => (code, vec![], b"internal error".to_vec()),
+        Some(Answer::Ok { body, gzip: gz }) => {
+            let tag = etag(&body);
+            if if_none_match.as_deref() == Some(tag.as_str()) {
+                (304, vec![format!("ETag: {tag}")], vec![])
+            } else if gz {
+                (200, vec![format!("ETag: {tag}"), "Content-Encoding: gzip".into()], gzip(&body))
+            } else {
+                (200, vec![format!("ETag: {tag}")], body)
+            }
+        }
+        Some(Answer::CutShort { body, sent }) => {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = s.write_all(head.as_bytes()).and_then(|_| s.write_all(&body[..sent]));
+            routes.lock().unwrap().log.push((path, 200));
+            return;
+        }
+        Some(Answer::GzipCutShort { body }) => {
+            let z = gzip(&body);
+            (200, vec!["Content-Encoding: gzip".into()], z[..z.len() / 2].to_vec())
+        }
+    };
+    let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    for h in headers {
+        head.push_str(&h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    let _ = s.write_all(head.as_bytes()).and_then(|_| s.write_all(&body));
+    routes.lock().unwrap().log.push((path, status));
+}
+
+impl Server {
+    fn start() -> Server {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let routes = Arc::new(Mutex::new(Routes::default()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (r, st) = (routes.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(std::sync::atomic::Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((s, _)) => {
+                        s.set_nonblocking(false).unwrap();
+                        let r = r.clone();
+                        std::thread::spawn(move || serve(s, &r));
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+        });
+        Server { url, routes, stop, thread: Some(thread) }
+    }
+
+    fn set(&self, path: &str, a: Answer) {
+        self.routes.lock().unwrap().answers.insert(path.to_string(), a);
+    }
+
+    /// Serves the shared CSVs (AWS gzip-encoded on the wire).
+    fn shared(&self) {
+        for cloud in ["aws", "gcp", "azure"] {
+            let body = std::fs::read(shared_catalog().join(cloud).join("vms.csv")).unwrap();
+            self.set(&format!("/{cloud}/vms.csv"), Answer::Ok { body, gzip: cloud == "aws" });
+        }
+    }
+
+    fn log(&self) -> Vec<(String, u16)> {
+        std::mem::take(&mut self.routes.lock().unwrap().log)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs skyform with `home` as SKYFORM_HOME (so the cache persists between calls).
+fn sky(dir: &Path, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut all = vec![("SKYFORM_HOME", home.to_str().unwrap())];
+    all.extend_from_slice(env);
+    skyform_env(dir, args, &all)
+}
+
+fn cache(home: &Path) -> PathBuf {
+    home.join("cache/catalog")
+}
+
+/// The catalog every command uses with this SKYFORM_HOME (embedded + the update cache).
+fn catalog_in(home: &Path) -> Catalog {
+    let mut c = Catalog::embedded();
+    c.overlay_cache(&cache(home), None).unwrap();
+    c
+}
+
+/// Every offering as comparable text, sorted.
+fn offerings(c: &Catalog) -> Vec<String> {
+    let mut v: Vec<String> = c
+        .offerings()
+        .map(|o| {
+            format!(
+                "{} {} {} {} {:?}:{} {} {} {:?} {} {:?}",
+                o.cloud,
+                o.region,
+                o.zone,
+                o.instance_type,
+                o.accelerator,
+                o.accelerator_count,
+                o.vcpus,
+                o.memory_gb,
+                o.arch,
+                o.price,
+                o.spot_price
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+const AWS_HEADER: &str =
+    "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,SpotPrice,Region,AvailabilityZone\n";
+const GCP_HEADER: &str =
+    "InstanceType,vCPUs,MemoryGiB,AcceleratorName,AcceleratorCount,GpuInfo,Region,AvailabilityZone,Price,SpotPrice\n";
+const AZURE_HEADER: &str =
+    "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,SpotPrice,Region,Generation\n";
+
+fn aws_csv(m5_large: f64) -> Vec<u8> {
+    format!(
+        "{AWS_HEADER}m5.large,,,2.0,8.0,,{m5_large},0.03,us-east-1,us-east-1a\n\
+         m5.large,,,2.0,8.0,,{m5_large},0.031,us-east-1,us-east-1b\n\
+         p3.2xlarge,V100,1,8.0,61.0,\"{{'Gpus': []}}\",3.06,0.918,us-east-1,us-east-1a\n"
+    )
+    .into_bytes()
+}
+
+fn small_gcp() -> Vec<u8> {
+    format!("{GCP_HEADER}n2-standard-2,2.0,8.0,,,,us-central1,us-central1-a,0.097118,0.023\n").into_bytes()
+}
+
+fn small_azure() -> Vec<u8> {
+    format!("{AZURE_HEADER}Standard_D2s_v5,,,2,8,,0.096,0.0192,eastus,V2\n").into_bytes()
+}
+
+fn serve_small(s: &Server, m5_large: f64) {
+    s.set("/aws/vms.csv", Answer::Ok { body: aws_csv(m5_large), gzip: false });
+    s.set("/gcp/vms.csv", Answer::Ok { body: small_gcp(), gzip: true });
+    s.set("/azure/vms.csv", Answer::Ok { body: small_azure(), gzip: false });
+}
+
+/// The on-demand prices of a cloud's offerings of `instance_type`, as the catalog every
+/// command uses sees them.
+fn prices(home: &Path, cloud: &str, instance_type: &str) -> Vec<f64> {
+    let c = catalog_in(home);
+    c.offerings().filter(|o| o.cloud == cloud && o.instance_type == instance_type).map(|o| o.price).collect()
+}
+
+#[test]
+fn update_from_skypilot_csvs_equals_their_import_and_skips_unchanged_sources() {
+    let s = Server::start();
+    s.shared();
+    let home = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    let o = sky(&root(), home.path(), &["catalog", "update", "--source", "skypilot", "--base-url", &s.url], &[]);
+    let took = t.elapsed();
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("aws: updated, 7758 offerings"), "{}", o.stdout);
+    assert!(!o.stderr.contains("Warning"), "the shared CSVs have no bad row: {}", o.stderr);
+    eprintln!("update of the shared CSVs: {took:?}");
+
+    // The same rows and prices as `catalog import` of the same files.
+    let imported = import::import_dir(&shared_catalog()).unwrap();
+    let imported = Catalog::new(imported, "import".into());
+    let updated = catalog_in(home.path());
+    assert_eq!(offerings(&updated), offerings(&imported));
+    assert_eq!(updated.snap.counts, imported.snap.counts);
+    for cloud in ["aws", "gcp", "azure"] {
+        assert_eq!(updated.clouds[cloud].origin, "update");
+        assert!(updated.clouds[cloud].source.ends_with(&format!("{}/{cloud}/vms.csv", s.url)));
+    }
+    let log = s.log();
+    assert_eq!(log.iter().filter(|(_, st)| *st == 200).count(), 3, "{log:?}");
+
+    // `catalog info` shows each cloud's source, fetch date and rows.
+    let o = sky(&root(), home.path(), &["catalog", "info", "-json"], &[]);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["clouds"]["gcp"]["offerings"], imported.snap.counts["gcp"].0);
+    assert_eq!(v["clouds"]["gcp"]["origin"], "update");
+    assert_eq!(v["clouds"]["gcp"]["age_days"], 0);
+    assert!(v["clouds"]["gcp"]["date"].as_str().unwrap().ends_with('Z'), "{}", v["clouds"]["gcp"]);
+    assert!(v["origin"].as_str().unwrap().starts_with("embedded + catalog update (aws "), "{}", v["origin"]);
+    let o = sky(&root(), home.path(), &["catalog", "info"], &[]);
+    assert!(o.stdout.contains(&format!("skypilot {}/azure/vms.csv", s.url)), "{}", o.stdout);
+
+    // Unchanged sources (same ETag) are not downloaded again.
+    let before = std::fs::read(cache(home.path()).join("gcp.bin")).unwrap();
+    let o = sky(&root(), home.path(), &["catalog", "update", "--base-url", &s.url], &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout.matches("unchanged since the last update").count(), 3, "{}", o.stdout);
+    assert_eq!(s.log().iter().map(|(_, st)| *st).collect::<Vec<_>>(), vec![304, 304, 304]);
+    assert_eq!(std::fs::read(cache(home.path()).join("gcp.bin")).unwrap(), before);
+}
+
+#[test]
+fn a_failure_midway_keeps_the_previous_snapshot_in_use_and_says_so() {
+    let s = Server::start();
+    serve_small(&s, 0.096);
+    let home = tempfile::tempdir().unwrap();
+    let o = sky(&root(), home.path(), &["catalog", "update", "--base-url", &s.url], &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let gcp_before = std::fs::read(cache(home.path()).join("gcp.bin")).unwrap();
+    let azure_before = std::fs::read(cache(home.path()).join("azure.bin")).unwrap();
+
+    // AWS changed; GCP answers 500; Azure's body stops midway.
+    s.set("/aws/vms.csv", Answer::Ok { body: aws_csv(0.12), gzip: true });
+    s.set("/gcp/vms.csv", Answer::Status(500));
+    let azure = small_azure();
+    s.set("/azure/vms.csv", Answer::CutShort { sent: azure.len() / 2, body: azure });
+    let o = sky(&root(), home.path(), &["catalog", "update", "--base-url", &s.url], &[]);
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("aws: updated, 3 offerings"), "{}", o.stdout);
+    assert!(
+        o.stderr.contains(&format!(
+            "Error: gcp: update failed: {}/gcp/vms.csv answered HTTP 500: internal error; the previous snapshot (fetched ",
+        s.url)),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("Error: azure: update failed: cannot download"), "{}", o.stderr);
+    assert!(o.stderr.contains("the body broke off"), "{}", o.stderr);
+    assert!(o.stderr.contains(") stays in use"), "{}", o.stderr);
+    assert_eq!(std::fs::read(cache(home.path()).join("gcp.bin")).unwrap(), gcp_before);
+    assert_eq!(std::fs::read(cache(home.path()).join("azure.bin")).unwrap(), azure_before);
+    assert_eq!(prices(home.path(), "aws", "m5.large"), vec![0.12, 0.12]);
+    assert_eq!(prices(home.path(), "gcp", "n2-standard-2"), vec![0.097118]);
+    assert_eq!(prices(home.path(), "azure", "Standard_D2s_v5"), vec![0.096]);
+
+    // A gzip body cut short: refused too, and nothing half-written is left in the cache.
+    s.set("/azure/vms.csv", Answer::GzipCutShort { body: small_azure() });
+    let o = sky(&root(), home.path(), &["catalog", "update", "--cloud", "azure", "--base-url", &s.url], &[]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("the gzip body is cut short or corrupt"), "{}", o.stderr);
+    assert_eq!(std::fs::read(cache(home.path()).join("azure.bin")).unwrap(), azure_before);
+    let mut left: Vec<String> = std::fs::read_dir(cache(home.path()))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["aws.bin", "azure.bin", "gcp.bin", "state.json"]);
+
+    // The first update of a cloud that fails leaves the embedded data in use.
+    let fresh = tempfile::tempdir().unwrap();
+    let o = sky(&root(), fresh.path(), &["catalog", "update", "--cloud", "gcp", "--base-url", &s.url], &[]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("the previous snapshot (embedded data of 2026-05-20) stays in use"), "{}", o.stderr);
+    assert_eq!(catalog_in(fresh.path()).clouds["gcp"].origin, "embedded");
+}
+
+#[test]
+fn bad_rows_are_reported_with_url_and_line_and_skipped_or_refused_with_strict() {
+    let s = Server::start();
+    serve_small(&s, 0.096);
+    let home = tempfile::tempdir().unwrap();
+    assert_eq!(sky(&root(), home.path(), &["catalog", "update", "--base-url", &s.url], &[]).code, 0);
+    let good = "m5.xlarge,,,4.0,16.0,,0.192,0.06,us-east-1,us-east-1a\n";
+    let bad = format!(
+        "{AWS_HEADER}m5.large,,,2.0,8.0,,0.096,0.03,us-east-1,us-east-1a\n\
+         m5.large,,,2.0,8.0,,9.6,0.031,us-east-1,us-east-1b\n\
+         c5.large,,,2.0,4.0,,-0.085,,us-east-1,us-east-1a\n\
+         c5.xlarge,,,4.0,8.0,,0,,us-east-1,us-east-1a\n\
+         c5.2xlarge,,,8.0,16.0,,0.34,,moon-base-1,moon-base-1a\n\
+         c5.4xlarge,,,16.0,32.0,,0.68,,us-east-1\n\
+         {good}"
+    );
+    s.set("/aws/vms.csv", Answer::Ok { body: bad.into_bytes(), gzip: false });
+    let url = format!("{}/aws/vms.csv", s.url);
+    let o = sky(&root(), home.path(), &["catalog", "update", "--cloud", "aws", "--strict", "--base-url", &s.url], &[]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    let expected = [
+        format!("Warning: {url}:4: column Price: `-0.085` is not a non-negative number"),
+        format!("Warning: {url}:6: unknown AWS region `moon-base-1`"),
+        format!("Warning: {url}:7: "),
+        format!("Warning: {url}:3: m5.large in us-east-1b: on-demand price moved from $0.096 to $9.6 (more than 10x"),
+        format!("Warning: {url}:5: c5.xlarge in us-east-1a: on-demand price $0 is not between $0 and $2000/h"),
+    ];
+    for e in &expected {
+        assert!(o.stderr.contains(e.as_str()), "{e}\n{}", o.stderr);
+    }
+    assert!(o
+        .stderr
+        .contains("Error: aws: update failed: refused (--strict): 5 bad row(s); the previous snapshot (fetched "));
+    assert_eq!(prices(home.path(), "aws", "m5.large"), vec![0.096, 0.096], "nothing changed");
+
+    // Without --strict: the same report, the bad rows left out, the good ones in.
+    let o = sky(&root(), home.path(), &["catalog", "update", "--cloud", "aws", "--base-url", &s.url], &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    for e in &expected {
+        assert!(o.stderr.contains(e.as_str()), "{e}\n{}", o.stderr);
+    }
+    assert!(o.stdout.contains("aws: updated, 2 offerings (0 rows skipped, 5 bad rows left out)"), "{}", o.stdout);
+    assert_eq!(prices(home.path(), "aws", "m5.large"), vec![0.096], "us-east-1b's jump is left out");
+    assert_eq!(prices(home.path(), "aws", "m5.xlarge"), vec![0.192]);
+    assert!(prices(home.path(), "aws", "c5.xlarge").is_empty());
+}
+
+fn aws_job() -> tempfile::TempDir {
+    job(&[(
+        "main.sky.hcl",
+        "provider \"aws\" {}\n\ntask \"t\" {\n  resources {\n    cloud         = \"aws\"\n    instance_type = \"m5.large\"\n  }\n  run = \"true\"\n\n  estimate {\n    hours = 10\n  }\n}\n",
+    )])
+}
+
+#[test]
+fn a_plan_after_an_update_uses_the_new_prices_and_names_the_catalog() {
+    let s = Server::start();
+    serve_small(&s, 0.5);
+    let home = tempfile::tempdir().unwrap();
+    let d = aws_job();
+    let show = |plan: &str| -> serde_json::Value {
+        let o = sky(d.path(), home.path(), &["show", "-json", plan], &[]);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        serde_json::from_str(&o.stdout).unwrap()
+    };
+    let o = sky(d.path(), home.path(), &["plan", "-out", "before.plan"], &[]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let before = show("before.plan");
+    assert_eq!(before["cost"]["after"], "0.96", "10 h of m5.large at the embedded $0.096/h");
+    assert!(before["catalog"].as_str().unwrap().starts_with("embedded ("), "{}", before["catalog"]);
+
+    let o = sky(d.path(), home.path(), &["catalog", "update", "--cloud", "aws", "--base-url", &s.url], &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = sky(d.path(), home.path(), &["plan", "-out", "after.plan"], &[]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(!o.stderr.contains("Warning"), "fresh data: {}", o.stderr);
+    let after = show("after.plan");
+    assert_eq!(after["cost"]["after"], "5.00", "10 h at the updated $0.5/h");
+    let id = after["catalog"].as_str().unwrap();
+    assert!(id.starts_with("embedded + catalog update (aws 20"), "{id}");
+    assert_ne!(id, before["catalog"].as_str().unwrap());
+}
+
+#[test]
+fn check_exits_1_on_a_40_day_old_cloud_and_plans_warn() {
+    let s = Server::start();
+    serve_small(&s, 0.096);
+    let home = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let old = (now - 40 * 86_400).to_string();
+    let o = sky(
+        &root(),
+        home.path(),
+        &["catalog", "update", "--cloud", "aws", "--base-url", &s.url],
+        &[("SKYFORM_CATALOG_FETCHED_AT", &old)],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = sky(
+        &root(),
+        home.path(),
+        &["catalog", "update", "--cloud", "gcp", "--cloud", "azure", "--base-url", &s.url],
+        &[],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+
+    s.log();
+    let o = sky(&root(), home.path(), &["catalog", "update", "--check"], &[]);
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("aws: stale (40 days;"), "{}", o.stdout);
+    assert!(o.stdout.contains("gcp: fresh"), "{}", o.stdout);
+    assert!(o.stderr.contains("catalog data older than 30d: aws (run `skyform catalog update`)"), "{}", o.stderr);
+    assert_eq!(s.log(), vec![], "--check downloads nothing");
+    let o = sky(&root(), home.path(), &["catalog", "update", "--check", "--cloud", "gcp", "--cloud", "azure"], &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = sky(&root(), home.path(), &["catalog", "update", "--check", "--max-age", "41d", "-json"], &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["clouds"][0]["cloud"], "aws");
+    assert_eq!(v["clouds"][0]["age_days"], 40);
+    assert_eq!(v["clouds"][0]["stale"], false);
+
+    // A plan on AWS warns; one with a larger max age does not.
+    let d = aws_job();
+    let o = sky(d.path(), home.path(), &["plan"], &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("Warning: the catalog's aws prices are 40 days old (fetched "), "{}", o.stderr);
+    assert!(o.stderr.contains("run `skyform catalog update --cloud aws`"), "{}", o.stderr);
+    let o = sky(d.path(), home.path(), &["plan"], &[("SKYFORM_CATALOG_MAX_AGE", "60d")]);
+    assert!(!o.stderr.contains("Warning"), "{}", o.stderr);
+
+    // A fresh fetch (the source unchanged: 304) makes the data current again.
+    let o = sky(&root(), home.path(), &["catalog", "update", "--cloud", "aws", "--base-url", &s.url], &[]);
+    assert!(o.stdout.contains("aws: unchanged"), "{}", o.stdout);
+    assert_eq!(sky(&root(), home.path(), &["catalog", "update", "--check"], &[]).code, 0);
+}
