@@ -474,3 +474,122 @@ fn check_exits_1_on_a_40_day_old_cloud_and_plans_warn() {
     assert!(o.stdout.contains("aws: unchanged"), "{}", o.stdout);
     assert_eq!(sky(&root(), home.path(), &["catalog", "update", "--check"], &[]).code, 0);
 }
+
+/// Two pages of the Azure Retail Prices API, cut down by hand to the fields it answers per
+/// item (shape of the response example in
+/// <https://learn.microsoft.com/rest/api/cost-management/retail-prices/azure-retail-prices>:
+/// `{"BillingCurrency", "CustomerEntityId", "CustomerEntityType", "Items": [{"currencyCode",
+/// "tierMinimumUnits", "retailPrice", "unitPrice", "armRegionName", "location",
+/// "effectiveStartDate", "meterId", "meterName", "productId", "skuId", "productName",
+/// "skuName", "serviceName", "serviceId", "serviceFamily", "unitOfMeasure", "type",
+/// "isPrimaryMeterRegion", "armSkuName"}], "NextPageLink", "Count"}`). `BASE` is replaced by
+/// the server's URL.
+fn azure_item(sku: &str, region: &str, meter: &str, product: &str, price: f64, kind: &str, unit: &str) -> String {
+    format!(
+        r#"{{"currencyCode": "USD", "tierMinimumUnits": 0.0, "retailPrice": {price}, "unitPrice": {price},
+        "armRegionName": "{region}", "location": "US East", "effectiveStartDate": "2024-06-01T00:00:00Z",
+        "meterId": "00000000-0000-0000-0000-000000000000", "meterName": "{meter}", "productId": "DZH318Z0BQ4L",
+        "skuId": "DZH318Z0BQ4L/00T7", "productName": "{product}", "skuName": "{meter}",
+        "serviceName": "Virtual Machines", "serviceId": "DZH313Z7MMC8", "serviceFamily": "Compute",
+        "unitOfMeasure": "{unit}", "type": "{kind}", "isPrimaryMeterRegion": true, "armSkuName": "{sku}"}}"#
+    )
+}
+
+fn azure_pages(base: &str) -> (String, String) {
+    let c = "Consumption";
+    let h = "1 Hour";
+    let dsv5 = "Virtual Machines Dsv5 Series";
+    let page1 = [
+        azure_item("Standard_D2s_v5", "eastus", "D2s v5", dsv5, 0.1, c, h),
+        azure_item("Standard_D2s_v5", "eastus", "D2s v5", "Virtual Machines Dsv5 Series Windows", 0.188, c, h),
+        azure_item("Standard_D2s_v5", "eastus", "D2s v5 Spot", dsv5, 0.021, c, h),
+        azure_item("Standard_D2s_v5", "eastus", "D2s v5 Low Priority", dsv5, 0.019, c, h),
+        azure_item("Standard_D2s_v5", "eastus", "D2s v5", dsv5, 500.0, "Reservation", "1 Year"),
+        azure_item("Standard_E4s_v5", "westus2", "E4s v5", "Virtual Machines Esv5 Series", 0.26, c, h),
+    ];
+    let page2 = [
+        azure_item("Standard_E4s_v5", "westus2", "E4s v5 Spot", "Virtual Machines Esv5 Series", 0.052, c, h),
+        azure_item("Standard_NC24s_v3", "eastus", "NC24s v3", "Virtual Machines NCSv3 Series", 12.5, c, h),
+        azure_item("Standard_NC24s_v3", "eastus", "NC24s v3 Spot", "Virtual Machines NCSv3 Series", 2.5, c, h),
+        azure_item("Standard_Unknown_v9", "eastus", "Unknown v9", "Virtual Machines Unknown Series", 1.0, c, h),
+        azure_item("Standard_E4s_v5", "eastus", "E4s v5", "Virtual Machines Esv5 Series", 0.0, c, h),
+        azure_item("Standard_D2s_v5", "East US", "D2s v5", dsv5, 0.1, c, h),
+        azure_item("Standard_D2s_v5", "westus2", "D2s v5", dsv5, 0.09, "DevTestConsumption", h),
+    ];
+    let page = |items: &[String], next: Option<String>| {
+        serde_json::json!({
+            "BillingCurrency": "USD", "CustomerEntityId": "Default", "CustomerEntityType": "Retail",
+            "Items": items.iter().map(|i| serde_json::from_str::<serde_json::Value>(i).unwrap()).collect::<Vec<_>>(),
+            "NextPageLink": next, "Count": items.len(),
+        })
+        .to_string()
+    };
+    (page(&page1, Some(format!("{base}/api/retail/prices?page=2"))), page(&page2, None))
+}
+
+const AZURE_FIRST: &str =
+    "/api/retail/prices?$filter=serviceName%20eq%20%27Virtual%20Machines%27%20and%20priceType%20eq%20%27Consumption%27";
+
+#[test]
+fn azure_retail_prices_pages_become_offerings_with_the_previous_sizes() {
+    let s = Server::start();
+    let (p1, p2) = azure_pages(&s.url);
+    s.set(AZURE_FIRST, Answer::Ok { body: p1.into_bytes(), gzip: false });
+    s.set("/api/retail/prices?page=2", Answer::Ok { body: p2.clone().into_bytes(), gzip: true });
+    let home = tempfile::tempdir().unwrap();
+    let o = sky(&root(), home.path(), &["catalog", "update", "--source", "azure", "--base-url", &s.url], &[]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let page2 = format!("{}/api/retail/prices?page=2", s.url);
+    assert!(o.stderr.contains(&format!("Warning: {page2} item 6: unknown Azure region `East US`")), "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!(
+            "Warning: {page2} item 5: Standard_E4s_v5 in eastus: on-demand price $0 is not between $0 and $2000/h"
+        )),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stdout.contains("azure: updated, 3 offerings (1 rows skipped, 2 bad rows left out)"), "{}", o.stdout);
+
+    // Prices from the pages (Linux pay-as-you-go and Spot meters; Windows, Low Priority,
+    // reservations and dev/test left out), sizes from the embedded catalog.
+    let c = catalog_in(home.path());
+    let mut az: Vec<String> = c
+        .offerings()
+        .filter(|o| o.cloud == "azure")
+        .map(|o| {
+            format!(
+                "{} {} {}cpu {}GiB {} ${} spot ${:?}",
+                o.instance_type,
+                o.zone,
+                o.vcpus,
+                o.memory_gb,
+                o.accelerator_label(),
+                o.price,
+                o.spot_price
+            )
+        })
+        .collect();
+    az.sort();
+    assert_eq!(
+        az,
+        [
+            "Standard_D2s_v5 eastus 2cpu 8GiB - $0.1 spot $Some(0.021)",
+            "Standard_E4s_v5 westus2 4cpu 32GiB - $0.26 spot $Some(0.052)",
+            "Standard_NC24s_v3 eastus 24cpu 448GiB V100:4 $12.5 spot $Some(2.5)",
+        ]
+    );
+    assert_eq!(c.clouds["azure"].source, format!("azure {}{AZURE_FIRST}", s.url));
+    assert!(c.offerings().any(|o| o.cloud == "aws"), "other clouds keep their data");
+
+    // A page that fails midway: the update is refused and the previous snapshot stays.
+    let before = std::fs::read(cache(home.path()).join("azure.bin")).unwrap();
+    s.set("/api/retail/prices?page=2", Answer::Status(503));
+    let o = sky(&root(), home.path(), &["catalog", "update", "--source", "azure", "--base-url", &s.url], &[]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains(&format!("Error: azure: update failed: {page2} answered HTTP 503")), "{}", o.stderr);
+    assert!(o.stderr.contains("stays in use"), "{}", o.stderr);
+    assert_eq!(std::fs::read(cache(home.path()).join("azure.bin")).unwrap(), before);
+    let o = sky(&root(), home.path(), &["catalog", "update", "--source", "azure", "--cloud", "aws"], &[]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("the azure source has no data for aws"), "{}", o.stderr);
+}

@@ -16,6 +16,7 @@
 //! snapshot. Progress goes to a [`Progress`] (the CLI draws a bar); nothing here prints.
 //! I/O: HTTP(S) downloads, the cache files.
 
+pub mod azure;
 pub mod checks;
 pub mod download;
 pub mod skypilot;
@@ -68,12 +69,15 @@ impl Progress for Quiet {
 pub enum SourceKind {
     /// SkyPilot's published catalog CSVs (`BASE/CLOUD/vms.csv`)
     Skypilot,
+    /// The Azure Retail Prices API (Azure only; sizes from the previous snapshot)
+    Azure,
 }
 
 impl SourceKind {
     pub fn name(self) -> &'static str {
         match self {
             SourceKind::Skypilot => "skypilot",
+            SourceKind::Azure => "azure",
         }
     }
 
@@ -81,14 +85,15 @@ impl SourceKind {
     pub fn clouds(self) -> &'static [&'static str] {
         match self {
             SourceKind::Skypilot => &["aws", "gcp", "azure"],
+            SourceKind::Azure => &["azure"],
         }
     }
 
     fn source(self, base_url: Option<&str>) -> Box<dyn Source> {
+        let base = |default: &str| base_url.unwrap_or(default).trim_end_matches('/').to_string();
         match self {
-            SourceKind::Skypilot => Box::new(skypilot::Skypilot {
-                base: base_url.unwrap_or(skypilot::DEFAULT_BASE).trim_end_matches('/').into(),
-            }),
+            SourceKind::Skypilot => Box::new(skypilot::Skypilot { base: base(skypilot::DEFAULT_BASE) }),
+            SourceKind::Azure => Box::new(azure::Azure { base: base(azure::DEFAULT_BASE) }),
         }
     }
 }
@@ -118,7 +123,30 @@ pub enum Fetch {
         url: String,
         /// Validators per URL read.
         validators: Vec<(String, Validators)>,
+        /// How a builder line number is shown in reports.
+        locate: Locate,
     },
+}
+
+/// Where a builder line number points.
+pub enum Locate {
+    /// A line of the file at this URL: `URL:LINE`.
+    Lines(String),
+    /// The n-th item of paged answers: (number of the page's first item, page URL), in order;
+    /// shown as `PAGE-URL item N`.
+    Pages(Vec<(u64, String)>),
+}
+
+impl Locate {
+    pub fn at(&self, n: u64) -> String {
+        match self {
+            Locate::Lines(url) => format!("{url}:{n}"),
+            Locate::Pages(pages) => match pages.iter().rev().find(|(first, _)| *first <= n) {
+                Some((first, url)) => format!("{url} item {}", n - first + 1),
+                None => format!("item {n}"),
+            },
+        }
+    }
 }
 
 /// What a source needs while fetching one cloud.
@@ -231,7 +259,7 @@ fn update_cloud(
         progress,
     };
     let fetched = source.fetch(&mut ctx)?;
-    let (mut builder, url, validators) = match fetched {
+    let (mut builder, url, validators, locate) = match fetched {
         Fetch::Unchanged => {
             if let Some(c) = state.clouds.get_mut(cloud) {
                 c.checked = opts.now;
@@ -241,13 +269,13 @@ fn update_cloud(
                 .map_err(|e| UpdateError::Io { path: dir.join("state.json").display().to_string(), source: e })?;
             return Ok(Outcome::Unchanged);
         }
-        Fetch::Data { builder, url, validators } => (builder, url, validators),
+        Fetch::Data { builder, url, validators, locate } => (builder, url, validators, locate),
     };
     progress.step(&format!("checking {cloud} prices"));
     let checks = checks::Offerings::new(cloud, ctx.previous, opts.max_change);
     builder.retain(|c| match checks.check(c) {
         Some(why) => {
-            ctx.bad.push(format!("{url}:{}: {why}", c.line));
+            ctx.bad.push(format!("{}: {why}", locate.at(c.line)));
             false
         }
         None => true,

@@ -3,7 +3,7 @@
 //! update and an import of the same files give the same rows and prices.
 
 use super::download::{get_to_file, Fetched};
-use super::{Fetch, FetchCtx, Source, TempFile, UpdateError};
+use super::{Fetch, FetchCtx, Locate, Source, TempFile, UpdateError};
 use crate::catalog::import::{self, Builder};
 
 /// SkyPilot's catalog repository (raw files of schema v8).
@@ -30,6 +30,11 @@ impl Source for Skypilot {
         let mut builder = Builder::default();
         import::import_cloud(&mut builder, ctx.cloud, &tmp.0, &url, &super::checks::region_zone, ctx.bad)
             .map_err(UpdateError::Data)?;
-        Ok(Fetch::Data { builder, url: url.clone(), validators: vec![(url, validators)] })
+        Ok(Fetch::Data {
+            builder,
+            url: url.clone(),
+            validators: vec![(url.clone(), validators)],
+            locate: Locate::Lines(url),
+        })
     }
 }
