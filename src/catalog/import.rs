@@ -294,7 +294,7 @@ fn read_csv(
 
 /// AWS (schema v3 has no Arch column): Graviton families end in `g` (m6g, c7gn, t4g) or
 /// are `a1`.
-fn aws_arch(instance_type: &str) -> Arch {
+pub(crate) fn aws_arch(instance_type: &str) -> Arch {
     let family = instance_type.split('.').next().unwrap_or("");
     let after_digits =
         family.find(|c: char| c.is_ascii_digit()).map(|d| family[d..].trim_start_matches(|c: char| c.is_ascii_digit()));

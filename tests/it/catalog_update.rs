@@ -593,3 +593,240 @@ fn azure_retail_prices_pages_become_offerings_with_the_previous_sizes() {
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("the azure source has no data for aws"), "{}", o.stderr);
 }
+
+/// An AWS Price List offer file in its CSV form, cut down by hand: the five metadata lines,
+/// then the header and rows, with the columns the source reads among others (shape of
+/// `index.csv` as described in "Reading the price list files" of the AWS Billing user guide,
+/// <https://docs.aws.amazon.com/awsaccountbilling/latest/aboutv2/reading-service-price-list-files.html>).
+const AWS_OFFER_HEAD: &str = "\"FormatVersion\",\"v1.0\"
+\"Disclaimer\",\"This pricing list is for informational purposes only.\"
+\"Publication Date\",\"2024-05-01T00:00:00Z\"
+\"Version\",\"20240501000000\"
+\"OfferCode\",\"AmazonEC2\"
+\"SKU\",\"OfferTermCode\",\"RateCode\",\"TermType\",\"PriceDescription\",\"EffectiveDate\",\"StartingRange\",\"EndingRange\",\"Unit\",\"PricePerUnit\",\"Currency\",\"LeaseContractLength\",\"PurchaseOption\",\"OfferingClass\",\"Product Family\",\"serviceCode\",\"Location\",\"Location Type\",\"Instance Type\",\"Current Generation\",\"Instance Family\",\"vCPU\",\"Physical Processor\",\"Memory\",\"Storage\",\"Network Performance\",\"Tenancy\",\"Operating System\",\"License Model\",\"CapacityStatus\",\"GPU\",\"Pre Installed S/W\",\"MarketOption\",\"Region Code\"
+";
+
+/// One offer row: (type, term, price, vCPU, memory, GPU, tenancy, OS, pre-installed,
+/// capacity status, market option).
+#[allow(clippy::too_many_arguments)]
+fn aws_row(
+    it: &str,
+    term: &str,
+    price: &str,
+    vcpu: &str,
+    mem: &str,
+    gpu: &str,
+    tenancy: &str,
+    os: &str,
+    sw: &str,
+    cap: &str,
+    market: &str,
+) -> String {
+    let unit = if term == "OnDemand" { "Hrs" } else { "Quantity" };
+    format!(
+        "\"SKU{it}{tenancy}{os}\",\"JRTCKXETXF\",\"SKU.JRTCKXETXF.6YS6EN2CT7\",\"{term}\",\"${price} per On Demand {os} {it} Instance Hour\",\"2024-05-01\",\"0\",\"Inf\",\"{unit}\",\"{price}\",\"USD\",\"\",\"\",\"\",\"Compute Instance\",\"AmazonEC2\",\"US East (N. Virginia)\",\"AWS Region\",\"{it}\",\"Yes\",\"General purpose\",\"{vcpu}\",\"Intel Xeon\",\"{mem}\",\"EBS only\",\"Up to 10 Gigabit\",\"{tenancy}\",\"{os}\",\"No License required\",\"{cap}\",\"{gpu}\",\"{sw}\",\"{market}\",\"us-east-1\"\n"
+    )
+}
+
+fn aws_offer(rows: &[String]) -> Vec<u8> {
+    let mut s = AWS_OFFER_HEAD.to_string();
+    for r in rows {
+        s.push_str(r);
+    }
+    s.into_bytes()
+}
+
+fn od(it: &str, price: &str, vcpu: &str, mem: &str, gpu: &str) -> String {
+    aws_row(it, "OnDemand", price, vcpu, mem, gpu, "Shared", "Linux", "NA", "Used", "OnDemand")
+}
+
+#[test]
+fn aws_price_list_offer_files_become_offerings_with_the_previous_zones() {
+    let s = Server::start();
+    let index = serde_json::json!({
+        "formatVersion": "v1.0", "disclaimer": "This pricing list is for informational purposes only.",
+        "publicationDate": "2024-05-01T00:00:00Z",
+        "regions": {
+            "us-east-1": {"regionCode": "us-east-1", "currentVersionUrl": "/offers/v1.0/aws/AmazonEC2/20240501000000/us-east-1/index.json"},
+            "us-west-2": {"regionCode": "us-west-2", "currentVersionUrl": "/offers/v1.0/aws/AmazonEC2/20240501000000/us-west-2/index.json"},
+            "eu-west-1": {"regionCode": "eu-west-1", "currentVersionUrl": "/offers/v1.0/aws/AmazonEC2/20240501000000/eu-west-1/index.json"},
+        }
+    });
+    s.set(
+        "/offers/v1.0/aws/AmazonEC2/current/region_index.json",
+        Answer::Ok { body: index.to_string().into_bytes(), gzip: false },
+    );
+    let east = aws_offer(&[
+        od("m5.large", "0.1000000000", "2", "8 GiB", "NA"),
+        aws_row(
+            "m5.large",
+            "OnDemand",
+            "0.1880000000",
+            "2",
+            "8 GiB",
+            "NA",
+            "Shared",
+            "Windows",
+            "NA",
+            "Used",
+            "OnDemand",
+        ),
+        aws_row(
+            "m5.large",
+            "OnDemand",
+            "0.1010000000",
+            "2",
+            "8 GiB",
+            "NA",
+            "Dedicated",
+            "Linux",
+            "NA",
+            "Used",
+            "OnDemand",
+        ),
+        aws_row(
+            "m5.large",
+            "Reserved",
+            "0.0600000000",
+            "2",
+            "8 GiB",
+            "NA",
+            "Shared",
+            "Linux",
+            "NA",
+            "Used",
+            "OnDemand",
+        ),
+        aws_row("m5.large", "OnDemand", "0.1500000000", "2", "8 GiB", "NA", "Shared", "RHEL", "NA", "Used", "OnDemand"),
+        aws_row(
+            "m5.large",
+            "OnDemand",
+            "0.3000000000",
+            "2",
+            "8 GiB",
+            "NA",
+            "Shared",
+            "Linux",
+            "SQL Std",
+            "Used",
+            "OnDemand",
+        ),
+        aws_row(
+            "m5.large",
+            "OnDemand",
+            "0.0000000000",
+            "2",
+            "8 GiB",
+            "NA",
+            "Shared",
+            "Linux",
+            "NA",
+            "UnusedCapacityReservation",
+            "OnDemand",
+        ),
+        od("p3.2xlarge", "3.2000000000", "8", "61 GiB", "1"),
+        aws_row(
+            "p3.2xlarge",
+            "OnDemand",
+            "2.5000000000",
+            "8",
+            "61 GiB",
+            "1",
+            "Shared",
+            "Linux",
+            "NA",
+            "Used",
+            "CapacityBlock",
+        ),
+        od("g6.xlarge", "0.8048000000", "4", "16 GiB", "1"),
+        od("c5.large", "0.0850000000", "two", "4 GiB", "NA"),
+    ]);
+    let west = aws_offer(&[od("c5.xlarge", "0.1800000000", "4", "8 GiB", "NA")]);
+    let eu = aws_offer(&[od("m5.large", "0.1070000000", "2", "8 GiB", "NA")]);
+    let at = |r: &str| format!("/offers/v1.0/aws/AmazonEC2/20240501000000/{r}/index.csv");
+    s.set(&at("us-east-1"), Answer::Ok { body: east, gzip: true });
+    s.set(&at("us-west-2"), Answer::Ok { body: west, gzip: false });
+    s.set(&at("eu-west-1"), Answer::Ok { body: eu, gzip: false });
+    let home = tempfile::tempdir().unwrap();
+    let o = sky(&root(), home.path(), &["catalog", "update", "--source", "aws", "--base-url", &s.url], &[]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stderr.contains(&format!(
+            "Warning: {}{}:17: column vCPU: `two` is not a non-negative number",
+            s.url,
+            at("us-east-1")
+        )),
+        "{}",
+        o.stderr
+    );
+    // 6 m5.large + 6 p3.2xlarge + 6 g6.xlarge (us-east-1) + 4 c5.xlarge (us-west-2); eu-west-1
+    // has no zones in the previous snapshot: skipped.
+    assert!(o.stdout.contains("aws: updated, 22 offerings (1 rows skipped, 1 bad rows left out)"), "{}", o.stdout);
+
+    let c = catalog_in(home.path());
+    let rows = |it: &str| -> Vec<String> {
+        let mut v: Vec<String> = c
+            .offerings()
+            .filter(|o| o.cloud == "aws" && o.instance_type == it)
+            .map(|o| {
+                format!(
+                    "{} {}cpu {}GiB {} ${} spot {:?}",
+                    o.zone,
+                    o.vcpus,
+                    o.memory_gb,
+                    o.accelerator_label(),
+                    o.price,
+                    o.spot_price
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    // On-demand from the offer file; zones and spot prices from the embedded catalog (the
+    // shared CSV's rows of the same type and region).
+    assert_eq!(
+        rows("m5.large"),
+        [
+            "us-east-1a 2cpu 8GiB - $0.1 spot Some(0.0429)",
+            "us-east-1b 2cpu 8GiB - $0.1 spot Some(0.0378)",
+            "us-east-1c 2cpu 8GiB - $0.1 spot Some(0.0427)",
+            "us-east-1d 2cpu 8GiB - $0.1 spot Some(0.0379)",
+            "us-east-1e 2cpu 8GiB - $0.1 spot None",
+            "us-east-1f 2cpu 8GiB - $0.1 spot Some(0.0359)",
+        ]
+    );
+    assert_eq!(
+        rows("c5.xlarge"),
+        [
+            "us-west-2a 4cpu 8GiB - $0.18 spot Some(0.0695)",
+            "us-west-2b 4cpu 8GiB - $0.18 spot Some(0.0676)",
+            "us-west-2c 4cpu 8GiB - $0.18 spot Some(0.0722)",
+            "us-west-2d 4cpu 8GiB - $0.18 spot Some(0.0644)",
+        ]
+    );
+    assert_eq!(
+        rows("p3.2xlarge"),
+        [
+            "us-east-1a 8cpu 61GiB V100:1 $3.2 spot Some(1.8041)",
+            "us-east-1b 8cpu 61GiB V100:1 $3.2 spot None",
+            "us-east-1c 8cpu 61GiB V100:1 $3.2 spot Some(1.7214)",
+            "us-east-1d 8cpu 61GiB V100:1 $3.2 spot Some(1.3105)",
+            "us-east-1e 8cpu 61GiB V100:1 $3.2 spot None",
+            "us-east-1f 8cpu 61GiB V100:1 $3.2 spot Some(2.1311)",
+        ]
+    );
+    // A type the 2022 snapshot lacks: its GPU named by its family, every zone of the region.
+    assert_eq!(rows("g6.xlarge").len(), 6);
+    assert!(
+        rows("g6.xlarge")[0].starts_with("us-east-1a 4cpu 16GiB L4:1 $0.8048 spot None"),
+        "{:?}",
+        rows("g6.xlarge")
+    );
+
+    // The region index unchanged (ETag): nothing is downloaded again.
+    s.log();
+    let o = sky(&root(), home.path(), &["catalog", "update", "--source", "aws", "--base-url", &s.url], &[]);
+    assert!(o.stdout.contains("aws: unchanged"), "{}", o.stdout);
+    assert_eq!(s.log().len(), 1);
+}

@@ -16,6 +16,7 @@
 //! snapshot. Progress goes to a [`Progress`] (the CLI draws a bar); nothing here prints.
 //! I/O: HTTP(S) downloads, the cache files.
 
+pub mod aws;
 pub mod azure;
 pub mod checks;
 pub mod download;
@@ -71,6 +72,9 @@ pub enum SourceKind {
     Skypilot,
     /// The Azure Retail Prices API (Azure only; sizes from the previous snapshot)
     Azure,
+    /// The AWS Price List bulk files (AWS only, on-demand; zones and spot prices from the
+    /// previous snapshot)
+    Aws,
 }
 
 impl SourceKind {
@@ -78,6 +82,7 @@ impl SourceKind {
         match self {
             SourceKind::Skypilot => "skypilot",
             SourceKind::Azure => "azure",
+            SourceKind::Aws => "aws",
         }
     }
 
@@ -86,6 +91,7 @@ impl SourceKind {
         match self {
             SourceKind::Skypilot => &["aws", "gcp", "azure"],
             SourceKind::Azure => &["azure"],
+            SourceKind::Aws => &["aws"],
         }
     }
 
@@ -94,6 +100,7 @@ impl SourceKind {
         match self {
             SourceKind::Skypilot => Box::new(skypilot::Skypilot { base: base(skypilot::DEFAULT_BASE) }),
             SourceKind::Azure => Box::new(azure::Azure { base: base(azure::DEFAULT_BASE) }),
+            SourceKind::Aws => Box::new(aws::Aws { base: base(aws::DEFAULT_BASE) }),
         }
     }
 }
@@ -135,6 +142,9 @@ pub enum Locate {
     /// The n-th item of paged answers: (number of the page's first item, page URL), in order;
     /// shown as `PAGE-URL item N`.
     Pages(Vec<(u64, String)>),
+    /// Lines numbered across several files: (number of the file's first line, its URL), in
+    /// order; shown as `URL:LINE`.
+    Files(Vec<(u64, String)>),
 }
 
 impl Locate {
@@ -144,6 +154,10 @@ impl Locate {
             Locate::Pages(pages) => match pages.iter().rev().find(|(first, _)| *first <= n) {
                 Some((first, url)) => format!("{url} item {}", n - first + 1),
                 None => format!("item {n}"),
+            },
+            Locate::Files(files) => match files.iter().rev().find(|(first, _)| *first <= n) {
+                Some((first, url)) => format!("{url}:{}", n - first + 1),
+                None => format!("line {n}"),
             },
         }
     }
