@@ -830,3 +830,16 @@ fn aws_price_list_offer_files_become_offerings_with_the_previous_zones() {
     assert!(o.stdout.contains("aws: unchanged"), "{}", o.stdout);
     assert_eq!(s.log().len(), 1);
 }
+
+#[test]
+fn the_update_bench_streams_a_generated_offer_file() {
+    // A small file here (the figure in CHANGELOG is `skyform bench catalog-update`, 200 MB).
+    let d = tempfile::tempdir().unwrap();
+    let o = skyform(d.path(), &["bench", "catalog-update", "--size-mb", "5", "--json"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert!(v["offer_file_bytes"].as_u64().unwrap() >= 5_000_000);
+    assert!(v["aws_offerings_written"].as_u64().unwrap() > 1000, "{v}");
+    let peak = v["peak_rss_kb"].as_u64().unwrap();
+    assert!(peak < 300 * 1024, "{peak} kB");
+}
