@@ -368,28 +368,6 @@ pub fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_jobs_are_deterministic_and_acyclic() {
-        let a = generate(Shape::Dag, 60, Objective::Cost, 1);
-        let b = generate(Shape::Dag, 60, Objective::Cost, 1);
-        assert_eq!(a, b);
-        assert_eq!(a.topo_order().len(), 60);
-        assert!(a.edges.len() >= 50);
-        let c = generate(Shape::Chain, 10, Objective::Time, 1);
-        assert_eq!(c.edges.len(), 9);
-    }
-
-    #[test]
-    fn optimizes_a_generated_dag_on_the_full_catalog() {
-        let row = run_optimize(&Catalog::embedded(), Shape::Dag, 12, Objective::Cost).unwrap();
-        assert!(row.total_cost > 0.0 && row.candidates_per_task > 1.0, "{row:?}");
-    }
-}
-
 /// The columns of a generated offer file: those of a real `AmazonEC2` `index.csv` (the
 /// source reads some of them by name; the others make the rows as wide as real ones).
 const AWS_OFFER_COLUMNS: &[&str] = &[
@@ -543,4 +521,26 @@ pub fn write_aws_offer(w: &mut impl std::io::Write, bytes: u64, region: &str) ->
         rows += 1;
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_jobs_are_deterministic_and_acyclic() {
+        let a = generate(Shape::Dag, 60, Objective::Cost, 1);
+        let b = generate(Shape::Dag, 60, Objective::Cost, 1);
+        assert_eq!(a, b);
+        assert_eq!(a.topo_order().len(), 60);
+        assert!(a.edges.len() >= 50);
+        let c = generate(Shape::Chain, 10, Objective::Time, 1);
+        assert_eq!(c.edges.len(), 9);
+    }
+
+    #[test]
+    fn optimizes_a_generated_dag_on_the_full_catalog() {
+        let row = run_optimize(&Catalog::embedded(), Shape::Dag, 12, Objective::Cost).unwrap();
+        assert!(row.total_cost > 0.0 && row.candidates_per_task > 1.0, "{row:?}");
+    }
 }

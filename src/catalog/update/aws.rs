@@ -66,11 +66,14 @@ fn family_gpu(instance_type: &str) -> Option<&'static str> {
     })
 }
 
+/// The zones of one type in one region, with their spot prices.
+type Zones = Vec<(String, Option<f64>)>;
+
 /// What the previous snapshot says about AWS.
 #[derive(Default)]
 struct Known {
-    /// (type, region) → [(zone, spot)]
-    zones: HashMap<(String, String), Vec<(String, Option<f64>)>>,
+    /// (type, region) → zones
+    zones: HashMap<(String, String), Zones>,
     /// region → every zone
     region_zones: HashMap<String, Vec<String>>,
     /// type → (accelerator, arch)
@@ -248,7 +251,7 @@ fn read_offer_file(
             },
         };
         let count = if accelerator.is_some() { gpus.max(1.0) } else { 0.0 };
-        let zones: Vec<(String, Option<f64>)> = match known.zones.get(&(it.to_string(), region.to_string())) {
+        let zones: Zones = match known.zones.get(&(it.to_string(), region.to_string())) {
             Some(z) => z.clone(),
             None => match known.region_zones.get(region) {
                 Some(all) => all.iter().map(|z| (z.clone(), None)).collect(),
