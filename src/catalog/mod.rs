@@ -600,6 +600,26 @@ mod tests {
     }
 
     #[test]
+    fn replacing_a_cloud_keeps_the_others_and_compacts_the_zones() {
+        let mut c = Catalog::embedded();
+        let before: Vec<_> = c.offerings().filter(|o| o.cloud != "gcp").map(|o| format!("{o:?}")).collect();
+        let gcp = c.cloud_snapshot("gcp");
+        assert_eq!(gcp.counts.len(), 1);
+        assert!(gcp.shapes.iter().all(|s| s.cloud == "gcp"));
+        let mut one = Catalog::new(Snapshot::default(), String::new());
+        let o = skyform_provider::OfferingSpec::new("us-central1", "us-central1-a", "n2-standard-2", 2.0, 8.0, 0.1);
+        one.add_offerings("gcp", &[o]);
+        c.replace_cloud("gcp", &one.snap);
+        assert_eq!(c.offerings().filter(|o| o.cloud == "gcp").count(), 1);
+        let after: Vec<_> = c.offerings().filter(|o| o.cloud != "gcp").map(|o| format!("{o:?}")).collect();
+        assert_eq!(after, before);
+        assert_eq!(c.len() as u64, c.snap.counts.values().map(|n| n.0).sum::<u64>() - c.snap.counts["gcp"].0 + 1);
+        // And back: the cloud's own snapshot restores it.
+        c.replace_cloud("gcp", &gcp);
+        assert_eq!(c.offerings().count(), Catalog::embedded().len());
+    }
+
+    #[test]
     fn local_cloud_comes_from_config() {
         let mut c = Catalog::embedded();
         let offered = skyform_provider_local::LocalFactory.offerings(&serde_json::json!({})).unwrap().unwrap();

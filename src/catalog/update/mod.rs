@@ -329,3 +329,20 @@ impl Drop for TempFile {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Locate;
+
+    #[test]
+    fn locations_of_reported_rows() {
+        assert_eq!(Locate::Lines("http://x/aws/vms.csv".into()).at(7), "http://x/aws/vms.csv:7");
+        let pages = Locate::Pages(vec![(1, "p1".into()), (101, "p2".into())]);
+        assert_eq!(pages.at(1), "p1 item 1");
+        assert_eq!(pages.at(100), "p1 item 100");
+        assert_eq!(pages.at(105), "p2 item 5");
+        let files = Locate::Files(vec![(1, "east.csv".into()), (51, "west.csv".into())]);
+        assert_eq!(files.at(17), "east.csv:17");
+        assert_eq!(files.at(57), "west.csv:7");
+    }
+}
