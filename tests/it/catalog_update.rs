@@ -843,3 +843,98 @@ fn the_update_bench_streams_a_generated_offer_file() {
     let peak = v["peak_rss_kb"].as_u64().unwrap();
     assert!(peak < 300 * 1024, "{peak} kB");
 }
+
+/// A Cloud Billing Catalog SKU, cut down by hand to the fields of the `services.skus.list`
+/// answer (<https://cloud.google.com/billing/docs/reference/rest/v1/services.skus/list>:
+/// `{"skus": [{"name", "skuId", "description", "category": {"serviceDisplayName",
+/// "resourceFamily", "resourceGroup", "usageType"}, "serviceRegions", "pricingInfo":
+/// [{"pricingExpression": {"usageUnit", "tieredRates": [{"startUsageAmount", "unitPrice":
+/// {"currencyCode", "units", "nanos"}}]}}], "serviceProviderName"}], "nextPageToken"}`).
+fn gcp_sku(description: &str, group: &str, usage: &str, unit: &str, nanos: i64) -> serde_json::Value {
+    let units = (nanos / 1_000_000_000).to_string();
+    let nanos = nanos % 1_000_000_000;
+    serde_json::json!({
+        "name": "services/6F81-5844-456A/skus/0000-0000-0000", "skuId": "0000-0000-0000",
+        "description": description,
+        "category": {"serviceDisplayName": "Compute Engine", "resourceFamily": "Compute", "resourceGroup": group, "usageType": usage},
+        "serviceRegions": ["us-central1"],
+        "pricingInfo": [{"pricingExpression": {"usageUnit": unit, "tieredRates": [
+            {"startUsageAmount": 0, "unitPrice": {"currencyCode": "USD", "units": units, "nanos": nanos}}
+        ]}}],
+        "serviceProviderName": "Google",
+    })
+}
+
+#[test]
+fn gcp_billing_skus_price_the_previous_machine_types() {
+    let s = Server::start();
+    let page1 = serde_json::json!({"skus": [
+        gcp_sku("N2 Instance Core running in Americas", "CPU", "OnDemand", "h", 31_611_000),
+        gcp_sku("N2 Instance Ram running in Americas", "RAM", "OnDemand", "GiBy.h", 4_237_000),
+        gcp_sku("Spot Preemptible N2 Instance Core running in Americas", "CPU", "Preemptible", "h", 7_650_000),
+        gcp_sku("Spot Preemptible N2 Instance Ram running in Americas", "RAM", "Preemptible", "GiBy.h", 1_030_000),
+        gcp_sku("E2 Instance Core running in Americas", "CPU", "OnDemand", "h", 21_811_000),
+        gcp_sku("E2 Instance Ram running in Americas", "RAM", "OnDemand", "GiBy.h", 2_923_000),
+        gcp_sku("Commitment v1: N2 Cpu in Americas for 1 Year", "CPU", "Commit1Yr", "h", 19_915_000),
+    ], "nextPageToken": "p2"});
+    let page2 = serde_json::json!({"skus": [
+        gcp_sku("N1 Predefined Instance Core running in Americas", "N1Standard", "OnDemand", "h", 31_611_000),
+        gcp_sku("N1 Predefined Instance Ram running in Americas", "N1Standard", "OnDemand", "GiBy.h", 4_237_000),
+        gcp_sku("Spot Preemptible N1 Predefined Instance Core running in Americas", "N1Standard", "Preemptible", "h", 6_600_000),
+        gcp_sku("Spot Preemptible N1 Predefined Instance Ram running in Americas", "N1Standard", "Preemptible", "GiBy.h", 890_000),
+        gcp_sku("Nvidia Tesla V100 GPU running in Americas", "GPU", "OnDemand", "h", 2_480_000_000),
+        gcp_sku("Nvidia Tesla V100 GPU attached to Spot Preemptible VMs running in Americas", "GPU", "Preemptible", "h", 740_000_000),
+        gcp_sku("Nvidia Tesla T4 GPU running in Americas", "GPU", "OnDemand", "GiBy.h", 350_000_000),
+    ], "nextPageToken": ""});
+    let page2 = page2.to_string();
+    let first = "/v1/services/6F81-5844-456A/skus?currencyCode=USD&key=test-key";
+    s.set(first, Answer::Ok { body: page1.to_string().into_bytes(), gzip: false });
+    s.set(
+        "/v1/services/6F81-5844-456A/skus?currencyCode=USD&pageToken=p2&key=test-key",
+        Answer::Ok { body: page2.into_bytes(), gzip: true },
+    );
+    let home = tempfile::tempdir().unwrap();
+    let args = ["catalog", "update", "--source", "gcp", "--base-url", &s.url];
+    let o = sky(&root(), home.path(), &args, &[]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("needs an API key: set SKYFORM_GCP_API_KEY"), "{}", o.stderr);
+    let o = sky(&root(), home.path(), &args, &[("SKYFORM_GCP_API_KEY", "test-key")]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(!o.stdout.contains("test-key") && !o.stderr.contains("test-key"), "the key is not shown");
+    assert!(
+        o.stderr.contains(&format!(
+            "Warning: {}/v1/services/6F81-5844-456A/skus?currencyCode=USD&pageToken=p2 item 7: `Nvidia Tesla T4 GPU running in Americas`: no price per h (usageUnit `GiBy.h`)",
+            s.url
+        )),
+        "{}",
+        o.stderr
+    );
+
+    let c = catalog_in(home.path());
+    let rows = |it: &str, acc: Option<&str>| -> Vec<String> {
+        let mut v: Vec<String> = c
+            .offerings()
+            .filter(|o| o.cloud == "gcp" && o.instance_type == it && o.accelerator == acc && o.accelerator_count <= 1.0)
+            .map(|o| format!("{} ${} spot {:?}", o.zone, o.price, o.spot_price))
+            .collect();
+        v.sort();
+        v
+    };
+    // n2-standard-2: 2 × 0.031611 + 8 × 0.004237 = 0.097118; spot 2 × 0.00765 + 8 × 0.00103.
+    assert_eq!(rows("n2-standard-2", None)[0], "us-central1-a $0.097118 spot Some(0.02354)");
+    assert_eq!(rows("n2-standard-2", None).len(), 4);
+    // e2-standard-4: 4 × 0.021811 + 16 × 0.002923 = 0.134012; no E2 spot SKU here.
+    assert_eq!(rows("e2-standard-4", None)[3], "us-central1-f $0.134012 spot None");
+    // n1-standard-8 + V100:1 (units "2" + nanos 480000000): 8 × 0.031611 + 30 × 0.004237 + 2.48 = 2.859998;
+    // spot 8 × 0.0066 + 30 × 0.00089 + 0.74 = 0.8195.
+    assert_eq!(
+        rows("n1-standard-8", Some("V100")),
+        [
+            "us-central1-a $2.859998 spot Some(0.8195)",
+            "us-central1-b $2.859998 spot Some(0.8195)",
+            "us-central1-c $2.859998 spot Some(0.8195)",
+            "us-central1-f $2.859998 spot Some(0.8195)",
+        ]
+    );
+    assert!(c.offerings().filter(|o| o.cloud == "gcp").all(|o| o.region == "us-central1"), "only priced regions");
+}

@@ -20,6 +20,7 @@ pub mod aws;
 pub mod azure;
 pub mod checks;
 pub mod download;
+pub mod gcp;
 pub mod skypilot;
 
 use super::cache::{self, CacheState, CloudState, Validators};
@@ -75,6 +76,9 @@ pub enum SourceKind {
     /// The AWS Price List bulk files (AWS only, on-demand; zones and spot prices from the
     /// previous snapshot)
     Aws,
+    /// The Cloud Billing Catalog API (GCP only, needs $SKYFORM_GCP_API_KEY; machine types
+    /// from the previous snapshot)
+    Gcp,
 }
 
 impl SourceKind {
@@ -83,6 +87,7 @@ impl SourceKind {
             SourceKind::Skypilot => "skypilot",
             SourceKind::Azure => "azure",
             SourceKind::Aws => "aws",
+            SourceKind::Gcp => "gcp",
         }
     }
 
@@ -92,6 +97,7 @@ impl SourceKind {
             SourceKind::Skypilot => &["aws", "gcp", "azure"],
             SourceKind::Azure => &["azure"],
             SourceKind::Aws => &["aws"],
+            SourceKind::Gcp => &["gcp"],
         }
     }
 
@@ -101,6 +107,7 @@ impl SourceKind {
             SourceKind::Skypilot => Box::new(skypilot::Skypilot { base: base(skypilot::DEFAULT_BASE) }),
             SourceKind::Azure => Box::new(azure::Azure { base: base(azure::DEFAULT_BASE) }),
             SourceKind::Aws => Box::new(aws::Aws { base: base(aws::DEFAULT_BASE) }),
+            SourceKind::Gcp => Box::new(gcp::Gcp { base: base(gcp::DEFAULT_BASE) }),
         }
     }
 }
