@@ -294,11 +294,21 @@ impl Catalog {
     pub fn overlay_cache(&mut self, dir: &Path, installed_at: Option<u64>) -> Result<(), CatalogError> {
         let state = cache::CacheState::load(dir);
         let mut replaced = Vec::new();
+        let mut unreadable = Vec::new();
         for (cloud, st) in &state.clouds {
             if installed_at.is_some_and(|t| t > st.fetched) {
                 continue;
             }
-            let Some(snap) = cache::read_snapshot(dir, cloud)? else { continue };
+            // A snapshot this version cannot read (another format version, a damaged file)
+            // is passed over: the base data stays in use and the origin says so.
+            let snap = match cache::read_snapshot(dir, cloud) {
+                Ok(Some(s)) => s,
+                Ok(None) => continue,
+                Err(_) => {
+                    unreadable.push(cloud.as_str());
+                    continue;
+                }
+            };
             self.replace_cloud(cloud, &snap);
             self.clouds.insert(
                 cloud.clone(),
@@ -313,6 +323,13 @@ impl Catalog {
         }
         if !replaced.is_empty() {
             self.origin = format!("{} + catalog update ({})", self.origin, replaced.join(", "));
+        }
+        if !unreadable.is_empty() {
+            self.origin = format!(
+                "{} (the cached update of {} is unreadable: run `skyform catalog update`)",
+                self.origin,
+                unreadable.join(", ")
+            );
         }
         Ok(())
     }

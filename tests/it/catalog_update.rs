@@ -331,6 +331,18 @@ fn a_failure_midway_keeps_the_previous_snapshot_in_use_and_says_so() {
     left.sort();
     assert_eq!(left, ["aws.bin", "azure.bin", "gcp.bin", "state.json"]);
 
+    // A cached snapshot this version cannot read is passed over, and `catalog info` says so.
+    std::fs::write(cache(home.path()).join("gcp.bin"), b"SKYCAT\x00\x09 another format").unwrap();
+    let o = sky(&root(), home.path(), &["catalog", "info", "-json"], &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["clouds"]["gcp"]["origin"], "embedded");
+    assert_eq!(v["clouds"]["aws"]["origin"], "update");
+    assert!(v["origin"]
+        .as_str()
+        .unwrap()
+        .ends_with("(the cached update of gcp is unreadable: run `skyform catalog update`)"));
+
     // The first update of a cloud that fails leaves the embedded data in use.
     let fresh = tempfile::tempdir().unwrap();
     let o = sky(&root(), fresh.path(), &["catalog", "update", "--cloud", "gcp", "--base-url", &s.url], &[]);
