@@ -42,19 +42,35 @@ struct ShapeKey {
     arch: Arch,
 }
 
-/// (region, zone) → (on-demand, spot) prices of one shape.
-type ZoneOffers = BTreeMap<(String, String), (f64, Option<f64>)>;
+/// (region, zone) → (on-demand, spot) prices of one shape and the source line of the row
+/// that gave them.
+type ZoneOffers = BTreeMap<(String, String), (f64, Option<f64>, u64)>;
 
-/// The importer's working state.
+/// The importer's working state (also what `catalog update`'s sources fill).
 #[derive(Default)]
-struct Builder {
+pub struct Builder {
     shapes: BTreeMap<ShapeKey, ZoneOffers>,
     counts: BTreeMap<String, (u64, u64)>,
+    /// The source line of the row being added (for the checks of `catalog update`).
+    pub line: u64,
+}
+
+/// One offering as the builder holds it, for the checks of `catalog update`.
+pub struct Candidate<'a> {
+    pub instance_type: &'a str,
+    pub accelerator: Option<&'a str>,
+    pub accelerator_count: f64,
+    pub region: &'a str,
+    pub zone: &'a str,
+    pub price: f64,
+    pub spot_price: Option<f64>,
+    /// The source line of the row that gave it.
+    pub line: u64,
 }
 
 impl Builder {
     #[allow(clippy::too_many_arguments)]
-    fn add(
+    pub fn add(
         &mut self,
         cloud: &str,
         it: &str,
@@ -82,17 +98,41 @@ impl Builder {
         match zones.entry((region.to_string(), zone.to_string())) {
             std::collections::btree_map::Entry::Occupied(_) => c.1 += 1,
             std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert((price, spot));
+                v.insert((price, spot, self.line));
                 c.0 += 1;
             }
         }
     }
 
-    fn skip(&mut self, cloud: &str) {
+    pub fn skip(&mut self, cloud: &str) {
         self.counts.entry(cloud.to_string()).or_default().1 += 1;
     }
 
-    fn finish(self, source: String, created: String) -> Snapshot {
+    /// Keeps the offerings `keep` accepts (the caller reports the others).
+    pub fn retain(&mut self, mut keep: impl FnMut(&Candidate) -> bool) {
+        for (k, zones) in self.shapes.iter_mut() {
+            let before = zones.len();
+            zones.retain(|(region, zone), (price, spot, line)| {
+                keep(&Candidate {
+                    instance_type: &k.instance_type,
+                    accelerator: k.accelerator.as_deref(),
+                    accelerator_count: f64::from_bits(k.count_bits),
+                    region,
+                    zone,
+                    price: *price,
+                    spot_price: *spot,
+                    line: *line,
+                })
+            });
+            let dropped = (before - zones.len()) as u64;
+            if dropped > 0 {
+                self.counts.entry(k.cloud.clone()).or_default().0 -= dropped;
+            }
+        }
+        self.shapes.retain(|_, z| !z.is_empty());
+    }
+
+    pub fn finish(self, source: String, created: String) -> Snapshot {
         let mut names: Vec<String> = Vec::new();
         let mut index: BTreeMap<String, u16> = BTreeMap::new();
         let mut intern = |s: &str, names: &mut Vec<String>| -> u16 {
@@ -105,7 +145,7 @@ impl Builder {
         let mut zones = Vec::new();
         for (k, offers) in self.shapes {
             let start = zones.len() as u32;
-            for ((region, zone), (price, spot)) in offers {
+            for ((region, zone), (price, spot, _line)) in offers {
                 let r = intern(&region, &mut names);
                 let z = intern(&zone, &mut names);
                 zones.push(ZoneOffer { region: r, zone: z, price, spot_price: spot });
@@ -126,22 +166,24 @@ impl Builder {
     }
 }
 
-fn read_csv(path: &Path, cloud: &str, errors: &mut Vec<String>) -> Vec<(u64, Row)> {
-    let shown = path.display().to_string();
-    let mut rdr = match csv::ReaderBuilder::new().flexible(false).from_path(path) {
-        Ok(r) => r,
-        Err(e) => {
-            errors.push(format!("{shown}: {e}"));
-            return vec![];
-        }
-    };
-    let headers = match rdr.headers() {
-        Ok(h) => h.clone(),
-        Err(e) => {
-            errors.push(format!("{shown}:1: {e}"));
-            return vec![];
-        }
-    };
+/// A region/zone check of `catalog update` (`Err(why)` leaves the row out).
+pub(crate) type RowCheck<'a> = &'a dyn Fn(&str, &str, &str) -> Result<(), String>;
+
+/// The most bad rows a file may have before it is refused whole.
+pub const MAX_BAD_ROWS: usize = 50;
+
+/// Reads one SkyPilot CSV. A bad row is reported in `errors` as `SHOWN:LINE: why` and left
+/// out; a problem with the whole file (unreadable, a missing column, more than
+/// [`MAX_BAD_ROWS`] bad rows) is the `Err`.
+fn read_csv(
+    path: &Path,
+    shown: &str,
+    cloud: &str,
+    check: RowCheck,
+    errors: &mut Vec<String>,
+) -> Result<Vec<(u64, Row)>, String> {
+    let mut rdr = csv::ReaderBuilder::new().flexible(false).from_path(path).map_err(|e| format!("{shown}: {e}"))?;
+    let headers = rdr.headers().map_err(|e| format!("{shown}:1: {e}"))?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let required =
         ["InstanceType", "vCPUs", "MemoryGiB", "AcceleratorName", "AcceleratorCount", "Price", "SpotPrice", "Region"];
@@ -151,27 +193,31 @@ fn read_csv(path: &Path, cloud: &str, errors: &mut Vec<String>) -> Vec<(u64, Row
             Some(i) => {
                 idx.insert(r, i);
             }
-            None => {
-                errors.push(format!("{shown}:1: missing column `{r}` (SkyPilot catalog schema v3 to v8 expected)"));
-                return vec![];
-            }
+            None => return Err(format!("{shown}:1: missing column `{r}` (SkyPilot catalog schema v3 to v8 expected)")),
         }
     }
     let zone_col = col("AvailabilityZone");
     let arch_col = col("Arch");
     if cloud != "azure" && zone_col.is_none() {
-        errors.push(format!("{shown}:1: missing column `AvailabilityZone`"));
-        return vec![];
+        return Err(format!("{shown}:1: missing column `AvailabilityZone`"));
     }
+    let first_error = errors.len();
+    let too_many = |errors: &Vec<String>| {
+        (errors.len() - first_error > MAX_BAD_ROWS)
+            .then(|| format!("{shown}: more than {MAX_BAD_ROWS} bad rows; the file is refused"))
+    };
     let mut rows = Vec::new();
     for rec in rdr.records() {
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
+                if let csv::ErrorKind::Io(io) = e.kind() {
+                    return Err(format!("{shown}: {io}"));
+                }
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
                 errors.push(format!("{shown}:{line}: {e}"));
-                if errors.len() > 50 {
-                    return rows;
+                if let Some(e) = too_many(errors) {
+                    return Err(e);
                 }
                 continue;
             }
@@ -216,10 +262,13 @@ fn read_csv(path: &Path, cloud: &str, errors: &mut Vec<String>) -> Vec<(u64, Row
         if region.is_empty() || zone.is_empty() {
             errors.push(format!("{shown}:{line}: empty Region or AvailabilityZone"));
             bad = true;
+        } else if let Err(why) = check(cloud, &region, &zone) {
+            errors.push(format!("{shown}:{line}: {why}"));
+            bad = true;
         }
         if bad {
-            if errors.len() > 50 {
-                return rows;
+            if let Some(e) = too_many(errors) {
+                return Err(e);
             }
             continue;
         }
@@ -240,12 +289,12 @@ fn read_csv(path: &Path, cloud: &str, errors: &mut Vec<String>) -> Vec<(u64, Row
             },
         ));
     }
-    rows
+    Ok(rows)
 }
 
 /// AWS (schema v3 has no Arch column): Graviton families end in `g` (m6g, c7gn, t4g) or
 /// are `a1`.
-fn aws_arch(instance_type: &str) -> Arch {
+pub(crate) fn aws_arch(instance_type: &str) -> Arch {
     let family = instance_type.split('.').next().unwrap_or("");
     let after_digits =
         family.find(|c: char| c.is_ascii_digit()).map(|d| family[d..].trim_start_matches(|c: char| c.is_ascii_digit()));
@@ -305,6 +354,11 @@ fn add_price(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     Some(((a? + b?) * 1e6).round() / 1e6)
 }
 
+/// No region/zone check (what `catalog import` uses).
+pub(crate) fn no_check(_: &str, _: &str, _: &str) -> Result<(), String> {
+    Ok(())
+}
+
 /// Imports every cloud found under `dir` (`aws/vms.csv`, `gcp/vms.csv`, `azure/vms.csv`).
 pub fn import_dir(dir: &Path) -> Result<Snapshot, CatalogError> {
     let mut errors = Vec::new();
@@ -316,43 +370,8 @@ pub fn import_dir(dir: &Path) -> Result<Snapshot, CatalogError> {
             continue;
         }
         found.push(cloud);
-        let rows = read_csv(&path, cloud, &mut errors);
-        match cloud {
-            "gcp" => import_gcp(&mut b, rows, &path, &mut errors),
-            _ => {
-                for (line, r) in rows {
-                    let (Some(vcpus), Some(mem)) = (r.vcpus, r.memory_gb) else {
-                        errors
-                            .push(format!("{}:{line}: vCPUs and MemoryGiB are required for a VM row", path.display()));
-                        continue;
-                    };
-                    if r.instance_type.is_empty() {
-                        errors.push(format!("{}:{line}: empty InstanceType", path.display()));
-                        continue;
-                    }
-                    let Some(price) = r.price else {
-                        b.skip(cloud); // e.g. mac1.metal: no on-demand price listed
-                        continue;
-                    };
-                    let arch =
-                        r.arch
-                            .unwrap_or_else(|| if cloud == "aws" { aws_arch(&r.instance_type) } else { Arch::X86_64 });
-                    let count = if r.accelerator.is_some() { r.accelerator_count.unwrap_or(1.0) } else { 0.0 };
-                    b.add(
-                        cloud,
-                        &r.instance_type,
-                        vcpus,
-                        mem,
-                        r.accelerator,
-                        count,
-                        arch,
-                        &r.region,
-                        &r.zone,
-                        price,
-                        r.spot_price,
-                    );
-                }
-            }
+        if let Err(e) = import_cloud(&mut b, cloud, &path, &path.display().to_string(), &no_check, &mut errors) {
+            errors.push(e);
         }
     }
     if found.is_empty() {
@@ -372,21 +391,72 @@ pub fn import_dir(dir: &Path) -> Result<Snapshot, CatalogError> {
     Ok(b.finish(format!("SkyPilot-format CSVs ({})", found.join(", ")), created))
 }
 
-fn import_gcp(b: &mut Builder, rows: Vec<(u64, Row)>, path: &Path, errors: &mut Vec<String>) {
+/// Adds one cloud's SkyPilot CSV at `path` (named `shown` in messages: a path or a URL) to
+/// `b`. Bad rows go to `errors` and are left out; the `Err` is a problem with the whole
+/// file.
+pub(crate) fn import_cloud(
+    b: &mut Builder,
+    cloud: &str,
+    path: &Path,
+    shown: &str,
+    check: RowCheck,
+    errors: &mut Vec<String>,
+) -> Result<(), String> {
+    let rows = read_csv(path, shown, cloud, check, errors)?;
+    match cloud {
+        "gcp" => import_gcp(b, rows, shown, errors),
+        _ => {
+            for (line, r) in rows {
+                let (Some(vcpus), Some(mem)) = (r.vcpus, r.memory_gb) else {
+                    errors.push(format!("{shown}:{line}: vCPUs and MemoryGiB are required for a VM row"));
+                    continue;
+                };
+                if r.instance_type.is_empty() {
+                    errors.push(format!("{shown}:{line}: empty InstanceType"));
+                    continue;
+                }
+                let Some(price) = r.price else {
+                    b.skip(cloud); // e.g. mac1.metal: no on-demand price listed
+                    continue;
+                };
+                let arch =
+                    r.arch.unwrap_or_else(|| if cloud == "aws" { aws_arch(&r.instance_type) } else { Arch::X86_64 });
+                let count = if r.accelerator.is_some() { r.accelerator_count.unwrap_or(1.0) } else { 0.0 };
+                b.line = line;
+                b.add(
+                    cloud,
+                    &r.instance_type,
+                    vcpus,
+                    mem,
+                    r.accelerator,
+                    count,
+                    arch,
+                    &r.region,
+                    &r.zone,
+                    price,
+                    r.spot_price,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn import_gcp(b: &mut Builder, rows: Vec<(u64, Row)>, shown: &str, errors: &mut Vec<String>) {
     // zone → host rows
     let mut hosts: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
-    let mut gpus: Vec<&Row> = Vec::new();
+    let mut gpus: Vec<(u64, &Row)> = Vec::new();
     for (line, r) in &rows {
         if r.instance_type.is_empty() {
             if r.accelerator.is_none() {
-                errors.push(format!("{}:{line}: a row needs an InstanceType or an AcceleratorName", path.display()));
+                errors.push(format!("{shown}:{line}: a row needs an InstanceType or an AcceleratorName"));
             } else {
-                gpus.push(r);
+                gpus.push((*line, r));
             }
             continue;
         }
         let (Some(_), Some(_), Some(_)) = (r.vcpus, r.memory_gb, r.price) else {
-            errors.push(format!("{}:{line}: vCPUs, MemoryGiB and Price are required for a VM row", path.display()));
+            errors.push(format!("{shown}:{line}: vCPUs, MemoryGiB and Price are required for a VM row"));
             continue;
         };
         hosts.entry(r.zone.clone()).or_default().push(r);
@@ -398,6 +468,7 @@ fn import_gcp(b: &mut Builder, rows: Vec<(u64, Row)>, path: &Path, errors: &mut 
         } else {
             Arch::X86_64
         });
+        b.line = *line;
         b.add(
             "gcp",
             &r.instance_type,
@@ -412,7 +483,8 @@ fn import_gcp(b: &mut Builder, rows: Vec<(u64, Row)>, path: &Path, errors: &mut 
             r.spot_price,
         );
     }
-    for g in gpus {
+    for (line, g) in gpus {
+        b.line = line;
         let name = g.accelerator.as_deref().unwrap_or("");
         let count = g.accelerator_count.unwrap_or(1.0);
         let (Some(gprice), gspot) = (g.price, g.spot_price) else {

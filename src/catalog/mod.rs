@@ -8,14 +8,20 @@
 //! Sources, in order: `skyform { catalog = PATH }`, `$SKYFORM_CATALOG`,
 //! `$SKYFORM_HOME/catalog.bin` (what `skyform catalog import` installs), and the embedded
 //! snapshot in `data/catalog.bin` (built from the SkyPilot CSVs of `../shared/catalog`).
+//! Unless the job or `$SKYFORM_CATALOG` names a file, the per-cloud snapshots of
+//! `skyform catalog update` ([`cache`], written by [`update`]) replace their clouds in it
+//! (a cloud imported after its update keeps its import). [`Catalog::clouds`] says where
+//! each cloud's data comes from and how old it is.
 //! Clouds the snapshot does not hold (the `local` provider, a cluster behind a plugin) are
 //! added at load time from the offerings their providers make of their configuration
 //! ([`Catalog::for_job`], through the provider registry).
 //!
-//! [`egress`] prices data movement between locations. I/O: reading a snapshot file.
+//! [`egress`] prices data movement between locations. I/O: reading snapshot files.
 
+pub mod cache;
 pub mod egress;
 pub mod import;
+pub mod update;
 
 use crate::config::JobSpec;
 use serde::{Deserialize, Serialize};
@@ -93,8 +99,45 @@ pub struct Snapshot {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub snap: Snapshot,
-    /// Where it came from (path or "embedded").
+    /// Where it came from (path or "embedded", with the clouds a `catalog update` replaced).
     pub origin: String,
+    /// Where each cloud's data comes from and its date.
+    pub clouds: BTreeMap<String, CloudInfo>,
+}
+
+/// Where one cloud's data comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CloudInfo {
+    /// "embedded", a snapshot's path, or "update" (the cache of `catalog update`).
+    pub origin: String,
+    /// What the data was made from (`skypilot https://.../aws/vms.csv`, ...).
+    pub source: String,
+    /// The data's date: an update's fetch time (RFC 3339), else the snapshot's date.
+    pub date: String,
+    /// When an update last fetched or confirmed the data (Unix seconds).
+    pub checked: Option<u64>,
+}
+
+impl CloudInfo {
+    /// How old the data is at `now` (seconds): since the update last confirmed it, else
+    /// since the snapshot's date. None when the date is unknown.
+    pub fn age(&self, now: u64) -> Option<u64> {
+        let t = match self.checked {
+            Some(t) => t,
+            None => parse_date(&self.date)?,
+        };
+        Some(now.saturating_sub(t))
+    }
+}
+
+/// Unix seconds of `YYYY-MM-DD` or an RFC 3339 time.
+fn parse_date(s: &str) -> Option<u64> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return u64::try_from(t.as_second()).ok();
+    }
+    let d: jiff::civil::Date = s.parse().ok()?;
+    let t = d.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp();
+    u64::try_from(t.as_second()).ok()
 }
 
 /// A flattened offering (for display and the resolver).
@@ -161,6 +204,23 @@ impl Snapshot {
     }
 }
 
+/// The age past which a cloud's data is stale: `$SKYFORM_CATALOG_MAX_AGE` (a duration such
+/// as `30d`), default 30 days; in seconds.
+pub fn max_age() -> Result<u64, String> {
+    let s = std::env::var("SKYFORM_CATALOG_MAX_AGE").unwrap_or_else(|_| "30d".into());
+    crate::config::parse_hours(&s).map(|h| (h * 3600.0) as u64).map_err(|e| format!("SKYFORM_CATALOG_MAX_AGE: {e}"))
+}
+
+/// `3 days`, `5 hours`: an age for messages.
+pub fn fmt_age(secs: u64) -> String {
+    let days = secs / 86_400;
+    match days {
+        0 => format!("{} hours", secs / 3600),
+        1 => "1 day".into(),
+        d => format!("{d} days"),
+    }
+}
+
 /// `$SKYFORM_HOME` (default `~/.skyform`).
 pub fn skyform_home() -> PathBuf {
     if let Some(h) = std::env::var_os("SKYFORM_HOME") {
@@ -177,10 +237,25 @@ pub fn installed_path() -> PathBuf {
 impl Catalog {
     /// The embedded snapshot.
     pub fn embedded() -> Catalog {
-        Catalog {
-            snap: Snapshot::decode(EMBEDDED, "embedded").expect("the embedded catalog is valid"),
-            origin: "embedded".into(),
-        }
+        Catalog::new(Snapshot::decode(EMBEDDED, "embedded").expect("the embedded catalog is valid"), "embedded".into())
+    }
+
+    /// A catalog of one snapshot (every cloud's data comes from it).
+    pub fn new(snap: Snapshot, origin: String) -> Catalog {
+        let clouds = snap
+            .counts
+            .keys()
+            .map(|c| {
+                let info = CloudInfo {
+                    origin: origin.clone(),
+                    source: snap.source.clone(),
+                    date: snap.created.clone(),
+                    checked: None,
+                };
+                (c.clone(), info)
+            })
+            .collect();
+        Catalog { snap, origin, clouds }
     }
 
     /// Source and counts of the embedded snapshot (for `version -json`).
@@ -193,7 +268,7 @@ impl Catalog {
     pub fn from_file(path: &Path) -> Result<Catalog, CatalogError> {
         let p = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| CatalogError::Io { path: p.clone(), source: e })?;
-        Ok(Catalog { snap: Snapshot::decode(&bytes, &p)?, origin: p })
+        Ok(Catalog::new(Snapshot::decode(&bytes, &p)?, p))
     }
 
     /// The catalog of the clouds (without `local`), from the first source that exists.
@@ -205,10 +280,120 @@ impl Catalog {
             return Catalog::from_file(Path::new(&p));
         }
         let inst = installed_path();
-        if inst.is_file() {
-            return Catalog::from_file(&inst);
+        let mut c = if inst.is_file() { Catalog::from_file(&inst)? } else { Catalog::embedded() };
+        let installed_at = std::fs::metadata(&inst)
+            .and_then(|m| m.modified())
+            .ok()
+            .map(|t| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+        c.overlay_cache(&cache::dir(), installed_at)?;
+        Ok(c)
+    }
+
+    /// Replaces each cloud the cache in `dir` holds with its snapshot, unless the base was
+    /// imported (at `installed_at`) after that cloud's update.
+    pub fn overlay_cache(&mut self, dir: &Path, installed_at: Option<u64>) -> Result<(), CatalogError> {
+        let state = cache::CacheState::load(dir);
+        let mut replaced = Vec::new();
+        let mut unreadable = Vec::new();
+        for (cloud, st) in &state.clouds {
+            if installed_at.is_some_and(|t| t > st.fetched) {
+                continue;
+            }
+            // A snapshot this version cannot read (another format version, a damaged file)
+            // is passed over: the base data stays in use and the origin says so.
+            let snap = match cache::read_snapshot(dir, cloud) {
+                Ok(Some(s)) => s,
+                Ok(None) => continue,
+                Err(_) => {
+                    unreadable.push(cloud.as_str());
+                    continue;
+                }
+            };
+            self.replace_cloud(cloud, &snap);
+            self.clouds.insert(
+                cloud.clone(),
+                CloudInfo {
+                    origin: "update".into(),
+                    source: snap.source.clone(),
+                    date: snap.created.clone(),
+                    checked: Some(st.checked),
+                },
+            );
+            replaced.push(format!("{cloud} {}", snap.created));
         }
-        Ok(Catalog::embedded())
+        if !replaced.is_empty() {
+            self.origin = format!("{} + catalog update ({})", self.origin, replaced.join(", "));
+        }
+        if !unreadable.is_empty() {
+            self.origin = format!(
+                "{} (the cached update of {} is unreadable: run `skyform catalog update`)",
+                self.origin,
+                unreadable.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// The clouds whose data is older than `max_age` seconds at `now`, with their ages.
+    /// With `updated_only`, only clouds a `catalog update` brought (what plans warn of).
+    pub fn stale(&self, now: u64, max_age: u64, updated_only: bool) -> Vec<(String, u64)> {
+        self.clouds
+            .iter()
+            .filter(|(_, i)| !updated_only || i.checked.is_some())
+            .filter_map(|(c, i)| i.age(now).filter(|&a| a > max_age).map(|a| (c.clone(), a)))
+            .collect()
+    }
+
+    /// The offerings of one cloud, as a snapshot of that cloud alone.
+    pub fn cloud_snapshot(&self, cloud: &str) -> Snapshot {
+        let mut out = Snapshot {
+            source: self.clouds.get(cloud).map(|i| i.source.clone()).unwrap_or_default(),
+            created: self.clouds.get(cloud).map(|i| i.date.clone()).unwrap_or_default(),
+            ..Default::default()
+        };
+        let mut c = Catalog::new(Snapshot::default(), String::new());
+        c.replace_cloud_from(cloud, self);
+        out.names = c.snap.names;
+        out.shapes = c.snap.shapes;
+        out.zones = c.snap.zones;
+        if let Some(n) = self.snap.counts.get(cloud) {
+            out.counts.insert(cloud.to_string(), *n);
+        }
+        out
+    }
+
+    /// Replaces `cloud`'s shapes and counts with those of `snap` (which may hold other
+    /// clouds: only `cloud`'s shapes are taken).
+    pub fn replace_cloud(&mut self, cloud: &str, snap: &Snapshot) {
+        let other = Catalog { snap: snap.clone(), origin: String::new(), clouds: BTreeMap::new() };
+        self.replace_cloud_from(cloud, &other);
+        match snap.counts.get(cloud) {
+            Some(n) => self.snap.counts.insert(cloud.to_string(), *n),
+            None => self.snap.counts.remove(cloud),
+        };
+    }
+
+    fn replace_cloud_from(&mut self, cloud: &str, other: &Catalog) {
+        // Keep the other clouds' shapes with their zones compacted.
+        let old_zones = std::mem::take(&mut self.snap.zones);
+        let old_shapes = std::mem::take(&mut self.snap.shapes);
+        for mut s in old_shapes.into_iter().filter(|s| s.cloud != cloud) {
+            let start = self.snap.zones.len() as u32;
+            self.snap.zones.extend_from_slice(&old_zones[s.start as usize..s.end as usize]);
+            s.start = start;
+            s.end = self.snap.zones.len() as u32;
+            self.snap.shapes.push(s);
+        }
+        let mut names: std::collections::HashMap<u16, u16> = std::collections::HashMap::new();
+        for s in other.snap.shapes.iter().filter(|s| s.cloud == cloud) {
+            let start = self.snap.zones.len() as u32;
+            for z in &other.snap.zones[s.start as usize..s.end as usize] {
+                let mut name = |i: u16| *names.entry(i).or_insert_with(|| self.intern(other.name(i)));
+                let (region, zone) = (name(z.region), name(z.zone));
+                self.snap.zones.push(ZoneOffer { region, zone, ..z.clone() });
+            }
+            self.snap.shapes.push(Shape { start, end: self.snap.zones.len() as u32, ..s.clone() });
+        }
     }
 
     /// The catalog a job plans against: its catalog source plus the offerings of the
@@ -225,7 +410,7 @@ impl Catalog {
     /// Replaces `cloud`'s offerings with `offerings` (one shape per instance type and
     /// accelerator, its zones contiguous).
     pub fn add_offerings(&mut self, cloud: &str, offerings: &[skyform_provider::OfferingSpec]) {
-        self.snap.shapes.retain(|s| s.cloud != cloud);
+        self.replace_cloud_from(cloud, &Catalog::new(Snapshot::default(), String::new()));
         let mut groups: Vec<(&skyform_provider::OfferingSpec, Vec<&skyform_provider::OfferingSpec>)> = Vec::new();
         for o in offerings {
             let same = |g: &&skyform_provider::OfferingSpec| {
@@ -263,6 +448,15 @@ impl Catalog {
             });
         }
         self.snap.counts.insert(cloud.to_string(), (offerings.len() as u64, 0));
+        self.clouds.insert(
+            cloud.to_string(),
+            CloudInfo {
+                origin: "provider".into(),
+                source: "the provider's configuration".into(),
+                date: String::new(),
+                checked: None,
+            },
+        );
     }
 
     fn intern(&mut self, s: &str) -> u16 {
@@ -420,6 +614,26 @@ mod tests {
         let bytes = c.snap.encode();
         assert_eq!(Snapshot::decode(&bytes, "x").unwrap(), c.snap);
         assert!(matches!(Snapshot::decode(b"nope", "x"), Err(CatalogError::Format { .. })));
+    }
+
+    #[test]
+    fn replacing_a_cloud_keeps_the_others_and_compacts_the_zones() {
+        let mut c = Catalog::embedded();
+        let before: Vec<_> = c.offerings().filter(|o| o.cloud != "gcp").map(|o| format!("{o:?}")).collect();
+        let gcp = c.cloud_snapshot("gcp");
+        assert_eq!(gcp.counts.len(), 1);
+        assert!(gcp.shapes.iter().all(|s| s.cloud == "gcp"));
+        let mut one = Catalog::new(Snapshot::default(), String::new());
+        let o = skyform_provider::OfferingSpec::new("us-central1", "us-central1-a", "n2-standard-2", 2.0, 8.0, 0.1);
+        one.add_offerings("gcp", &[o]);
+        c.replace_cloud("gcp", &one.snap);
+        assert_eq!(c.offerings().filter(|o| o.cloud == "gcp").count(), 1);
+        let after: Vec<_> = c.offerings().filter(|o| o.cloud != "gcp").map(|o| format!("{o:?}")).collect();
+        assert_eq!(after, before);
+        assert_eq!(c.len() as u64, c.snap.counts.values().map(|n| n.0).sum::<u64>() - c.snap.counts["gcp"].0 + 1);
+        // And back: the cloud's own snapshot restores it.
+        c.replace_cloud("gcp", &gcp);
+        assert_eq!(c.offerings().count(), Catalog::embedded().len());
     }
 
     #[test]

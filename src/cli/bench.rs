@@ -1,4 +1,5 @@
-//! `skyform bench catalog|optimize`: benchmarks that print figures (text or `-json`).
+//! `skyform bench catalog|optimize|apply|catalog-update`: benchmarks that print figures
+//! (text or `-json`).
 
 use super::views;
 use crate::bench::{self, Shape};
@@ -15,6 +16,60 @@ pub enum BenchCmd {
     Optimize(OptimizeBench),
     /// apply a generated DAG of trivial commands on the local provider
     Apply(ApplyBench),
+    /// `catalog update --source aws` from a generated Price List offer file served on
+    /// 127.0.0.1: wall time and peak memory of the process
+    #[command(name = "catalog-update")]
+    CatalogUpdate(CatalogUpdateBench),
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogUpdateBench {
+    /// Size of the generated offer file, MB
+    #[arg(long = "size-mb", default_value_t = 200)]
+    pub size_mb: u64,
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Serves the files under `root` on 127.0.0.1 (HTTP/1.1, `Connection: close`, one thread
+/// per request, the file copied to the socket as it is read) until the process ends.
+/// Hand-written because the binary carries an HTTP client but no server, and the bench
+/// needs only GET of static files; returns the base URL.
+fn serve_files(root: std::path::PathBuf) -> anyhow::Result<String> {
+    use std::io::{BufRead, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}", l.local_addr()?);
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let mut r = std::io::BufReader::new(&s);
+                let mut first = String::new();
+                let _ = r.read_line(&mut first);
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let path = first.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
+                let mut w = std::io::BufWriter::new(&s);
+                match (!path.contains("..")).then(|| std::fs::File::open(root.join(&path))).and_then(Result::ok) {
+                    Some(mut f) => {
+                        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                        let _ = write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+                        let _ = std::io::copy(&mut f, &mut w);
+                    }
+                    None => {
+                        let _ = write!(w, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    }
+                }
+                let _ = w.flush();
+            });
+        }
+    });
+    Ok(url)
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +225,66 @@ fn mib(kb: Option<u64>) -> String {
 
 pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
     match cmd {
+        BenchCmd::CatalogUpdate(a) => {
+            let dir = std::env::temp_dir().join(format!("skyform-bench-catalog-update-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let offers = dir.join("www/offers/v1.0/aws/AmazonEC2");
+            std::fs::create_dir_all(offers.join("current"))?;
+            std::fs::create_dir_all(offers.join("20260101000000/us-east-1"))?;
+            std::fs::write(
+                offers.join("current/region_index.json"),
+                serde_json::json!({"regions": {"us-east-1": {
+                    "regionCode": "us-east-1",
+                    "currentVersionUrl": "/offers/v1.0/aws/AmazonEC2/20260101000000/us-east-1/index.json",
+                }}})
+                .to_string(),
+            )?;
+            let file = offers.join("20260101000000/us-east-1/index.csv");
+            let t = Instant::now();
+            let mut w = std::io::BufWriter::new(std::fs::File::create(&file)?);
+            let rows = bench::write_aws_offer(&mut w, a.size_mb * 1_000_000, "us-east-1")?;
+            std::io::Write::flush(&mut w)?;
+            drop(w);
+            let gen_s = t.elapsed().as_secs_f64();
+            let bytes = std::fs::metadata(&file)?.len();
+            let url = serve_files(dir.join("www"))?;
+            let exe = std::env::current_exe()?;
+            // The baseline: a process that only loads the catalog.
+            let (_, base_peak) = timed_process(&exe, &dir, &["catalog", "info"])?;
+            let (secs, peak) =
+                timed_process(&exe, &dir, &["catalog", "update", "--source", "aws", "--base-url", &url])?;
+            // What the update wrote (read back through `catalog info`, as a user would).
+            let info = std::process::Command::new(&exe)
+                .args(["catalog", "info", "--json"])
+                .current_dir(&dir)
+                .env("SKYFORM_HOME", dir.join(".home"))
+                .output()?;
+            let info: serde_json::Value = serde_json::from_slice(&info.stdout)?;
+            let aws = &info["clouds"]["aws"];
+            if aws["origin"] != "update" {
+                anyhow::bail!("the update did not replace the AWS data: {aws}");
+            }
+            let offerings = aws["offerings"].as_u64().unwrap_or(0);
+            let _ = std::fs::remove_dir_all(&dir);
+            let mb = bytes as f64 / 1e6;
+            if a.json {
+                views::print_json(&serde_json::json!({
+                    "offer_file_bytes": bytes, "offer_rows": rows, "generate_s": gen_s, "update_s": secs,
+                    "update_mb_per_s": mb / secs, "peak_rss_kb": peak, "catalog_info_peak_rss_kb": base_peak,
+                    "aws_offerings_written": offerings,
+                }));
+            } else {
+                outln!("catalog update --source aws: one generated us-east-1 offer file on 127.0.0.1");
+                outln!("  offer file                        {mb:>8.1} MB  ({rows} rows, generated in {gen_s:.1} s)");
+                outln!("  update (download, stream, write)  {secs:>8.2} s   ({:.0} MB/s, {offerings} AWS offerings written)", mb / secs);
+                outln!("  peak memory of the update         {:>8} MiB (VmHWM of the process)", mib(peak));
+                outln!(
+                    "  peak memory of `catalog info`     {:>8} MiB (the catalog alone, for comparison)",
+                    mib(base_peak)
+                );
+            }
+            Ok(0)
+        }
         BenchCmd::Apply(a) => {
             let dir = std::env::temp_dir().join(format!("skyform-bench-apply-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);

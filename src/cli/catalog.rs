@@ -1,5 +1,5 @@
-//! `skyform catalog search|gpus|regions|info|import`: the catalog from the command line,
-//! each with a `-json` twin.
+//! `skyform catalog search|gpus|regions|info|import|update`: the catalog from the command
+//! line, each with a `-json` twin.
 
 use super::{views, Ctx};
 use crate::catalog::{self, fmt_count, Catalog, Filter};
@@ -20,6 +20,58 @@ pub enum CatalogCmd {
     Info(JsonArg),
     /// Build a catalog snapshot from SkyPilot-format CSVs (DIR/{aws,gcp,azure}/vms.csv)
     Import(ImportArgs),
+    /// Download fresh prices into the cache (used over the embedded catalog); `--check`:
+    /// exit 1 when a cloud's data is older than --max-age
+    #[command(long_about = UPDATE_ABOUT)]
+    Update(UpdateArgs),
+}
+
+const UPDATE_ABOUT: &str = "Download fresh prices into the cache, used over the embedded catalog by every command.
+
+Each cloud is fetched, checked and written on its own (temporary file + rename): a failed or
+partial download never replaces a good snapshot, and the previous snapshot stays in use. An
+unchanged source (same ETag / Last-Modified) is not downloaded again. Bad rows (a malformed
+or missing value, an unknown region, a price that is not positive, above $2000/h, or moved
+more than --max-change times since the previous snapshot) are reported as URL:LINE and
+skipped; --strict refuses the cloud's update instead.
+
+The cache: $SKYFORM_HOME/cache/catalog when SKYFORM_HOME is set, else
+$XDG_CACHE_HOME/skyform/catalog, else ~/.cache/skyform/catalog.
+
+`--check` downloads nothing and exits 1 when any cloud's data is older than --max-age (for CI).
+Plans warn when an updated cloud's data is older than $SKYFORM_CATALOG_MAX_AGE (default 30d).
+
+Exit status: 0 when every cloud was updated or is unchanged, 1 when any failed (or, with
+--check, is stale).";
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Where the prices come from
+    #[arg(long, value_enum, default_value = "skypilot")]
+    pub source: crate::catalog::update::SourceKind,
+    /// Only this cloud: aws, gcp, azure (repeatable; default: every cloud of the source)
+    #[arg(long)]
+    pub cloud: Vec<String>,
+    /// The source's base URL (skypilot: the directory holding CLOUD/vms.csv; default:
+    /// SkyPilot's catalog repository, schema v8)
+    #[arg(long = "base-url", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Refuse a cloud's update when any row is bad (default: report bad rows and skip them)
+    #[arg(long)]
+    pub strict: bool,
+    /// Download nothing: exit 1 when any cloud's data is older than --max-age
+    #[arg(long)]
+    pub check: bool,
+    /// The age past which a cloud's data is stale (e.g. 30d, 12h)
+    #[arg(long = "max-age", default_value = "30d")]
+    pub max_age: String,
+    /// How far a price may move since the previous snapshot (a factor either way) before
+    /// its row counts as bad
+    #[arg(long = "max-change", default_value_t = crate::catalog::update::checks::DEFAULT_MAX_CHANGE)]
+    pub max_change: f64,
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -153,7 +205,18 @@ pub fn run(ctx: &Ctx, cmd: CatalogCmd) -> anyhow::Result<i32> {
                 .iter()
                 .map(|(k, (n, skipped))| {
                     let shapes = c.snap.shapes.iter().filter(|s| &s.cloud == k).count();
-                    (k, serde_json::json!({"offerings": n, "skipped_rows": skipped, "instance_shapes": shapes}))
+                    let info = c.clouds.get(k);
+                    let age = info.and_then(|i| i.age(ctx.clock.now()));
+                    (
+                        k,
+                        serde_json::json!({
+                            "offerings": n, "skipped_rows": skipped, "instance_shapes": shapes,
+                            "origin": info.map(|i| &i.origin), "source": info.map(|i| &i.source),
+                            "date": info.map(|i| &i.date),
+                            "checked": info.and_then(|i| i.checked).map(crate::clock::format_time),
+                            "age_days": age.map(|a| a / 86_400),
+                        }),
+                    )
                 })
                 .collect();
             if a.json {
@@ -165,13 +228,23 @@ pub fn run(ctx: &Ctx, cmd: CatalogCmd) -> anyhow::Result<i32> {
                 outln!("Catalog:   {} ({})", c.origin, c.snap.source);
                 outln!("Data date: {}", c.snap.created);
                 outln!("Offerings: {} in total, {gpus} accelerator types", c.len());
-                let mut rows = vec![vec!["CLOUD".into(), "OFFERINGS".into(), "SHAPES".into(), "SKIPPED ROWS".into()]];
+                let mut rows = vec![["CLOUD", "OFFERINGS", "SHAPES", "SKIPPED ROWS", "DATE", "AGE", "SOURCE"]
+                    .map(String::from)
+                    .to_vec()];
+                let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).unwrap_or("-").to_string();
                 for (k, v) in &per_cloud {
                     rows.push(vec![
                         k.to_string(),
                         v["offerings"].to_string(),
                         v["instance_shapes"].to_string(),
                         v["skipped_rows"].to_string(),
+                        text(&v["date"]),
+                        v["age_days"].as_u64().map(|d| format!("{d} d")).unwrap_or_else(|| "-".into()),
+                        match v["origin"].as_str() {
+                            Some("update") => text(&v["source"]),
+                            Some(o) => format!("{o} ({})", text(&v["source"])),
+                            None => "-".into(),
+                        },
                     ]);
                 }
                 out!("{}", views::table(&rows));
@@ -198,6 +271,133 @@ pub fn run(ctx: &Ctx, cmd: CatalogCmd) -> anyhow::Result<i32> {
             outln!("{}", out.display());
             Ok(0)
         }
+        CatalogCmd::Update(a) => update(ctx, a),
+    }
+}
+
+/// Draws the download progress on stderr (hidden when stderr is not a terminal).
+struct Bar(indicatif::ProgressBar);
+
+impl crate::catalog::update::Progress for Bar {
+    fn start(&self, what: &str, total: Option<u64>) {
+        self.0.reset();
+        self.0.set_length(total.unwrap_or(0));
+        let template = if total.is_some() {
+            "{spinner} {msg} {bar:30} {bytes}/{total_bytes} ({bytes_per_sec})"
+        } else {
+            "{spinner} {msg} {bytes} ({bytes_per_sec})"
+        };
+        self.0.set_style(indicatif::ProgressStyle::with_template(template).expect("template"));
+        self.0.set_message(what.to_string());
+    }
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+    fn step(&self, what: &str) {
+        self.0.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("template"));
+        self.0.set_message(what.to_string());
+        self.0.tick();
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn update(ctx: &Ctx, a: UpdateArgs) -> anyhow::Result<i32> {
+    use crate::catalog::update::{self, Outcome};
+    let max_age = crate::config::parse_hours(&a.max_age).map_err(|e| anyhow::anyhow!("--max-age: {e}"))?;
+    let max_age = (max_age * 3600.0) as u64;
+    if !(a.max_change.is_finite() && a.max_change > 1.0) {
+        anyhow::bail!("--max-change {}: must be a factor above 1", a.max_change);
+    }
+    let now = ctx.clock.now();
+    if a.check {
+        let c = Catalog::default_source(None)?;
+        let clouds: Vec<&String> = c.clouds.keys().filter(|k| a.cloud.is_empty() || a.cloud.contains(k)).collect();
+        let stale: Vec<(String, u64)> =
+            c.stale(now, max_age, false).into_iter().filter(|(k, _)| clouds.contains(&k)).collect();
+        if a.json {
+            let rows: Vec<serde_json::Value> = clouds
+                .iter()
+                .map(|k| {
+                    let i = &c.clouds[*k];
+                    serde_json::json!({
+                        "cloud": k, "date": i.date, "origin": i.origin, "age_days": i.age(now).map(|x| x / 86_400),
+                        "stale": stale.iter().any(|(s, _)| s == *k),
+                    })
+                })
+                .collect();
+            views::print_json(&serde_json::json!({"max_age_days": max_age as f64 / 86_400.0, "clouds": rows}));
+        } else {
+            for k in &clouds {
+                let i = &c.clouds[*k];
+                let age = i.age(now).map(catalog::fmt_age).unwrap_or_else(|| "unknown age".into());
+                let mark = if stale.iter().any(|(s, _)| s == *k) { "stale" } else { "fresh" };
+                outln!("{k}: {mark} ({age}; {} data of {})", i.origin, if i.date.is_empty() { "-" } else { &i.date });
+            }
+        }
+        if !stale.is_empty() {
+            let names: Vec<&str> = stale.iter().map(|(k, _)| k.as_str()).collect();
+            errln!("Error: catalog data older than {}: {} (run `skyform catalog update`)", a.max_age, names.join(", "));
+            return Ok(1);
+        }
+        return Ok(0);
+    }
+    let previous = Catalog::default_source(None)?;
+    let opts = update::Options {
+        source: a.source,
+        clouds: a.cloud.clone(),
+        base_url: a.base_url.clone(),
+        strict: a.strict,
+        max_change: a.max_change,
+        now: fetched_at(now)?,
+    };
+    let dir = catalog::cache::dir();
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    let reports = update::update(&opts, &dir, &previous, &Bar(bar))?;
+    let failed = reports.iter().any(|r| matches!(r.outcome, Outcome::Failed { .. }));
+    if a.json {
+        views::print_json(&serde_json::json!({"source": a.source, "cache": dir, "clouds": reports}));
+    }
+    for r in &reports {
+        for b in &r.bad_rows {
+            errln!("Warning: {b}");
+        }
+        if a.json {
+            continue;
+        }
+        match &r.outcome {
+            Outcome::Updated { offerings, skipped } => {
+                let bad = if r.bad_rows.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} bad rows left out", r.bad_rows.len())
+                };
+                outln!("{}: updated, {offerings} offerings ({skipped} rows skipped{bad}) from {}", r.cloud, r.url);
+            }
+            Outcome::Unchanged => outln!("{}: unchanged since the last update ({})", r.cloud, r.url),
+            Outcome::Failed { error } => {
+                let prev = previous.clouds.get(&r.cloud);
+                let kept = match prev {
+                    Some(i) if i.origin == "update" => {
+                        format!("the previous snapshot (fetched {}) stays in use", i.date)
+                    }
+                    Some(i) => format!("the previous snapshot ({} data of {}) stays in use", i.origin, i.date),
+                    None => "no data for it is in use".into(),
+                };
+                errln!("Error: {}: update failed: {error}; {kept}", r.cloud);
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// The fetch time an update records: now, or `$SKYFORM_CATALOG_FETCHED_AT` (Unix seconds;
+/// test-only: it lets a test make a snapshot look old).
+fn fetched_at(now: u64) -> anyhow::Result<u64> {
+    match std::env::var("SKYFORM_CATALOG_FETCHED_AT") {
+        Ok(v) => v.parse().map_err(|_| anyhow::anyhow!("SKYFORM_CATALOG_FETCHED_AT: `{v}` is not a Unix time")),
+        Err(_) => Ok(now),
     }
 }
 

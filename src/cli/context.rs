@@ -247,6 +247,7 @@ impl Ctx {
         let inputs = pipeline::Inputs { spec, catalog: &catalog, tracker: &view, state: &state };
         match pipeline::plan(&inputs, &opts) {
             Ok(mut p) => {
+                p.warnings.extend(stale_warnings(&catalog, &p.plan, self.clock.now())?);
                 self.print_warnings(&p.warnings);
                 p.changed_outside = changed_outside;
                 Ok(Some(p))
@@ -263,4 +264,24 @@ impl Ctx {
             }
         }
     }
+}
+
+/// A warning per cloud the plan places tasks on whose data (brought by `catalog update`) is
+/// older than [`crate::catalog::max_age`].
+fn stale_warnings(catalog: &Catalog, plan: &crate::plan::Plan, now: u64) -> anyhow::Result<Vec<String>> {
+    let max_age = crate::catalog::max_age().map_err(|e| anyhow::anyhow!(e))?;
+    let used: std::collections::BTreeSet<&str> =
+        plan.changes.iter().filter_map(|c| c.after.as_ref()).map(|a| a.placement.cloud.as_str()).collect();
+    Ok(catalog
+        .stale(now, max_age, true)
+        .into_iter()
+        .filter(|(cloud, _)| used.contains(cloud.as_str()))
+        .map(|(cloud, age)| {
+            format!(
+                "the catalog's {cloud} prices are {} old (fetched {}); run `skyform catalog update --cloud {cloud}`",
+                crate::catalog::fmt_age(age),
+                catalog.clouds[&cloud].date
+            )
+        })
+        .collect())
 }

@@ -1,6 +1,8 @@
-//! A small blocking HTTPS client for the forges' REST APIs: hyper-util's client with rustls
-//! (native roots) on a current-thread tokio runtime, one call at a time, each within
-//! [`TIMEOUT`]. Plain `http://` is allowed for a loopback fake or a proxy.
+//! A small blocking HTTPS client for the forges' REST APIs and `catalog update`'s downloads:
+//! hyper-util's client with rustls (native roots) on a current-thread tokio runtime, one call
+//! at a time, each within [`TIMEOUT`] ([`Http::get_stream`]: each chunk of the body within
+//! it, the body handed on as it arrives). Plain `http://` is allowed for a loopback fake or a
+//! proxy.
 
 use super::ForgeError;
 use http_body_util::{BodyExt, Full};
@@ -103,6 +105,66 @@ impl Http {
             tokio::time::timeout(TIMEOUT, call)
                 .await
                 .map_err(|_| transport(format!("no answer within {} s", TIMEOUT.as_secs())))?
+        })
+    }
+}
+
+impl Http {
+    /// GET `url` with `headers`; a 2xx body goes to `sink` chunk by chunk as it arrives (never
+    /// held whole), after `on_head` has seen the status and headers. Another status's body
+    /// (its first 4 KiB) is returned in the answer. Each chunk must arrive within [`TIMEOUT`];
+    /// a body shorter than its `Content-Length` is a transport error.
+    pub fn get_stream(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        on_head: &mut dyn FnMut(&Response),
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<Response, ForgeError> {
+        let transport = |detail: String| ForgeError::Transport { url: url.to_string(), detail };
+        let mut req = hyper::Request::builder()
+            .method("GET")
+            .uri(url)
+            .header("user-agent", concat!("skyform/", env!("CARGO_PKG_VERSION")));
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
+        }
+        let req = req.body(Full::new(Bytes::new())).map_err(|e| transport(e.to_string()))?;
+        let late = || transport(format!("no answer within {} s", TIMEOUT.as_secs()));
+        self.rt.block_on(async {
+            let resp = tokio::time::timeout(TIMEOUT, self.client.request(req))
+                .await
+                .map_err(|_| late())?
+                .map_err(|e| transport(format!("{e:#}")))?;
+            let mut head = Response {
+                status: resp.status().as_u16(),
+                headers: resp
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                    .collect(),
+                body: String::new(),
+            };
+            on_head(&head);
+            let expected: Option<u64> = head.header("content-length").and_then(|v| v.trim().parse().ok());
+            let mut body = resp.into_body();
+            let mut got: u64 = 0;
+            let mut excerpt = Vec::new();
+            while let Some(frame) = tokio::time::timeout(TIMEOUT, body.frame()).await.map_err(|_| late())? {
+                let frame = frame.map_err(|e| transport(format!("the body broke off after {got} bytes: {e}")))?;
+                let Ok(data) = frame.into_data() else { continue };
+                got += data.len() as u64;
+                if head.ok() {
+                    sink(&data).map_err(|e| transport(format!("writing the body: {e}")))?;
+                } else if excerpt.len() < 4096 {
+                    excerpt.extend_from_slice(&data[..data.len().min(4096 - excerpt.len())]);
+                }
+            }
+            if let Some(n) = expected.filter(|&n| n != got) {
+                return Err(transport(format!("the body broke off: {got} of {n} bytes")));
+            }
+            head.body = String::from_utf8_lossy(&excerpt).into_owned();
+            Ok(head)
         })
     }
 }

@@ -7,6 +7,7 @@ mod automation;
 mod aws;
 mod azure;
 mod catalog;
+mod catalog_update;
 mod comment;
 mod compare;
 mod config;
