@@ -223,7 +223,8 @@ pub fn run(cli: Cli, argv: Vec<String>) -> anyhow::Result<i32> {
     };
     let color =
         !cli.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let ctx = Ctx::new(dir, color, argv, crate::providers::Registry::builtin());
+    let registry = crate::providers::Registry::builtin().with_plugins(&dir);
+    let ctx = Ctx::new(dir, color, argv, registry);
     match cli.command {
         Command::Validate(a) => validate::run(&ctx, a),
         Command::Fmt(a) => fmt::run(&ctx, a),

@@ -150,3 +150,26 @@ fn a_missing_plugin_says_it_cannot_start() {
     let e = f.plugin_provider(&json!({}), &BuildContext::new("/tmp")).err().expect("no plugin");
     assert!(e.message.starts_with("cannot start plugin nowhere (/nonexistent/skyform-provider-nowhere)"), "{e}");
 }
+
+/// The round trip of one call over the protocol (printed; `--ignored --nocapture`).
+#[test]
+#[ignore]
+fn call_latency() {
+    let d = tempfile::tempdir().unwrap();
+    let p = local_plugin().plugin_provider(&json!({}), &BuildContext::new(d.path())).unwrap();
+    let a = p.allocate(&AllocateRequest::new("t", loc("local", "zone-a"), "local.small", "tok")).unwrap();
+    let direct = skyform_provider_local::runtime::LocalProvider::new(Default::default(), d.path()).unwrap();
+    for (name, prov) in [("plugin", &p as &dyn Provider), ("in process", &direct as &dyn Provider)] {
+        let t = Instant::now();
+        for _ in 0..1000 {
+            prov.read(&ReadRequest::all()).unwrap();
+        }
+        println!("{name}: read {:.1} µs per call", t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        for _ in 0..1000 {
+            prov.object_store(&loc("local", "zone-a"));
+        }
+        println!("{name}: object_store {:.1} µs per call", t.elapsed().as_secs_f64() * 1e3);
+    }
+    p.release(&ReleaseRequest::new(a.provider_id)).unwrap();
+}

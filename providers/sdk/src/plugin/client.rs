@@ -539,6 +539,7 @@ impl PluginFactory {
             conn: Mutex::new(None),
             info: OnceLock::new(),
             has_market: false,
+            stores: Mutex::default(),
         };
         let c = p.conn()?;
         let has_market = c.1;
@@ -560,6 +561,9 @@ pub struct PluginProvider {
     conn: Mutex<Option<Arc<Conn>>>,
     info: OnceLock<ProviderInfo>,
     has_market: bool,
+    /// `object_store` answers by location: the engine asks for every output it collects,
+    /// and the answer is a function of the location and the configuration.
+    stores: Mutex<HashMap<Location, Option<String>>>,
 }
 
 impl PluginProvider {
@@ -620,11 +624,17 @@ impl Provider for PluginProvider {
         self.call(verb::RELEASE, req)
     }
     fn object_store(&self, location: &Location) -> Option<String> {
-        // The seam has no error here: a failing plugin means the engine's local store, and
-        // the next call reports the failure.
-        self.call::<ObjectStoreResult>(verb::OBJECT_STORE, ObjectStoreParams { location: location.clone() })
-            .ok()
-            .and_then(|r| r.uri)
+        if let Some(s) = lock(&self.stores).get(location) {
+            return s.clone();
+        }
+        // The seam has no error here: a failing plugin means the engine's local store (not
+        // remembered), and the next call reports the failure.
+        let r = self.call::<ObjectStoreResult>(verb::OBJECT_STORE, ObjectStoreParams { location: location.clone() });
+        let uri = r.as_ref().ok().and_then(|r| r.uri.clone());
+        if r.is_ok() {
+            lock(&self.stores).insert(location.clone(), uri.clone());
+        }
+        uri
     }
 }
 

@@ -216,9 +216,8 @@ pub fn discover(dirs: &[PathBuf]) -> Vec<(String, PathBuf)> {
 /// How to install a missing plugin, as a sentence for diagnostics and `skyform init`.
 pub fn install_hint(name: &str) -> String {
     format!(
-        "install the executable `{EXECUTABLE_PREFIX}{name}` into the job's {PLUGIN_DIR}/ or a directory on PATH \
-         (a Rust plugin: `cargo install --root .skyform/plugins/.. <crate>`), or name it in the block: \
-         provider \"{name}\" {{ plugin = \"path/to/{EXECUTABLE_PREFIX}{name}\" }}"
+        "install the executable `{EXECUTABLE_PREFIX}{name}` into the job's {PLUGIN_DIR}/ or a directory on PATH, \
+         or name it in the block: provider \"{name}\" {{ plugin = \"path/to/{EXECUTABLE_PREFIX}{name}\" }}"
     )
 }
 
