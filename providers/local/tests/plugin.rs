@@ -167,9 +167,9 @@ fn call_latency() {
         println!("{name}: read {:.1} µs per call", t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
         for _ in 0..1000 {
-            prov.object_store(&loc("local", "zone-a"));
+            let _ = prov.task_status(&TaskStatusRequest::new(a.provider_id.clone()));
         }
-        println!("{name}: object_store {:.1} µs per call", t.elapsed().as_secs_f64() * 1e3);
+        println!("{name}: task_status {:.1} µs per call", t.elapsed().as_secs_f64() * 1e3);
     }
     p.release(&ReleaseRequest::new(a.provider_id)).unwrap();
 }

@@ -89,6 +89,8 @@ pub fn serve_on<R: BufRead, W: Write + Send>(factory: &dyn Factory, input: R, ou
         w.write_all(line.as_bytes())?;
         w.flush()?;
     }
+    // `SKYFORM_PLUGIN_TRACE=1`: every request on stderr (the plugin log).
+    let trace = std::env::var_os("SKYFORM_PLUGIN_TRACE").is_some_and(|v| v == "1");
     let mut configured: Option<Arc<Configured>> = None;
     // Markets are not `Send`: spot prices are answered in order, on this thread.
     let mut market: Option<Box<dyn Market>> = None;
@@ -107,6 +109,9 @@ pub fn serve_on<R: BufRead, W: Write + Send>(factory: &dyn Factory, input: R, ou
                 }
             };
             let id = req.id;
+            if trace {
+                eprintln!("{EXECUTABLE_PREFIX}{}: {line}", factory.name());
+            }
             let answer = |res: Result<serde_json::Value, ProviderError>| match res {
                 Ok(v) => Response { id, result: Some(v), error: None },
                 Err(e) => Response { id, result: None, error: Some(e) },
