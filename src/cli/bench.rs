@@ -33,6 +33,9 @@ pub struct ApplyBench {
     /// plugin protocol adds per task
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
     pub plugin: Option<String>,
+    /// Repetitions (in process and plugin runs alternate; the medians are printed)
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
     /// Print as JSON
     #[arg(long)]
     pub json: bool,
@@ -185,20 +188,27 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
                 Some(p) if !p.is_empty() => Some(std::path::absolute(p)?),
                 Some(_) => Some(local_plugin()?),
             };
-            let (plan_s, apply_s, destroy_s) = bench_apply(&a, None)?;
+            // Runs alternate (in process, plugin, in process, ...) so that a busy machine
+            // weighs on both alike; each figure is the median of its runs.
+            let mut own = Vec::new();
+            let mut plugged = Vec::new();
+            for _ in 0..a.runs.max(1) {
+                own.push(bench_apply(&a, None)?);
+                if let Some(p) = &plugin {
+                    plugged.push(bench_apply(&a, Some(p))?);
+                }
+            }
+            let (plan_s, apply_s, destroy_s) = medians(&own);
             let per_task_ms = apply_s * 1e3 / a.tasks as f64;
             let per_slot_ms = per_task_ms * a.parallelism as f64;
-            let as_plugin = match &plugin {
-                Some(p) => Some(bench_apply(&a, Some(p))?),
-                None => None,
-            };
+            let as_plugin = (!plugged.is_empty()).then(|| medians(&plugged));
             // What the protocol adds per task: the difference of the wall times, per task and
             // slot (the runs are parallel).
             let plugin_per_task_ms = as_plugin.map(|(_, s, _)| s * 1e3 / a.tasks as f64);
             let added_ms = plugin_per_task_ms.map(|p| (p - per_task_ms) * a.parallelism as f64);
             if a.json {
                 let mut v = serde_json::json!({
-                    "tasks": a.tasks, "parallelism": a.parallelism, "plan_s": plan_s, "apply_s": apply_s,
+                    "tasks": a.tasks, "parallelism": a.parallelism, "runs": a.runs.max(1), "plan_s": plan_s, "apply_s": apply_s,
                     "destroy_s": destroy_s, "wall_ms_per_task": per_task_ms, "overhead_ms_per_task_per_slot": per_slot_ms,
                 });
                 if let (Some((pp, pa, pd)), Some(p)) = (as_plugin, &plugin) {
@@ -428,4 +438,13 @@ fn bench_apply(a: &ApplyBench, plugin: Option<&std::path::Path>) -> anyhow::Resu
     let destroy_s = run(&["destroy", "-auto-approve"])?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok((plan_s, apply_s, destroy_s))
+}
+
+/// The median of each of the three figures over runs.
+fn medians(runs: &[(f64, f64, f64)]) -> (f64, f64, f64) {
+    let col = |f: fn(&(f64, f64, f64)) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        bench::median(&mut v)
+    };
+    (col(|r| r.0), col(|r| r.1), col(|r| r.2))
 }
