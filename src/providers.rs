@@ -443,6 +443,31 @@ mod tests {
     }
 
     #[test]
+    fn plugins_on_the_plugin_path_join_the_registry_but_never_replace_a_built_in_provider() {
+        let d = tempfile::tempdir().unwrap();
+        let plugins = d.path().join(".skyform/plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        for name in ["skyform-provider-ray", "skyform-provider-local", "skyform-provider-aws"] {
+            let p = plugins.join(name);
+            std::fs::write(&p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        let mut r = Registry::empty();
+        r.add(Arc::new(skyform_provider_local::LocalFactory));
+        r.not_built("aws", "aws", &["s3"]);
+        let r = r.with_plugins(d.path());
+        let paths = r.plugin_paths();
+        assert_eq!(paths.keys().collect::<Vec<_>>(), ["aws", "ray"], "local stays built in; a plugin adds aws");
+        assert!(paths["ray"].ends_with(".skyform/plugins/skyform-provider-ray"));
+        assert!(r.names().contains(&"ray".to_string()));
+        assert!(r.factory("aws").is_ok(), "the plugin serves the provider this build lacks");
+        // A block's `plugin` wins, even over a built-in provider.
+        let f = r.resolve("local", &serde_json::json!({"plugin": "bin/skyform-provider-local"})).unwrap();
+        assert_eq!(f.name(), "local");
+        assert!(r.factory("nope").err().expect("unknown").to_string().contains("no plugin `skyform-provider-nope`"));
+    }
+
+    #[test]
     fn backends_resolve_to_their_provider() {
         let r = Registry::builtin();
         assert!(r.backend("local", &serde_json::json!({})).unwrap().is_none());
