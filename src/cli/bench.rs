@@ -1,5 +1,6 @@
 //! `skyform bench catalog|optimize|apply|catalog-update`: benchmarks that print figures
-//! (text or `-json`).
+//! (text or `-json`). `bench apply -plugin` also runs the local provider as a plugin process
+//! (`skyform-provider-local`) and prints the protocol's cost per task.
 
 use super::views;
 use crate::bench::{self, Shape};
@@ -14,7 +15,8 @@ pub enum BenchCmd {
     Catalog(CatalogBench),
     /// resolve + optimize on generated chains and DAGs over the full catalog
     Optimize(OptimizeBench),
-    /// apply a generated DAG of trivial commands on the local provider
+    /// apply a generated DAG of trivial commands on the local provider (in process, and with
+    /// -plugin also as a plugin process)
     Apply(ApplyBench),
     /// `catalog update --source aws` from a generated Price List offer file served on
     /// 127.0.0.1: wall time and peak memory of the process
@@ -80,6 +82,14 @@ pub struct ApplyBench {
     /// -parallelism of the apply
     #[arg(long, default_value_t = 2)]
     pub parallelism: usize,
+    /// Also run the local provider as a plugin (this executable; without a value
+    /// `skyform-provider-local` next to skyform, then on PATH) and print the time the
+    /// plugin protocol adds per task
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
+    pub plugin: Option<String>,
+    /// Repetitions (in process and plugin runs alternate; the medians are printed)
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
     /// Print as JSON
     #[arg(long)]
     pub json: bool,
@@ -87,8 +97,9 @@ pub struct ApplyBench {
 
 /// A DAG of `n` trivial tasks: a binary tree where every 7th task also reads its
 /// predecessor; data on every edge.
-fn apply_job(n: usize, slots: usize) -> String {
-    let mut s = format!("provider \"local\" {{\n  zones = [\"zone-a\", \"zone-b\"]\n  slots = {slots}\n}}\n\n");
+fn apply_job(n: usize, slots: usize, plugin: Option<&std::path::Path>) -> String {
+    let plugin = plugin.map(|p| format!("  plugin = {:?}\n", p.display().to_string())).unwrap_or_default();
+    let mut s = format!("provider \"local\" {{\n  zones = [\"zone-a\", \"zone-b\"]\n  slots = {slots}\n{plugin}}}\n\n");
     for i in 0..n {
         let mut parents: Vec<usize> = Vec::new();
         if i > 0 {
@@ -286,31 +297,41 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         BenchCmd::Apply(a) => {
-            let dir = std::env::temp_dir().join(format!("skyform-bench-apply-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir)?;
-            std::fs::write(dir.join("main.sky.hcl"), apply_job(a.tasks, a.parallelism.max(1) * 2))?;
-            let exe = std::env::current_exe()?;
-            let run = |args: &[&str]| -> anyhow::Result<f64> {
-                let t = Instant::now();
-                let o = std::process::Command::new(&exe).args(args).current_dir(&dir).env("NO_COLOR", "1").output()?;
-                if !o.status.success() {
-                    anyhow::bail!("{:?} failed: {}", args, String::from_utf8_lossy(&o.stderr));
-                }
-                Ok(t.elapsed().as_secs_f64())
+            let plugin = match &a.plugin {
+                None => None,
+                Some(p) if !p.is_empty() => Some(std::path::absolute(p)?),
+                Some(_) => Some(local_plugin()?),
             };
-            let plan_s = run(&["plan"])?;
-            let par = format!("-parallelism={}", a.parallelism);
-            let apply_s = run(&["apply", "-auto-approve", &par])?;
-            let destroy_s = run(&["destroy", "-auto-approve"])?;
-            let _ = std::fs::remove_dir_all(&dir);
+            // Runs alternate (in process, plugin, in process, ...) so that a busy machine
+            // weighs on both alike; each figure is the median of its runs.
+            let mut own = Vec::new();
+            let mut plugged = Vec::new();
+            for _ in 0..a.runs.max(1) {
+                own.push(bench_apply(&a, None)?);
+                if let Some(p) = &plugin {
+                    plugged.push(bench_apply(&a, Some(p))?);
+                }
+            }
+            let (plan_s, apply_s, destroy_s) = medians(&own);
             let per_task_ms = apply_s * 1e3 / a.tasks as f64;
             let per_slot_ms = per_task_ms * a.parallelism as f64;
+            let as_plugin = (!plugged.is_empty()).then(|| medians(&plugged));
+            // What the protocol adds per task: the difference of the wall times, per task and
+            // slot (the runs are parallel).
+            let plugin_per_task_ms = as_plugin.map(|(_, s, _)| s * 1e3 / a.tasks as f64);
+            let added_ms = plugin_per_task_ms.map(|p| (p - per_task_ms) * a.parallelism as f64);
             if a.json {
-                views::print_json(&serde_json::json!({
-                    "tasks": a.tasks, "parallelism": a.parallelism, "plan_s": plan_s, "apply_s": apply_s,
+                let mut v = serde_json::json!({
+                    "tasks": a.tasks, "parallelism": a.parallelism, "runs": a.runs.max(1), "plan_s": plan_s, "apply_s": apply_s,
                     "destroy_s": destroy_s, "wall_ms_per_task": per_task_ms, "overhead_ms_per_task_per_slot": per_slot_ms,
-                }));
+                });
+                if let (Some((pp, pa, pd)), Some(p)) = (as_plugin, &plugin) {
+                    v["plugin"] = serde_json::json!({
+                        "path": p.display().to_string(), "plan_s": pp, "apply_s": pa, "destroy_s": pd,
+                        "wall_ms_per_task": plugin_per_task_ms, "added_ms_per_task_per_slot": added_ms,
+                    });
+                }
+                views::print_json(&v);
             } else {
                 outln!(
                     "apply: {} trivial tasks (a DAG with data on every edge), parallelism {}",
@@ -322,6 +343,16 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
                 outln!("  wall per task                     {per_task_ms:>8.1} ms");
                 outln!("  overhead per task per slot        {per_slot_ms:>8.1} ms  (allocate, stage, run bash, poll, collect, release, commits)");
                 outln!("  destroy                           {destroy_s:>8.2} s");
+                if let (Some((pp, pa, pd)), Some(p), Some(ppt), Some(add)) =
+                    (as_plugin, &plugin, plugin_per_task_ms, added_ms)
+                {
+                    outln!("local provider as a plugin ({}):", p.display());
+                    outln!("  plan                              {pp:>8.2} s");
+                    outln!("  apply (wall)                      {pa:>8.2} s");
+                    outln!("  wall per task                     {ppt:>8.1} ms");
+                    outln!("  added per task per slot           {add:>8.1} ms  (the plugin protocol: process, pipes, JSON)");
+                    outln!("  destroy                           {pd:>8.2} s");
+                }
             }
             Ok(0)
         }
@@ -478,4 +509,56 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `skyform-provider-local` next to this executable, else on PATH.
+fn local_plugin() -> anyhow::Result<std::path::PathBuf> {
+    let name = format!("{}local", skyform_provider::plugin::EXECUTABLE_PREFIX);
+    let exe = std::env::current_exe()?;
+    let mut dirs: Vec<std::path::PathBuf> = exe.parent().map(|d| vec![d.to_path_buf()]).unwrap_or_default();
+    if let Some(p) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&p));
+    }
+    dirs.iter().map(|d| d.join(&name)).find(|p| p.is_file()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no {name} next to skyform or on PATH: build it (cargo build -p skyform-provider-local) or give -plugin=PATH"
+        )
+    })
+}
+
+/// One plan + apply + destroy of the generated job in a fresh directory (the local provider
+/// in process, or served by `plugin`): the three wall times in seconds.
+fn bench_apply(a: &ApplyBench, plugin: Option<&std::path::Path>) -> anyhow::Result<(f64, f64, f64)> {
+    let dir = std::env::temp_dir().join(format!(
+        "skyform-bench-apply-{}{}",
+        std::process::id(),
+        if plugin.is_some() { "-plugin" } else { "" }
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("main.sky.hcl"), apply_job(a.tasks, a.parallelism.max(1) * 2, plugin))?;
+    let exe = std::env::current_exe()?;
+    let run = |args: &[&str]| -> anyhow::Result<f64> {
+        let t = Instant::now();
+        let o = std::process::Command::new(&exe).args(args).current_dir(&dir).env("NO_COLOR", "1").output()?;
+        if !o.status.success() {
+            anyhow::bail!("{:?} failed: {}", args, String::from_utf8_lossy(&o.stderr));
+        }
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let plan_s = run(&["plan"])?;
+    let par = format!("-parallelism={}", a.parallelism);
+    let apply_s = run(&["apply", "-auto-approve", &par])?;
+    let destroy_s = run(&["destroy", "-auto-approve"])?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((plan_s, apply_s, destroy_s))
+}
+
+/// The median of each of the three figures over runs.
+fn medians(runs: &[(f64, f64, f64)]) -> (f64, f64, f64) {
+    let col = |f: fn(&(f64, f64, f64)) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        bench::median(&mut v)
+    };
+    (col(|r| r.0), col(|r| r.1), col(|r| r.2))
 }

@@ -81,7 +81,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Rewrite job files into the canonical format
     Fmt(fmt::FmtArgs),
-    /// Prepare the job directory (.skyform/) and explain the next steps
+    /// Prepare the job directory (.skyform/), find the provider plugins the job needs
+    /// (.skyform/plugins/, PATH, or a block's `plugin`), and explain the next steps
     Init(init::InitArgs),
     /// Show where each task would run, what changes and what it costs
     Plan(plan::PlanArgs),
@@ -119,7 +120,7 @@ pub enum Command {
     /// Benchmarks that print figures (catalog, optimize, apply)
     #[command(subcommand)]
     Bench(bench::BenchCmd),
-    /// Print the skyform version and its providers
+    /// Print the skyform version, its providers and the plugins found for the job
     Version(version::VersionArgs),
 }
 
@@ -223,7 +224,8 @@ pub fn run(cli: Cli, argv: Vec<String>) -> anyhow::Result<i32> {
     };
     let color =
         !cli.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let ctx = Ctx::new(dir, color, argv, crate::providers::Registry::builtin());
+    let registry = crate::providers::Registry::builtin().with_plugins(&dir);
+    let ctx = Ctx::new(dir, color, argv, registry);
     match cli.command {
         Command::Validate(a) => validate::run(&ctx, a),
         Command::Fmt(a) => fmt::run(&ctx, a),

@@ -1,5 +1,7 @@
 //! `skyform version [-json]`: the version, the embedded catalog and the providers of this
-//! build (a provider known by name but not compiled in has no version).
+//! build (a provider known by name but not compiled in has no version), plus the plugins
+//! found for the job (`.skyform/plugins/`, then `PATH`) with their executables and the
+//! versions they announce.
 
 use super::Ctx;
 use clap::Args;
@@ -14,10 +16,18 @@ pub struct VersionArgs {
 pub fn run(ctx: &Ctx, a: VersionArgs) -> anyhow::Result<i32> {
     let v = env!("CARGO_PKG_VERSION");
     let providers = ctx.registry.versions();
+    let plugins = ctx.registry.plugin_paths();
     if a.json {
         let p: serde_json::Map<String, serde_json::Value> = providers
             .iter()
-            .map(|(k, v)| (k.clone(), serde_json::json!({ "version": v, "built": v.is_some() })))
+            .map(|(k, v)| {
+                let mut o = serde_json::json!({ "version": v, "built": v.is_some() });
+                if let Some(path) = plugins.get(k) {
+                    o["built"] = false.into();
+                    o["plugin"] = path.display().to_string().into();
+                }
+                (k.clone(), o)
+            })
             .collect();
         outln!(
             "{}",
@@ -31,6 +41,9 @@ pub fn run(ctx: &Ctx, a: VersionArgs) -> anyhow::Result<i32> {
         outln!("skyform v{v}");
         for (name, version) in &providers {
             match version {
+                Some(pv) if plugins.contains_key(name) => {
+                    outln!("+ provider {name} v{pv} (plugin {})", plugins[name].display())
+                }
                 Some(pv) => outln!("+ provider {name} v{pv}"),
                 None => outln!("  provider {name} (not in this build)"),
             }

@@ -20,6 +20,7 @@ mod gcp;
 mod html;
 mod optimize;
 mod plan;
+mod plugins;
 mod reliability;
 mod secrets;
 

@@ -1,7 +1,7 @@
 //! # skyform-provider — the provider seam
 //!
-//! The types every cloud provider of skyform speaks, and nothing else: no I/O happens in
-//! this crate.
+//! The types every cloud provider of skyform speaks, and the plugin protocol that carries
+//! them between processes. No I/O happens in this crate outside [`plugin`].
 //!
 //! - [`Location`]: a `(cloud, region, zone)` triple, the unit that prices, egress and
 //!   failover reason about.
@@ -18,6 +18,9 @@
 //!   configuration (clouds without a catalog), and open the object store of a state backend
 //!   ([`objects::Objects`]). skyform's registry holds one factory per provider crate.
 //! - [`conformance`]: the kit every provider's tests run against a real instance of it.
+//! - [`plugin`]: the plugin protocol — a provider as a separate program over stdin/stdout
+//!   ([`plugin::serve`] for the plugin, [`plugin::PluginFactory`] for skyform). The only
+//!   module that does I/O (it starts processes and speaks over pipes).
 //!
 //! Requests and the public enums are `#[non_exhaustive]`: a field or a variant can be added
 //! without breaking providers built against an older version of this crate. Build requests
@@ -231,6 +234,7 @@ pub trait Market {
 pub mod conformance;
 pub mod factory;
 pub mod objects;
+pub mod plugin;
 
 pub use factory::{BuildContext, ConfigError, Factory, OfferingSpec};
 

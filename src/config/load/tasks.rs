@@ -499,7 +499,10 @@ impl Loader {
                 self.err(
                     at,
                     "Unknown cloud",
-                    format!("`{c}` is not a cloud skyform knows ({}).", self.clouds.join(", ")),
+                    format!(
+                        "`{c}` is not a cloud skyform knows ({}); a provider that is not built in needs its plugin `skyform-provider-{c}` in .skyform/plugins/ or on PATH.",
+                        self.clouds.join(", ")
+                    ),
                     hint,
                 );
             }
