@@ -95,6 +95,8 @@ pub struct Catalog {
     pub snap: Snapshot,
     /// Where it came from (path or "embedded").
     pub origin: String,
+    /// Egress prices set by the job's provider blocks, per cloud (over the public table).
+    pub egress: BTreeMap<String, skyform_provider::EgressPrices>,
 }
 
 /// A flattened offering (for display and the resolver).
@@ -180,6 +182,7 @@ impl Catalog {
         Catalog {
             snap: Snapshot::decode(EMBEDDED, "embedded").expect("the embedded catalog is valid"),
             origin: "embedded".into(),
+            egress: BTreeMap::new(),
         }
     }
 
@@ -193,7 +196,7 @@ impl Catalog {
     pub fn from_file(path: &Path) -> Result<Catalog, CatalogError> {
         let p = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| CatalogError::Io { path: p.clone(), source: e })?;
-        Ok(Catalog { snap: Snapshot::decode(&bytes, &p)?, origin: p })
+        Ok(Catalog { snap: Snapshot::decode(&bytes, &p)?, origin: p, egress: BTreeMap::new() })
     }
 
     /// The catalog of the clouds (without `local`), from the first source that exists.
@@ -219,6 +222,7 @@ impl Catalog {
         for (cloud, offerings) in registry.offerings(spec)? {
             c.add_offerings(&cloud, &offerings);
         }
+        c.egress = registry.egress(spec)?;
         Ok(c)
     }
 

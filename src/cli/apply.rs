@@ -37,6 +37,11 @@ pub struct ApplyArgs {
     /// Seconds one provider call may take before it counts as failed
     #[arg(long = "call-timeout", default_value_t = 60.0)]
     pub call_timeout: f64,
+    /// Seconds a failover re-solve may take (the optimizer places the unfinished tasks
+    /// again around a failed location); past it, failover walks the plan's ranked
+    /// alternatives. 0: never re-solve
+    #[arg(long = "resolve-limit", value_name = "SECONDS", default_value_t = 10.0)]
+    pub resolve_limit: f64,
     /// Replace this task even if nothing changed (repeatable)
     #[arg(long, value_name = "ADDR")]
     pub replace: Vec<String>,
@@ -220,6 +225,18 @@ pub fn run_as(ctx: &Ctx, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> {
         grace: std::time::Duration::from_secs(a.grace),
         job_dir: ctx.dir.clone(),
         log_dir: ctx.state_path(&a.state).parent().and_then(|p| std::path::absolute(p.join("logs")).ok()),
+        resolve_limit: std::time::Duration::from_secs_f64(a.resolve_limit.max(0.0)),
+    };
+    // What failover re-solves: the plan's job with today's catalog and tracker (a job that
+    // no longer resolves fails over by its ranked alternatives alone).
+    let resolved = if destroy || a.resolve_limit <= 0.0 {
+        None
+    } else {
+        let view = match &tracker {
+            Some(t) => t.view(ctx.clock.now())?,
+            None => ctx.tracker_view()?,
+        };
+        ctx.catalog(&plan.config).ok().and_then(|c| crate::resolve::resolve(&plan.config, &c, &view).ok()).map(Arc::new)
     };
     let (c2, h2) = (cancel.clone(), hard.clone());
     let outcome = rt.block_on(async {
@@ -243,6 +260,7 @@ pub fn run_as(ctx: &Ctx, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> {
             clock: ctx.clock.clone(),
             cancel: cancel.clone(),
             hard_cancel: hard.clone(),
+            resolved,
         };
         apply::apply(&plan, actx).await
     });

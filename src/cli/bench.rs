@@ -199,7 +199,8 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
             } else {
                 outln!(
                     "apply: {} trivial tasks (a DAG with data on every edge), parallelism {}",
-                    a.tasks, a.parallelism
+                    a.tasks,
+                    a.parallelism
                 );
                 outln!("  plan (load, resolve, optimize)    {plan_s:>8.2} s");
                 outln!("  apply (wall)                      {apply_s:>8.2} s");

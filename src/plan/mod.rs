@@ -194,7 +194,8 @@ fn record(p: &Placement) -> PlacementRecord {
     }
 }
 
-fn planned(p: &Placement) -> Planned {
+/// What the plan shows (and failover walks) of one optimized placement.
+pub fn planned(p: &Placement) -> Planned {
     let c = &p.choice;
     Planned {
         placement: record(p),

@@ -172,7 +172,8 @@ fn the_loader_never_panics_on_mutated_jobs() {
         match r {
             Ok(ok) => valid += ok as u64,
             Err(_) => {
-                let keep = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("skyform-fuzz-panic-{i}.sky.hcl"));
+                let keep =
+                    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("skyform-fuzz-panic-{i}.sky.hcl"));
                 std::fs::write(&keep, &input).unwrap();
                 panics.push(keep);
             }

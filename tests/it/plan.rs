@@ -305,7 +305,10 @@ fn a_plan_from_a_stopped_search_prints_the_gap() {
     let out = plan_text(d.path(), &["-out", "p.plan"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let mut plan = Plan::decode(&std::fs::read_to_string(d.path().join("p.plan")).unwrap()).unwrap();
-    assert!(!skyform::cli::views::plan::text(&plan, false).contains("stopped the optimizer"), "a proven plan says nothing");
+    assert!(
+        !skyform::cli::views::plan::text(&plan, false).contains("stopped the optimizer"),
+        "a proven plan says nothing"
+    );
     plan.report.as_mut().unwrap().stopped = vec![skyform::optimize::Stopped {
         reason: "the time limit (60 s)".into(),
         objective: "cost".into(),

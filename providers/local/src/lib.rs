@@ -19,8 +19,8 @@ pub mod runtime;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use skyform_provider::{
-    BuildContext, ConfigError, ErrorKind, Factory, Location, Market, OfferingSpec, Provider, ProviderError, SpotPrice,
-    SpotPricesRequest, SpotPricesResponse,
+    BuildContext, ConfigError, EgressPrices, ErrorKind, Factory, Location, Market, OfferingSpec, Provider,
+    ProviderError, SpotPrice, SpotPricesRequest, SpotPricesResponse,
 };
 use std::sync::Arc;
 
@@ -62,6 +62,10 @@ pub struct LocalConfig {
     pub root: String,
     /// Injected faults, for tests and demos (`SKYFORM_LOCAL_FAULTS` overrides).
     pub faults: runtime::Faults,
+    /// Simulated price of data leaving a zone (to another zone, or out of the local
+    /// cloud), USD per GB (default 0: moving data on this host costs nothing). Lets a demo
+    /// or a test give placement a reason to keep producers and consumers together.
+    pub inter_zone_egress: f64,
 }
 
 impl Default for LocalConfig {
@@ -87,6 +91,7 @@ impl Default for LocalConfig {
             market_seed: 42,
             root: ".skyform/local".into(),
             faults: runtime::Faults::default(),
+            inter_zone_egress: 0.0,
         }
     }
 }
@@ -104,6 +109,9 @@ impl LocalConfig {
     pub fn check(&self) -> Result<(), String> {
         if self.zones.is_empty() {
             return Err("provider \"local\": `zones` must name at least one zone".into());
+        }
+        if !(self.inter_zone_egress >= 0.0 && self.inter_zone_egress.is_finite()) {
+            return Err("provider \"local\": `inter_zone_egress` must be a non-negative number (USD per GB)".into());
         }
         if self.slots == 0 {
             return Err("provider \"local\": `slots` must be at least 1".into());
@@ -221,6 +229,12 @@ impl Factory for LocalFactory {
     fn market(&self, body: &serde_json::Value, _ctx: &BuildContext) -> Result<Option<Box<dyn Market>>, ProviderError> {
         let cfg = LocalConfig::from_json(body).map_err(|e| ProviderError::new(ErrorKind::Other, None, e))?;
         Ok(Some(Box::new(SyntheticMarket::new(cfg))))
+    }
+
+    fn egress(&self, body: &serde_json::Value) -> Result<Option<EgressPrices>, ConfigError> {
+        let cfg = LocalConfig::from_json(body).map_err(ConfigError::block)?;
+        Ok((cfg.inter_zone_egress > 0.0)
+            .then(|| EgressPrices::new(cfg.inter_zone_egress, cfg.inter_zone_egress, cfg.inter_zone_egress)))
     }
 
     fn offerings(&self, body: &serde_json::Value) -> Result<Option<Vec<OfferingSpec>>, ConfigError> {

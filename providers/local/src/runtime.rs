@@ -27,8 +27,11 @@ use std::sync::Mutex;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Faults {
-    /// Zones whose allocations fail with `CapacityUnavailable`.
+    /// Zones whose allocations fail with `CapacityUnavailable`…
     pub capacity_zones: Vec<String>,
+    /// …for these tasks only (`task.NAME`; empty: every task), e.g. a zone that fills up
+    /// after a job's first task got its place.
+    pub capacity_tasks: Vec<String>,
     /// Every allocation fails with `QuotaExceeded` (region scope).
     pub quota: bool,
     /// Preempt a running task after this many seconds…
@@ -318,7 +321,8 @@ impl Provider for LocalProvider {
                 "injected quota error: the local vCPU quota is exhausted",
             ));
         }
-        if self.faults.capacity_zones.contains(&loc.zone) {
+        let this_task = self.faults.capacity_tasks.is_empty() || self.faults.capacity_tasks.contains(&req.task);
+        if self.faults.capacity_zones.contains(&loc.zone) && this_task {
             let mut e = ProviderError::new(
                 ErrorKind::CapacityUnavailable,
                 Some(loc),

@@ -232,7 +232,7 @@ pub mod conformance;
 pub mod factory;
 pub mod objects;
 
-pub use factory::{BuildContext, ConfigError, Factory, OfferingSpec};
+pub use factory::{BuildContext, ConfigError, EgressPrices, Factory, OfferingSpec};
 
 /// What a provider can do. Flags are added over time (non-exhaustive): build it with
 /// [`Capabilities::new`] and set flags on the result.
