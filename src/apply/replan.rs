@@ -152,24 +152,38 @@ pub(crate) async fn replan(sh: &Shared, f: Failure<'_>) -> Result<Option<Vec<Pla
             Ok(a)
         }
     });
+    // The whole placement as re-solved, priced like the others.
+    let solved = solved.map(|a| {
+        let mut after = current.clone();
+        for p in &a.placements {
+            if !pins.contains_key(&p.address) {
+                after.insert(
+                    p.address.clone(),
+                    Pin::new(p.choice.location.clone(), &p.choice.instance_type, p.choice.spot),
+                );
+            }
+        }
+        let cost = sunk.as_ref().and_then(|j| cost_of(j, &after));
+        (a, cost)
+    });
     let max_increase = sh.spec.policy.failover.max_cost_increase;
-    let solved = solved.and_then(|a| match before {
-        Some(b) if a.total_cost > b * (1.0 + max_increase) + 1e-9 => Err(format!(
+    let solved = solved.and_then(|(a, after)| match (before, after) {
+        (Some(b), Some(x)) if x > b * (1.0 + max_increase) + 1e-9 => Err(format!(
             "it costs {} more than planned, over policy.failover.max_cost_increase ({:.0}%)",
-            crate::plan::money(a.total_cost - b),
+            crate::plan::money(x - b),
             max_increase * 100.0
         )),
-        _ => Ok(a),
+        _ => Ok((a, after)),
     });
-    let a = match solved {
-        Ok(a) => a,
+    let (a, after) = match solved {
+        Ok(x) => x,
         Err(why) => {
             record.fallback = Some(why);
             commit(sh, &record, &[]).await?;
             return Ok(None);
         }
     };
-    record.cost_delta = before.map(|b| a.total_cost - b).unwrap_or(0.0);
+    record.cost_delta = before.zip(after).map(|(b, x)| x - b).unwrap_or(0.0);
     // The new placements of the free tasks.
     let mut mine: Vec<PlacementRecord> = Vec::new();
     let mut moved_unstarted: Vec<(TaskAddr, PlacementRecord)> = Vec::new();

@@ -63,8 +63,9 @@ fn pinned_candidate(job: &ResolvedJob, t: usize, pin: &Pin) -> Option<Candidate>
 }
 
 /// The job with `pins` held (one candidate each) and every other task's candidates in a
-/// location for which `blocked` is true removed. Fails when a free task has no candidate
-/// left.
+/// location for which `blocked` is true removed; pinned tasks that share no edge with a
+/// free task are left out (price a full placement with [`cost_of`] on a job pinned
+/// without them). Fails when a free task has no candidate left.
 pub fn pinned(
     job: &ResolvedJob,
     pins: &BTreeMap<TaskAddr, Pin>,
@@ -81,13 +82,53 @@ pub fn pinned(
         }
         task.candidates = Arc::from(cands);
     }
-    Ok(out)
+    Ok(frontier(out, pins))
+}
+
+/// Drops the pinned tasks that share no edge with a free task (their cost is a constant
+/// of every placement of the free ones), so a re-solve late in a large job only sees the
+/// part still in play. Indices are renumbered; the topological order is kept.
+fn frontier(job: ResolvedJob, pins: &BTreeMap<TaskAddr, Pin>) -> ResolvedJob {
+    let free: Vec<bool> = job.tasks.iter().map(|t| !pins.contains_key(&t.address)).collect();
+    let mut keep = free.clone();
+    for e in &job.edges {
+        if free[e.from] || free[e.to] {
+            keep[e.from] = true;
+            keep[e.to] = true;
+        }
+    }
+    if keep.iter().all(|&k| k) {
+        return job;
+    }
+    let mut new_id = vec![usize::MAX; job.tasks.len()];
+    let mut tasks = Vec::new();
+    for (i, t) in job.tasks.into_iter().enumerate() {
+        if keep[i] {
+            new_id[i] = tasks.len();
+            tasks.push(t);
+        }
+    }
+    let edges = job
+        .edges
+        .into_iter()
+        .filter(|e| keep[e.from] && keep[e.to])
+        .map(|mut e| {
+            e.from = new_id[e.from];
+            e.to = new_id[e.to];
+            e
+        })
+        .collect();
+    let index = tasks.iter().enumerate().map(|(i, t)| (t.address.clone(), i)).collect();
+    ResolvedJob { tasks, index, edges, ..job }
 }
 
 /// The cost (compute + storage + egress) of placing every task as `at` says, in `job`
 /// (candidates matched as [`pinned`] matches them). `None` when a task has no placement
 /// in `at`.
 pub fn cost_of(job: &ResolvedJob, at: &BTreeMap<TaskAddr, Pin>) -> Option<f64> {
+    if job.tasks.is_empty() {
+        return Some(0.0);
+    }
     let mut one = job.clone();
     for (t, task) in one.tasks.iter_mut().enumerate() {
         let c = pinned_candidate(job, t, at.get(&task.address)?)?;
