@@ -94,6 +94,10 @@ pub struct Policy {
     /// Largest re-priced drift of a saved plan's total before `apply` refuses it (fraction).
     pub max_cost_drift: f64,
     pub failover: Failover,
+    /// Hysteresis of scheduled re-optimization (`plan` proposes moving a running task only
+    /// past both thresholds).
+    #[serde(default)]
+    pub reoptimize: Reoptimize,
     pub fail_if: FailIf,
     pub pos: Option<Pos>,
 }
@@ -109,9 +113,28 @@ impl Default for Policy {
             max_hourly_price: None,
             max_cost_drift: 0.10,
             failover: Failover::default(),
+            reoptimize: Reoptimize::default(),
             fail_if: FailIf::default(),
             pos: None,
         }
+    }
+}
+
+/// `policy { reoptimize { min_saving = "10%", min_saving_usd = 5 } }`: moving an
+/// unfinished task must save at least this share of its remaining cost and this many
+/// dollars, net of the transfers and the work lost, so that prices that wobble do not move
+/// work back and forth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reoptimize {
+    /// Fraction of the remaining cost where the task is.
+    pub min_saving: f64,
+    /// USD.
+    pub min_saving_usd: f64,
+}
+
+impl Default for Reoptimize {
+    fn default() -> Self {
+        Reoptimize { min_saving: 0.10, min_saving_usd: 5.0 }
     }
 }
 

@@ -115,6 +115,87 @@ pub struct Change {
     pub diffs: Vec<AttrDiff>,
     pub cost_before: f64,
     pub cost_after: f64,
+    /// Why a running task moves or stays (re-optimization): what moving saves of its
+    /// remaining cost, net of transfers and lost work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A live run of an unfinished task, as re-optimization weighs it.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Progress {
+    /// Hours the run has gone on.
+    pub elapsed_hours: f64,
+    /// The hourly price of its placement now (the tracker's latest spot price, else the
+    /// catalog's).
+    pub hourly_now: f64,
+}
+
+/// What moving a running task would save (USD): its remaining cost where it is against
+/// starting over at the new placement (no checkpoint: from zero) plus the transfers of
+/// its inputs there.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Move {
+    remaining: f64,
+    there: f64,
+    transfers: f64,
+}
+
+impl Move {
+    fn saving(&self) -> f64 {
+        self.remaining - self.there - self.transfers
+    }
+}
+
+fn assess(task: &crate::config::Task, before: &PlacementRecord, p: &Placement, prog: &Progress) -> Move {
+    let nodes = task.resources.num_nodes.max(1) as f64;
+    let remaining_hours = (before.hours - prog.elapsed_hours).max(0.0);
+    Move {
+        remaining: remaining_hours * prog.hourly_now * nodes,
+        there: p.choice.compute_cost,
+        transfers: p.egress_in.iter().map(|t| t.cost).sum::<f64>() + p.choice.storage_cost,
+    }
+}
+
+fn where_(p: &PlacementRecord) -> String {
+    format!("{}/{}{}", p.cloud, p.zone, if p.spot { " (spot)" } else { "" })
+}
+
+/// The sentence a plan shows for a running task that moves or stays.
+fn explain(
+    before: &PlacementRecord,
+    after: &PlacementRecord,
+    prog: &Progress,
+    m: &Move,
+    r: &crate::config::Reoptimize,
+    go: bool,
+) -> String {
+    let usd = |x: f64| format!("${}", money(x));
+    let price = if (prog.hourly_now - before.hourly).abs() > 1e-9 {
+        let verb = if prog.hourly_now < before.hourly { "fell" } else { "rose" };
+        format!("price in {} {verb} from {}/h to {}/h", where_(before), usd(before.hourly), usd(prog.hourly_now))
+    } else {
+        format!("{} costs {}/h", where_(before), usd(prog.hourly_now))
+    };
+    let there = format!("{} costs {}/h", where_(after), usd(after.hourly));
+    let restart = format!("no checkpoint: it starts over there ({:.1} h)", after.hours);
+    if go {
+        format!(
+            "{price}, {there}; moving saves {} of the remaining {} after {} of transfers ({restart})",
+            usd(m.saving()),
+            usd(m.remaining),
+            usd(m.transfers)
+        )
+    } else {
+        format!(
+            "{price}, {there}; moving would save {} of the remaining {} after {} of transfers ({restart}): under policy.reoptimize ({:.0}% and {}), it stays",
+            usd(m.saving()),
+            usd(m.remaining),
+            usd(m.transfers),
+            r.min_saving * 100.0,
+            usd(r.min_saving_usd)
+        )
+    }
 }
 
 /// A whole plan.
@@ -150,6 +231,10 @@ pub struct Options {
     /// Unfinished tasks whose live allocation changed outside skyform (a refresh found it
     /// gone or interrupted): they are replaced.
     pub changed_outside: BTreeSet<TaskAddr>,
+    /// Live runs of unfinished tasks (the caller reads them from the state with its clock
+    /// and the tracker's prices): a running task moves only when that passes
+    /// `policy.reoptimize`.
+    pub progress: BTreeMap<TaskAddr, Progress>,
     pub catalog_id: String,
     pub tracker_id: String,
 }
@@ -237,6 +322,29 @@ pub fn planned(p: &Placement) -> Planned {
     }
 }
 
+/// The planned view of a task that stays where it runs: its placement as recorded, the
+/// rest (schedule, transfers) from the new plan.
+fn kept(b: PlacementRecord, after: Option<Planned>) -> Planned {
+    match after {
+        Some(mut a) => {
+            a.placement = b;
+            a
+        }
+        None => Planned {
+            placement: b,
+            accelerator: None,
+            num_nodes: 1,
+            start_hours: 0.0,
+            finish_hours: 0.0,
+            egress_in: vec![],
+            egress_out: vec![],
+            storage_cost: 0.0,
+            fallbacks: vec![],
+            alternatives: vec![],
+        },
+    }
+}
+
 /// A task's displayed attributes, for attribute diffs: name → (value, sensitive).
 pub fn task_attrs(task: &crate::config::Task, sensitive_values: &[String]) -> BTreeMap<String, (String, bool)> {
     let mut m = BTreeMap::new();
@@ -293,6 +401,7 @@ pub fn build(
             let cost_after = p.map(|p| p.total_cost).unwrap_or(0.0);
             let st = state.tasks.get(addr);
             let inputs_change = task.upstream().iter().any(|u| rerun.contains(u));
+            let mut detail: Option<String> = None;
             let (action, reason) = match st {
                 None => (Action::Create, None),
                 Some(s) if s.placement.is_none() && s.runs.is_empty() => (Action::Create, None),
@@ -320,18 +429,32 @@ pub fn build(
                             }
                             _ => false,
                         };
-                        if moved {
-                            let cheaper = s.placement.as_ref().is_some_and(|b| cost_after < b.cost);
-                            (
-                                Action::Migrate,
-                                Some(if cheaper {
-                                    "migrate_to_cheaper_placement"
+                        let running = opts.progress.get(addr).zip(s.placement.as_ref()).zip(p);
+                        match running {
+                            // A live run: moving must pay for itself past the hysteresis.
+                            Some(((prog, b), p)) if moved => {
+                                let m = assess(task, b, p, prog);
+                                let r = &spec.policy.reoptimize;
+                                let go = m.saving() >= (r.min_saving * m.remaining).max(r.min_saving_usd) - 1e-9;
+                                detail = Some(explain(b, &planned(p).placement, prog, &m, r, go));
+                                if go {
+                                    (Action::Migrate, Some("migrate_to_cheaper_placement"))
                                 } else {
-                                    "migrate_placement_changed"
-                                }),
-                            )
-                        } else {
-                            (Action::NoOp, None)
+                                    (Action::NoOp, None)
+                                }
+                            }
+                            _ if moved => {
+                                let cheaper = s.placement.as_ref().is_some_and(|b| cost_after < b.cost);
+                                (
+                                    Action::Migrate,
+                                    Some(if cheaper {
+                                        "migrate_to_cheaper_placement"
+                                    } else {
+                                        "migrate_placement_changed"
+                                    }),
+                                )
+                            }
+                            _ => (Action::NoOp, None),
                         }
                     }
                 }
@@ -341,7 +464,15 @@ pub fn build(
             }
             let before = st.and_then(|s| s.placement.clone());
             let cost_before = before.as_ref().map(|b| b.cost).unwrap_or(0.0);
-            let (cost_after, after) = if action == Action::NoOp { (cost_before, after) } else { (cost_after, after) };
+            // A running task that stays keeps its placement.
+            let (cost_after, after) = if action == Action::NoOp {
+                match st.and_then(|s| s.placement.clone()).filter(|_| detail.is_some()) {
+                    Some(b) => (cost_before, Some(kept(b, after))),
+                    None => (cost_before, after),
+                }
+            } else {
+                (cost_after, after)
+            };
             let diffs = if action == Action::Replace || action == Action::Create {
                 attr_diffs(st.and_then(|s| s.spec.as_ref()), task, action, &secrets)
             } else {
@@ -356,6 +487,7 @@ pub fn build(
                 diffs,
                 cost_before,
                 cost_after,
+                detail,
             });
         }
     }
@@ -375,6 +507,7 @@ pub fn build(
                 diffs: vec![],
                 cost_before,
                 cost_after: 0.0,
+                detail: None,
             });
         }
     }

@@ -20,6 +20,7 @@ mod html;
 mod optimize;
 mod plan;
 mod reliability;
+mod reoptimize;
 mod secrets;
 
 use std::path::{Path, PathBuf};

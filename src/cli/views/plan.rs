@@ -135,6 +135,7 @@ pub fn drift_events(
 pub fn text(plan: &Plan, color: bool) -> String {
     let mut s = String::new();
     if !plan.has_changes() {
+        stays(&mut s, plan);
         let _ = writeln!(s, "{}", summary_line(plan));
         let _ = writeln!(s, "Cost: {} (unchanged).", usd(plan.cost_after));
         return s;
@@ -161,7 +162,11 @@ pub fn text(plan: &Plan, color: bool) -> String {
         let _ = writeln!(s);
         let host = plan.config.tasks.get(&c.address).and_then(|t| crate::resolve::default_host_note(&t.resources));
         block(&mut s, c, color, &format!("{}{}", c.action.verb(), reason_text(c)), host.as_deref());
+        if let Some(d) = &c.detail {
+            let _ = writeln!(s, "    # {d}");
+        }
     }
+    stays(&mut s, plan);
     let _ = writeln!(s);
     if plan.makespan_hours > 0.0 {
         let _ = writeln!(s, "Makespan: {:.2} h.", plan.makespan_hours);
@@ -222,6 +227,15 @@ fn compare_word(a: Action) -> &'static str {
         Action::Destroy => "removed",
         Action::NoOp => "unchanged",
         _ => "changed",
+    }
+}
+
+/// Running tasks that re-optimization leaves where they are, and why.
+fn stays(s: &mut String, plan: &Plan) {
+    for c in plan.changes.iter().filter(|c| c.action == Action::NoOp) {
+        if let Some(d) = &c.detail {
+            let _ = writeln!(s, "\n  # {} keeps running: {d}", c.address);
+        }
     }
 }
 
@@ -472,6 +486,9 @@ pub fn json(plan: &Plan) -> serde_json::Value {
             });
             if let Some(r) = &c.reason {
                 v["action_reason"] = serde_json::json!(r);
+            }
+            if let Some(d) = &c.detail {
+                v["reoptimize"] = serde_json::json!(d);
             }
             v
         })

@@ -1,0 +1,148 @@
+//! Scheduled re-optimization through the CLI: a running spot task on the local provider,
+//! whose market reads a price trace the test rewrites; `tracker refresh` then `plan
+//! -detailed-exitcode` proposes moving it only when the saving over its remaining work,
+//! net of the work lost and the transfers, passes `policy.reoptimize`.
+
+use crate::{job, skyform};
+use skyform::config::TaskAddr;
+use skyform::plan::Plan;
+use skyform::providers::Registry;
+use skyform::state::{Allocation, Run, SledStore, StateStore, TaskState, TaskStatus};
+use skyform_provider::*;
+use std::collections::BTreeMap;
+
+const JOB: &str = r#"
+provider "local" {
+  zones          = ["zone-a", "zone-b"]
+  price_trace    = "prices.csv"
+  instance_types = [{ name = "local.big", vcpus = 8, memory_gb = 32, price = 10, spot_price = 3 }]
+}
+
+policy {
+  reoptimize {
+    min_saving     = "10%"
+    min_saving_usd = 5
+  }
+}
+
+task "train" {
+  resources {
+    spot = true
+  }
+  run = "sleep 600"
+  estimate {
+    hours = 10
+  }
+}
+"#;
+
+fn prices(dir: &std::path::Path, a: f64, b: f64) {
+    let text = format!("at,zone,instance_type,price\n0,zone-a,local.big,{a}\n0,zone-b,local.big,{b}\n");
+    std::fs::write(dir.join("prices.csv"), text).unwrap();
+    let o = skyform(dir, &["tracker", "refresh"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+}
+
+/// The dollar figure after `label` in `text` (e.g. `saves $16.00`).
+fn dollars_after(text: &str, label: &str) -> f64 {
+    let i = text.find(label).unwrap_or_else(|| panic!("no `{label}` in {text}")) + label.len();
+    let rest = text[i..].trim_start().trim_start_matches('$');
+    rest.split(|c: char| !(c.is_ascii_digit() || c == '.')).next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_running_task_moves_only_when_the_net_saving_passes_the_hysteresis() {
+    let d = job(&[("main.sky.hcl", JOB)]);
+    prices(d.path(), 3.0, 3.2);
+    let o = skyform(d.path(), &["plan", "-out=p.plan"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let plan = Plan::decode(&std::fs::read_to_string(d.path().join("p.plan")).unwrap()).unwrap();
+    let placement = plan.changes[0].after.as_ref().unwrap().placement.clone();
+    assert_eq!((placement.zone.as_str(), placement.spot, placement.hourly), ("zone-a", true, 3.0));
+
+    // The task has been running in zone-a for an hour: a real process, recorded in state.
+    let providers = Registry::builtin().providers(&plan.config, &BuildContext::new(d.path())).unwrap();
+    let local = providers["local"].clone();
+    let store = SledStore::new(d.path().join(".skyform/state"));
+    let mut st = store.read().unwrap();
+    store.commit(&st).unwrap();
+    st = store.read().unwrap();
+    let tags: BTreeMap<String, String> = [("skyform:lineage".to_string(), st.lineage.clone())].into();
+    let mut req =
+        AllocateRequest::new("task.train", Location::new("local", "local", "zone-a"), "local.big", "tok-train");
+    req.spot = true;
+    req.owner_tags = tags.clone();
+    let id = local.allocate(&req).unwrap().provider_id;
+    let log = local.run_task(&RunTaskRequest::new(id.clone(), "task.train", "sleep 600")).unwrap().log;
+    let task = plan.config.tasks[&TaskAddr("task.train".into())].clone();
+    let started = skyform::clock::now_secs() - 3600;
+    st.tasks.insert(
+        TaskAddr("task.train".into()),
+        TaskState {
+            spec_hash: task.spec_hash.clone(),
+            spec: Some(task),
+            status: TaskStatus::Running,
+            placement: Some(placement.clone()),
+            allocations: vec![Allocation {
+                provider: "local".into(),
+                placement,
+                provider_id: Some(id.clone()),
+                owner_tags: tags,
+                idempotency_token: "tok-train".into(),
+                created: started,
+                released: None,
+                status: "running".into(),
+            }],
+            runs: vec![Run {
+                attempt: 1,
+                status: TaskStatus::Running,
+                exit_code: None,
+                log: Some(log),
+                start: started,
+                end: None,
+                cost: 0.0,
+            }],
+            ..Default::default()
+        },
+    );
+    store.commit(&st).unwrap();
+
+    // Prices wobble: zone-b is cheaper for a fresh start ($26 against $31), but moving
+    // the running task saves only ~$1.90 of its remaining ~$27.90: it stays.
+    prices(d.path(), 3.1, 2.6);
+    let o = skyform(d.path(), &["plan", "-detailed-exitcode"]);
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("# task.train keeps running: price in local/zone-a (spot) rose from $3.00/h to $3.10/h, local/zone-b (spot) costs $2.60/h;"), "{}", o.stdout);
+    assert!(o.stdout.contains("under policy.reoptimize (10% and $5.00), it stays"), "{}", o.stdout);
+    let saving = dollars_after(&o.stdout, "moving would save");
+    let remaining = dollars_after(&o.stdout, "of the remaining");
+    println!("wobble: would save ${saving:.2} of ${remaining:.2}");
+    assert!((saving - 1.90).abs() < 0.05 && (remaining - 27.90).abs() < 0.05, "{}", o.stdout);
+    assert!(o.stdout.contains("No changes."), "{}", o.stdout);
+
+    // Prices move: zone-a rises to $4, zone-b falls to $2. Starting over there (10 h at
+    // $2) beats the remaining 9 h at $4 by ~$16: migrate, exit 2.
+    prices(d.path(), 4.0, 2.0);
+    let o = skyform(d.path(), &["plan", "-detailed-exitcode"]);
+    assert_eq!(o.code, 2, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("# task.train will be migrated (a cheaper placement)"), "{}", o.stdout);
+    assert!(o.stdout.contains("# price in local/zone-a (spot) rose from $3.00/h to $4.00/h, local/zone-b (spot) costs $2.00/h; moving saves $"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("after $0.00 of transfers (no checkpoint: it starts over there (10.0 h))"),
+        "{}",
+        o.stdout
+    );
+    let saving = dollars_after(&o.stdout, "moving saves");
+    let remaining = dollars_after(&o.stdout, "of the remaining");
+    println!("moved: saves ${saving:.2} of ${remaining:.2}");
+    assert!((saving - 16.0).abs() < 0.05 && (remaining - 36.0).abs() < 0.05, "{}", o.stdout);
+    let j = skyform(d.path(), &["plan", "-out=m.plan"]);
+    assert_eq!(j.code, 0, "{}", j.stderr);
+    let j = skyform(d.path(), &["show", "-json", "m.plan"]);
+    let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    let rc = &v["resource_changes"][0];
+    assert_eq!(rc["change"]["actions"][0], "update");
+    assert!(rc["reoptimize"].as_str().unwrap().contains("moving saves"), "{rc}");
+
+    local.release(&ReleaseRequest::new(id)).unwrap();
+}
