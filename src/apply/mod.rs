@@ -33,7 +33,7 @@ mod task;
 
 pub use crate::providers::Providers;
 pub use events::{Event, Hooks, Recorder, Recovery};
-pub use refresh::{drift, refresh, sweep, Refreshed};
+pub use refresh::{drift, record, refresh, sweep, Refreshed};
 
 use crate::catalog::egress::EgressModel;
 use crate::clock::Clock;

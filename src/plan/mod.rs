@@ -219,6 +219,13 @@ pub struct Plan {
     /// so that `show` and `comment` render the comparison.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<compare::Base>,
+    /// A refresh-only plan (`plan -refresh-only`): no task changes; applying it records
+    /// `drift` in the state without touching any resource.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh_only: bool,
+    /// What a refresh found changed outside skyform, per task.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub drift: BTreeMap<TaskAddr, String>,
 }
 
 /// What to plan.
@@ -532,6 +539,8 @@ pub fn build(
         report: assignment.map(|a| a.report.clone()),
         warnings: vec![],
         base: None,
+        refresh_only: false,
+        drift: BTreeMap::new(),
     })
 }
 
@@ -619,6 +628,12 @@ impl Plan {
             }
         }
         (add, change, destroy)
+    }
+
+    /// The refresh-only form of this plan: what drifted, and no task change.
+    pub fn refresh_only(self, drift: BTreeMap<TaskAddr, String>) -> Plan {
+        let cost = self.cost_before;
+        Plan { changes: vec![], cost_after: cost, refresh_only: true, drift, report: None, ..self }
     }
 
     pub fn has_changes(&self) -> bool {

@@ -146,3 +146,92 @@ fn a_running_task_moves_only_when_the_net_saving_passes_the_hysteresis() {
 
     local.release(&ReleaseRequest::new(id)).unwrap();
 }
+
+const TINY: &str = r#"
+task "tiny" {
+  outputs = { o = { size_gb = 0.001 } }
+  run     = "echo hi > $SKYFORM_OUTPUT_O/x"
+  estimate {
+    hours = 0.1
+  }
+}
+"#;
+
+/// A running task whose process was killed outside skyform: `plan -refresh-only` shows
+/// the drift (exit 2 with -detailed-exitcode) and changes no task; applying the saved plan
+/// records it in the state without touching anything; the state then matches reality, and
+/// the next apply runs the task again.
+#[test]
+fn refresh_only_shows_drift_and_applying_it_records_it_in_the_state() {
+    let d = job(&[("main.sky.hcl", TINY)]);
+    let o = skyform(d.path(), &["plan", "-out=p.plan"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let plan = Plan::decode(&std::fs::read_to_string(d.path().join("p.plan")).unwrap()).unwrap();
+    let placement = plan.changes[0].after.as_ref().unwrap().placement.clone();
+    let store = SledStore::new(d.path().join(".skyform/state"));
+    let mut st = store.read().unwrap();
+    let task = plan.config.tasks[&TaskAddr("task.tiny".into())].clone();
+    let tags: BTreeMap<String, String> = [("skyform:lineage".to_string(), st.lineage.clone())].into();
+    st.tasks.insert(
+        TaskAddr("task.tiny".into()),
+        TaskState {
+            spec_hash: task.spec_hash.clone(),
+            spec: Some(task),
+            status: TaskStatus::Running,
+            placement: Some(placement.clone()),
+            allocations: vec![Allocation {
+                provider: "local".into(),
+                placement,
+                provider_id: Some("lp-gone".into()),
+                owner_tags: tags,
+                idempotency_token: "tok-gone".into(),
+                created: 1,
+                released: None,
+                status: "running".into(),
+            }],
+            runs: vec![Run {
+                attempt: 1,
+                status: TaskStatus::Running,
+                exit_code: None,
+                log: None,
+                start: 1,
+                end: None,
+                cost: 0.0,
+            }],
+            ..Default::default()
+        },
+    );
+    store.commit(&st).unwrap();
+    let serial = store.read().unwrap().serial;
+
+    let o = skyform(d.path(), &["plan", "-refresh-only", "-detailed-exitcode", "-out=r.plan"]);
+    assert_eq!(o.code, 2, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("  # task.tiny has changed outside skyform: lp-gone is gone (terminated outside skyform); applying this refresh-only plan records it in the state (the next plan runs it again)\n"), "{}", o.stdout);
+    assert!(o.stdout.contains("Refresh-only plan: 1 task changed outside skyform; applying it records this in the state and touches no resource."), "{}", o.stdout);
+    assert!(!o.stdout.contains("must be replaced"), "no task change: {}", o.stdout);
+    assert_eq!(store.read().unwrap().serial, serial, "planning records nothing");
+
+    let o = skyform(d.path(), &["apply", "r.plan"]);
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout
+            .contains("Apply complete! Recorded 1 change made outside skyform in the state; no resource was touched."),
+        "{}",
+        o.stdout
+    );
+    let st = store.read().unwrap();
+    let t = &st.tasks[&TaskAddr("task.tiny".into())];
+    assert_eq!(t.status, TaskStatus::Pending);
+    assert!(t.allocations[0].released.is_some());
+    assert_eq!(t.allocations[0].status, "changed outside skyform: lp-gone is gone (terminated outside skyform)");
+    assert_eq!(t.runs[0].status, TaskStatus::Preempted);
+    assert!(!d.path().join(".skyform/local").join("lp-gone").exists(), "nothing was created");
+
+    // The state now matches reality; the next apply runs the task again.
+    let o = skyform(d.path(), &["plan", "-refresh-only", "-detailed-exitcode"]);
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("No changes. Your state matches the live allocations."), "{}", o.stdout);
+    let o = skyform(d.path(), &["apply", "-auto-approve"]);
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert_eq!(store.read().unwrap().tasks[&TaskAddr("task.tiny".into())].status, TaskStatus::Succeeded);
+}

@@ -48,6 +48,16 @@ pub fn solve_line(r: &crate::optimize::Report) -> String {
 
 /// The one-line summary, grep-compatible with Terraform's.
 pub fn summary_line(plan: &Plan) -> String {
+    if plan.refresh_only {
+        return match plan.drift.len() {
+            0 => "No changes. Your state matches the live allocations.".into(),
+            n => format!(
+                "Refresh-only plan: {n} task{} changed outside skyform; applying it records {} in the state and touches no resource.",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "this" } else { "these" }
+            ),
+        };
+    }
     if !plan.has_changes() {
         return "No changes. Your job matches the configuration.".into();
     }
@@ -102,6 +112,9 @@ pub fn drift_notes(drift: &BTreeMap<crate::config::TaskAddr, String>, plan: &Pla
 
 /// What the plan does about a task that changed outside skyform.
 fn drift_action(plan: &Plan, addr: &crate::config::TaskAddr) -> &'static str {
+    if plan.refresh_only {
+        return "applying this refresh-only plan records it in the state (the next plan runs it again)";
+    }
     match plan.changes.iter().find(|c| &c.address == addr).map(|c| c.action) {
         Some(Action::Replace) => "it will be released and run again",
         Some(Action::Destroy) => "it will be released and forgotten",
