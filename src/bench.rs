@@ -168,6 +168,7 @@ pub fn generate(shape: Shape, n: usize, objective: Objective, seed: u64) -> JobS
                 estimate: Some(Estimate { source: est, scope: serde_json::json!({}), pos: None }),
                 retries: 0,
                 recovery: Recovery::NextZone,
+                checkpoint: None,
                 spec_hash: String::new(),
                 pos: None,
             },

@@ -311,6 +311,10 @@ async fn execute(sh: &Shared, task: &Task, placed: &Placed, walk: &mut Walk) -> 
     rreq.inputs = task.inputs.keys().cloned().collect();
     rreq.outputs = task.outputs.keys().cloned().collect();
     rreq.workdir = task.workdir.clone();
+    if let Some(c) = &task.checkpoint {
+        rreq.checkpoint = Some(sh.checkpoint_uri(addr, &c.path, cand).await);
+        rreq.checkpoint_every_secs = (c.every_hours * 3600.0).round().max(1.0) as u64;
+    }
     let started = Instant::now();
     let log = match sh.call(&cand.cloud, move |p| p.run_task(&rreq)).await {
         Ok(r) => r.log,

@@ -352,6 +352,15 @@ pub struct Estimate {
     pub pos: Option<Pos>,
 }
 
+/// `task { checkpoint { path = "ckpt", every = "30m" } }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Its name under the task's checkpoints in the object store.
+    pub path: String,
+    /// How often it is synced while the task runs, hours.
+    pub every_hours: f64,
+}
+
 /// A `task "name" { }` block, resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
@@ -367,6 +376,10 @@ pub struct Task {
     pub estimate: Option<Estimate>,
     pub retries: u32,
     pub recovery: Recovery,
+    /// `checkpoint { path, every }`: a directory the provider keeps in the task's object
+    /// store and restores when the task runs again (not part of the spec hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
     /// Hash of everything that defines the task's work (for no-op detection).
     pub spec_hash: String,
     pub pos: Option<Pos>,

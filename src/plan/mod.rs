@@ -147,12 +147,22 @@ impl Move {
     }
 }
 
+/// Whether a move keeps the run's progress: the task has a checkpoint and the new
+/// placement is in the same cloud and region (the object store its checkpoint is kept in).
+fn continues(task: &crate::config::Task, before: &PlacementRecord, after: &PlacementRecord) -> bool {
+    task.checkpoint.is_some() && before.cloud == after.cloud && before.region == after.region
+}
+
 fn assess(task: &crate::config::Task, before: &PlacementRecord, p: &Placement, prog: &Progress) -> Move {
     let nodes = task.resources.num_nodes.max(1) as f64;
     let remaining_hours = (before.hours - prog.elapsed_hours).max(0.0);
+    // With its checkpoint the run goes on there for the share of the work left; else it
+    // starts over.
+    let share =
+        if continues(task, before, &record(p)) && before.hours > 0.0 { remaining_hours / before.hours } else { 1.0 };
     Move {
         remaining: remaining_hours * prog.hourly_now * nodes,
-        there: p.choice.compute_cost,
+        there: p.choice.compute_cost * share,
         transfers: p.egress_in.iter().map(|t| t.cost).sum::<f64>() + p.choice.storage_cost,
     }
 }
@@ -163,6 +173,7 @@ fn where_(p: &PlacementRecord) -> String {
 
 /// The sentence a plan shows for a running task that moves or stays.
 fn explain(
+    task: &crate::config::Task,
     before: &PlacementRecord,
     after: &PlacementRecord,
     prog: &Progress,
@@ -178,7 +189,17 @@ fn explain(
         format!("{} costs {}/h", where_(before), usd(prog.hourly_now))
     };
     let there = format!("{} costs {}/h", where_(after), usd(after.hourly));
-    let restart = format!("no checkpoint: it starts over there ({:.1} h)", after.hours);
+    let restart = if continues(task, before, after) {
+        let left = (before.hours - prog.elapsed_hours).max(0.0) / before.hours.max(1e-9) * after.hours;
+        format!("from its checkpoint: {left:.1} h left there")
+    } else if task.checkpoint.is_some() {
+        format!(
+            "its checkpoint stays in {}/{}: it starts over there ({:.1} h)",
+            before.cloud, before.region, after.hours
+        )
+    } else {
+        format!("no checkpoint: it starts over there ({:.1} h)", after.hours)
+    };
     if go {
         format!(
             "{price}, {there}; moving saves {} of the remaining {} after {} of transfers ({restart})",
@@ -443,7 +464,7 @@ pub fn build(
                                 let m = assess(task, b, p, prog);
                                 let r = &spec.policy.reoptimize;
                                 let go = m.saving() >= (r.min_saving * m.remaining).max(r.min_saving_usd) - 1e-9;
-                                detail = Some(explain(b, &planned(p).placement, prog, &m, r, go));
+                                detail = Some(explain(task, b, &planned(p).placement, prog, &m, r, go));
                                 if go {
                                     (Action::Migrate, Some("migrate_to_cheaper_placement"))
                                 } else {

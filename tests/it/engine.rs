@@ -823,3 +823,49 @@ fn a_re_solve_past_its_time_limit_falls_back_to_the_ranked_alternatives() {
     assert_eq!(r[0].fallback.as_deref(), Some("the re-solve took longer than 0 s"));
     assert!(r[0].moved.is_empty());
 }
+
+/// A checkpointed task preempted mid-run: the checkpoint is synced before the run is
+/// killed and restored before the next run, which continues from it instead of starting
+/// over (the run counts in its checkpoint and says where it started).
+#[test]
+fn a_preempted_run_with_a_checkpoint_resumes_from_it() {
+    let marks = tempfile::tempdir().unwrap();
+    let starts = marks.path().join("starts");
+    let run = format!(
+        "n=$(cat $SKYFORM_CHECKPOINT/n 2>/dev/null || echo 0); echo start $n >> {s}; while [ $n -lt 8 ]; do n=$((n+1)); echo $n > $SKYFORM_CHECKPOINT/n; sleep 0.25; done; echo $n > $SKYFORM_OUTPUT_O/n",
+        s = starts.display()
+    );
+    let job = Job::new(&one_task(
+        r#"preempt_after_secs = 1.2
+    preempt_zones      = ["zone-a"]"#,
+        r#"recovery = "same_zone"
+  checkpoint {
+    path  = "ckpt"
+    every = "1s"
+  }"#,
+        &run,
+    ));
+    let (out, events) = job.apply(&job.plan());
+    assert!(out.failed.is_empty(), "{:?}", lines(&events));
+    assert_eq!(
+        lines(&events),
+        [
+            "allocate task.a local/zone-a #1",
+            "run task.a #1",
+            "preempted task.a local/zone-a SameZone",
+            "allocate task.a local/zone-a #2",
+            "run task.a #2",
+            "done task.a succeeded",
+        ]
+    );
+    let starts = std::fs::read_to_string(&starts).unwrap();
+    let starts: Vec<u32> = starts.lines().map(|l| l.trim_start_matches("start ").parse().unwrap()).collect();
+    println!("the runs started at {starts:?}");
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    assert_eq!(starts[0], 0, "the first run starts from nothing");
+    assert!(starts[1] >= 3, "the second run continues from the checkpoint, not from zero: {starts:?}");
+    let st = job.store().read().unwrap();
+    let o = st.tasks[&task("a")].data.iter().find(|d| d.name == "o").unwrap();
+    let p = o.uri.strip_prefix("local://").map(|k| job.path().join(".skyform/local/store").join(k)).unwrap();
+    assert_eq!(std::fs::read_to_string(p.join("n")).unwrap(), "8\n", "the task finished its work");
+}

@@ -50,9 +50,11 @@ fn dollars_after(text: &str, label: &str) -> f64 {
     rest.split(|c: char| !(c.is_ascii_digit() || c == '.')).next().unwrap().parse().unwrap()
 }
 
-#[test]
-fn a_running_task_moves_only_when_the_net_saving_passes_the_hysteresis() {
-    let d = job(&[("main.sky.hcl", JOB)]);
+/// The job planned at prices (3.00, 3.20), and `task.train` running in zone-a for an hour:
+/// a real process, recorded in state. Returns the job directory, the provider and the
+/// run's allocation.
+fn running(hcl: &str) -> (tempfile::TempDir, std::sync::Arc<dyn Provider>, String) {
+    let d = job(&[("main.sky.hcl", hcl)]);
     prices(d.path(), 3.0, 3.2);
     let o = skyform(d.path(), &["plan", "-out=p.plan"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
@@ -107,6 +109,12 @@ fn a_running_task_moves_only_when_the_net_saving_passes_the_hysteresis() {
     );
     store.commit(&st).unwrap();
 
+    (d, local, id)
+}
+
+#[test]
+fn a_running_task_moves_only_when_the_net_saving_passes_the_hysteresis() {
+    let (d, local, id) = running(JOB);
     // Prices wobble: zone-b is cheaper for a fresh start ($26 against $31), but moving
     // the running task saves only ~$1.90 of its remaining ~$27.90: it stays.
     prices(d.path(), 3.1, 2.6);
@@ -234,4 +242,24 @@ fn refresh_only_shows_drift_and_applying_it_records_it_in_the_state() {
     let o = skyform(d.path(), &["apply", "-auto-approve"]);
     assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
     assert_eq!(store.read().unwrap().tasks[&TaskAddr("task.tiny".into())].status, TaskStatus::Succeeded);
+}
+
+/// With a checkpoint, a move within the region continues from it: only the work left is
+/// paid for there, so the same prices that leave a task without one in place move it.
+#[test]
+fn a_checkpointed_task_is_costed_by_the_work_left_when_it_moves() {
+    let hcl = JOB.replace("min_saving_usd = 5", "min_saving_usd = 4").replace(
+        "run = \"sleep 600\"",
+        "run = \"sleep 600\"\n  checkpoint {\n    path  = \"ckpt\"\n    every = \"30m\"\n  }",
+    );
+    let (d, local, id) = running(&hcl);
+    prices(d.path(), 3.1, 2.6);
+    let o = skyform(d.path(), &["plan", "-detailed-exitcode"]);
+    assert_eq!(o.code, 2, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("# task.train will be migrated (a cheaper placement)"), "{}", o.stdout);
+    assert!(o.stdout.contains("(from its checkpoint: 9.0 h left there)"), "{}", o.stdout);
+    // 9 h left at $3.10 against 9 h at $2.60.
+    let saving = dollars_after(&o.stdout, "moving saves");
+    assert!((saving - 4.50).abs() < 0.05, "{}", o.stdout);
+    local.release(&ReleaseRequest::new(id)).unwrap();
 }

@@ -323,6 +323,12 @@ pub struct RunTaskRequest {
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
     pub workdir: Option<String>,
+    /// Where the task's checkpoint is kept (a URI in an object store the provider reaches):
+    /// the provider restores it into the directory `$SKYFORM_CHECKPOINT` before the run
+    /// and syncs that directory back every `checkpoint_every_secs` and when the run stops
+    /// (ends, is preempted or released). None: no checkpoint.
+    pub checkpoint: Option<String>,
+    pub checkpoint_every_secs: u64,
 }
 
 impl RunTaskRequest {
