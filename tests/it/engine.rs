@@ -719,6 +719,17 @@ task "sink" {
 }
 "#;
 
+/// Event lines per task (`VERB TASK REST` → TASK → `VERB REST`), in order.
+fn by_task(l: &[String]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for x in l {
+        let mut w = x.splitn(3, ' ');
+        let (verb, task, rest) = (w.next().unwrap_or(""), w.next().unwrap_or(""), w.next().unwrap_or(""));
+        out.entry(task.to_string()).or_default().push(format!("{verb} {rest}").trim_end().to_string());
+    }
+    out
+}
+
 /// The placement of every task where the state says it ran.
 fn placed(job: &Job) -> BTreeMap<TaskAddr, skyform::optimize::replan::Pin> {
     job.store()
@@ -746,22 +757,21 @@ fn failover_re_solves_and_moves_the_unstarted_sink_for_less_than_the_ranked_alte
     }
     let (out, events) = walking.apply_with(&plan, false);
     assert!(out.failed.is_empty(), "{:?}", lines(&events));
+    // A task may start between its producer's commit and the producer's `done` event:
+    // each task's own sequence is what is fixed.
+    let by = by_task(&lines(&events));
+    assert_eq!(by["task.producer"], ["allocate local/zone-a1 #1", "run #1", "done succeeded"]);
     assert_eq!(
-        lines(&events),
+        by["task.consumer"],
         [
-            "allocate task.producer local/zone-a1 #1",
-            "run task.producer #1",
-            "done task.producer succeeded",
-            "allocate task.consumer local/zone-a1 #1",
-            "failed task.consumer local/zone-a1 capacity_unavailable zone",
-            "allocate task.consumer local/zone-b2 #2",
-            "run task.consumer #1",
-            "done task.consumer succeeded",
-            "allocate task.sink local/zone-c1 #1",
-            "run task.sink #1",
-            "done task.sink succeeded",
+            "allocate local/zone-a1 #1",
+            "failed local/zone-a1 capacity_unavailable zone",
+            "allocate local/zone-b2 #2",
+            "run #1",
+            "done succeeded",
         ]
     );
+    assert_eq!(by["task.sink"], ["allocate local/zone-c1 #1", "run #1", "done succeeded"]);
     let resolved = walking.resolved(&plan);
     let walked = skyform::optimize::replan::cost_of(&resolved, &placed(&walking)).unwrap();
 
@@ -770,23 +780,20 @@ fn failover_re_solves_and_moves_the_unstarted_sink_for_less_than_the_ranked_alte
     let plan = resolving.plan();
     let (out, events) = resolving.apply(&plan);
     assert!(out.failed.is_empty(), "{:?}", lines(&events));
+    let by = by_task(&lines(&events));
+    assert_eq!(by["task.producer"], ["allocate local/zone-a1 #1", "run #1", "done succeeded"]);
     assert_eq!(
-        lines(&events),
+        by["task.consumer"],
         [
-            "allocate task.producer local/zone-a1 #1",
-            "run task.producer #1",
-            "done task.producer succeeded",
-            "allocate task.consumer local/zone-a1 #1",
-            "failed task.consumer local/zone-a1 capacity_unavailable zone",
-            "replanned task.consumer task.consumer→local/zone-c1 (local.small) task.sink→local/zone-c1 (local.small)",
-            "allocate task.consumer local/zone-c1 #2",
-            "run task.consumer #1",
-            "done task.consumer succeeded",
-            "allocate task.sink local/zone-c1 #1",
-            "run task.sink #1",
-            "done task.sink succeeded",
+            "allocate local/zone-a1 #1",
+            "failed local/zone-a1 capacity_unavailable zone",
+            "replanned task.consumer→local/zone-c1 (local.small) task.sink→local/zone-c1 (local.small)",
+            "allocate local/zone-c1 #2",
+            "run #1",
+            "done succeeded",
         ]
     );
+    assert_eq!(by["task.sink"], ["allocate local/zone-c1 #1", "run #1", "done succeeded"]);
     let re_solved = skyform::optimize::replan::cost_of(&resolved, &placed(&resolving)).unwrap();
     let Some(Event::Replanned(r)) = events.iter().find(|e| matches!(e, Event::Replanned(_))) else { unreachable!() };
     println!("{}", r.summary());
@@ -800,7 +807,9 @@ fn failover_re_solves_and_moves_the_unstarted_sink_for_less_than_the_ranked_alte
     let st = resolving.store().read().unwrap();
     let recorded = &st.tasks[&task("consumer")].replans;
     assert_eq!(recorded.len(), 1);
-    assert_eq!(&recorded[0], r);
+    // The wall time goes through JSON in the store (its last bit may differ).
+    let same = |x: &skyform::state::Replan| skyform::state::Replan { solve_ms: 0.0, ..x.clone() };
+    assert_eq!(same(&recorded[0]), same(r));
     assert_eq!(st.tasks[&task("sink")].placement.as_ref().unwrap().zone, "zone-c1");
 }
 
@@ -813,10 +822,10 @@ fn a_re_solve_past_its_time_limit_falls_back_to_the_ranked_alternatives() {
     let plan = job.plan();
     let (out, events) = job.apply_limited(&plan, true, std::time::Duration::ZERO);
     assert!(out.failed.is_empty(), "{:?}", lines(&events));
-    let l = lines(&events);
-    assert_eq!(l[5], "replanned task.consumer  fallback: the re-solve took longer than 0 s");
-    assert_eq!(l[6], "allocate task.consumer local/zone-b2 #2");
-    assert!(l.contains(&"allocate task.sink local/zone-c1 #1".to_string()), "{l:?}");
+    let by = by_task(&lines(&events));
+    assert_eq!(by["task.consumer"][2], "replanned  fallback: the re-solve took longer than 0 s");
+    assert_eq!(by["task.consumer"][3], "allocate local/zone-b2 #2");
+    assert_eq!(by["task.sink"][0], "allocate local/zone-c1 #1");
     let st = job.store().read().unwrap();
     let r = &st.tasks[&task("consumer")].replans;
     assert_eq!(r.len(), 1);

@@ -263,3 +263,102 @@ fn a_checkpointed_task_is_costed_by_the_work_left_when_it_moves() {
     assert!((saving - 4.50).abs() < 0.05, "{}", o.stdout);
     local.release(&ReleaseRequest::new(id)).unwrap();
 }
+
+/// `apply` of a migration of a running checkpointed task: the old run is released (its
+/// checkpoint synced), the task starts at the new placement from the checkpoint and
+/// finishes with the output an unmigrated run gives.
+#[test]
+fn apply_migrates_a_running_checkpointed_task_and_it_continues_from_its_checkpoint() {
+    let marks = tempfile::tempdir().unwrap();
+    let starts = marks.path().join("starts");
+    let run = format!(
+        "n=$(cat $SKYFORM_CHECKPOINT/n 2>/dev/null || echo 0); echo start $n >> {s}; while [ $n -lt 40 ]; do n=$((n+1)); echo $n > $SKYFORM_CHECKPOINT/n; sleep 0.25; done; echo $n > $SKYFORM_OUTPUT_O/n",
+        s = starts.display()
+    );
+    let hcl = JOB.replace(
+        "run = \"sleep 600\"",
+        &format!(
+            "outputs = {{ o = {{ size_gb = 0.001, uri = \"./result\" }} }}\n  run = \"{}\"\n  checkpoint {{\n    path  = \"ckpt\"\n    every = \"1s\"\n  }}",
+            run.replace('"', "\\\"")
+        ),
+    );
+    let d = job(&[("main.sky.hcl", hcl.as_str())]);
+    prices(d.path(), 3.0, 3.2);
+    let o = skyform(d.path(), &["plan", "-out=p.plan"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let plan = Plan::decode(&std::fs::read_to_string(d.path().join("p.plan")).unwrap()).unwrap();
+    let task = plan.config.tasks[&TaskAddr("task.train".into())].clone();
+    // Start the run as apply would (its checkpoint under the zone's store), recorded as
+    // running for an hour.
+    let placement = plan.changes[0].after.as_ref().unwrap().placement.clone();
+    let providers = Registry::builtin().providers(&plan.config, &BuildContext::new(d.path())).unwrap();
+    let local = providers["local"].clone();
+    let store = SledStore::new(d.path().join(".skyform/state"));
+    let st0 = store.read().unwrap();
+    store.commit(&st0).unwrap();
+    let mut st = store.read().unwrap();
+    let tags: BTreeMap<String, String> = [("skyform:lineage".to_string(), st.lineage.clone())].into();
+    let mut req = AllocateRequest::new("task.train", Location::new("local", "local", "zone-a"), "local.big", "tok-m");
+    req.spot = true;
+    req.owner_tags = tags.clone();
+    let id = local.allocate(&req).unwrap().provider_id;
+    let mut rr = RunTaskRequest::new(id.clone(), "task.train", task.run.clone());
+    rr.outputs = vec!["o".into()];
+    rr.checkpoint = Some(format!("local://skyform-{}/checkpoints/task.train/ckpt", &st.lineage[..8]));
+    rr.checkpoint_every_secs = 1;
+    let log = local.run_task(&rr).unwrap().log;
+    let started = skyform::clock::now_secs() - 3600;
+    st.tasks.insert(
+        TaskAddr("task.train".into()),
+        TaskState {
+            spec_hash: task.spec_hash.clone(),
+            spec: Some(task),
+            status: TaskStatus::Running,
+            placement: Some(placement.clone()),
+            allocations: vec![Allocation {
+                provider: "local".into(),
+                placement,
+                provider_id: Some(id.clone()),
+                owner_tags: tags,
+                idempotency_token: "tok-m".into(),
+                created: started,
+                released: None,
+                status: "running".into(),
+            }],
+            runs: vec![Run {
+                attempt: 1,
+                status: TaskStatus::Running,
+                exit_code: None,
+                log: Some(log),
+                start: started,
+                end: None,
+                cost: 0.0,
+            }],
+            ..Default::default()
+        },
+    );
+    store.commit(&st).unwrap();
+    drop(providers);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
+    prices(d.path(), 4.0, 2.0);
+    let o = skyform(d.path(), &["apply", "-auto-approve"]);
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("# task.train will be migrated (a cheaper placement)"), "{}", o.stdout);
+    assert!(o.stdout.contains("from its checkpoint: 9.0 h left there"), "{}", o.stdout);
+    let starts: Vec<u32> = std::fs::read_to_string(&starts)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim_start_matches("start ").parse().unwrap())
+        .collect();
+    println!("the runs started at {starts:?}");
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    assert_eq!(starts[0], 0);
+    assert!(starts[1] >= 4, "the migrated run continued from the checkpoint: {starts:?}");
+    assert_eq!(std::fs::read_to_string(d.path().join("result/n")).unwrap(), "40\n", "the output of an unmigrated run");
+    let st = store.read().unwrap();
+    let t = &st.tasks[&TaskAddr("task.train".into())];
+    assert_eq!(t.status, TaskStatus::Succeeded);
+    assert_eq!(t.placement.as_ref().unwrap().zone, "zone-b");
+    assert!(t.allocations.iter().all(|a| a.released.is_some()), "nothing left allocated");
+}
