@@ -172,6 +172,7 @@ pub fn generate(shape: Shape, n: usize, objective: Objective, seed: u64) -> JobS
                 estimate: Some(Estimate { source: est, scope: serde_json::json!({}), pos: None }),
                 retries: 0,
                 recovery: Recovery::NextZone,
+                checkpoint: None,
                 spec_hash: String::new(),
                 pos: None,
             },
@@ -265,6 +266,88 @@ pub fn run_optimize(catalog: &Catalog, shape: Shape, n: usize, objective: Object
             .stopped
             .first()
             .map(|s| format!("{}: {:.2}, optimum ≥ {:.2} ({})", s.objective, s.value, s.bound, s.reason)),
+    })
+}
+
+/// A failover re-solve against the first solve on one generated job.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReplanRow {
+    pub shape: String,
+    pub tasks: usize,
+    /// The first solve (optimize only, after resolve).
+    pub first_ms: f64,
+    /// The re-solve after one failure (pinning + optimize).
+    pub resolve_ms: f64,
+    /// Tasks held: finished (before the failed one in topological order).
+    pub finished: usize,
+    /// The failed task and its blocked zone.
+    pub failed: String,
+    /// Free tasks placed elsewhere by the re-solve.
+    pub moved: usize,
+    /// The re-solved cost of the whole job minus the first solve's.
+    pub cost_delta: f64,
+    pub method: String,
+}
+
+/// Solves a generated job, then fails its middle task (in topological order): every task
+/// before it finished where it was placed, its zone blocked, and re-solves the rest, as
+/// failover does. Times both solves.
+pub fn run_replan(catalog: &Catalog, shape: Shape, n: usize) -> Result<ReplanRow, String> {
+    use crate::optimize::replan::{pinned, Pin};
+    let spec = generate(shape, n, Objective::Cost, 7);
+    let resolved = crate::resolve::resolve(&spec, catalog, &TrackerView::default()).map_err(|e| e.to_string())?;
+    let goal = Goal { objective: Objective::Cost, deadline_hours: None, budget: None };
+    let t0 = Instant::now();
+    let first = optimize_for(&resolved, goal).map_err(|e| e.to_string())?;
+    let first_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let k = resolved.tasks.len() / 2;
+    let failed = &first.placements[k];
+    let at = failed.choice.location.clone();
+    let mut pins = BTreeMap::new();
+    for p in &first.placements[..k] {
+        let mut pin = Pin::new(p.choice.location.clone(), p.choice.instance_type.as_str(), p.choice.spot);
+        pin.done = true;
+        pins.insert(p.address.clone(), pin);
+    }
+    let t1 = Instant::now();
+    let free = pinned(&resolved, &pins, &|l| *l == at).map_err(|e| e.to_string())?;
+    let again = optimize_for(&free, goal).map_err(|e| e.to_string())?;
+    let resolve_ms = t1.elapsed().as_secs_f64() * 1e3;
+    let moved = again
+        .placements
+        .iter()
+        .filter(|b| !pins.contains_key(&b.address))
+        .filter(|b| {
+            first.get(&b.address).is_some_and(|a| {
+                a.choice.location != b.choice.location || a.choice.instance_type != b.choice.instance_type
+            })
+        })
+        .count();
+    // Both placements priced on the job with the finished tasks' compute spent.
+    let sunk = pinned(&resolved, &pins, &|_| false).map_err(|e| e.to_string())?;
+    let placed = |a: &crate::optimize::Assignment| -> BTreeMap<TaskAddr, Pin> {
+        a.placements
+            .iter()
+            .map(|p| {
+                let pin = pins.get(&p.address).cloned().unwrap_or_else(|| {
+                    Pin::new(p.choice.location.clone(), p.choice.instance_type.as_str(), p.choice.spot)
+                });
+                (p.address.clone(), pin)
+            })
+            .collect()
+    };
+    let cost = |a| crate::optimize::replan::cost_of(&sunk, &placed(a)).unwrap_or(f64::NAN);
+    let cost_delta = cost(&again) - cost(&first);
+    Ok(ReplanRow {
+        shape: shape.to_string(),
+        tasks: n,
+        first_ms,
+        resolve_ms,
+        finished: k,
+        failed: format!("{} in {at}", failed.address),
+        moved,
+        cost_delta,
+        method: again.report.method.clone(),
     })
 }
 

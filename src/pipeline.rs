@@ -15,8 +15,10 @@ use crate::optimize::{Assignment, OptimizeError};
 use crate::plan::{self, Plan, PlanError};
 use crate::providers::Registry;
 use crate::resolve::ResolveError;
-use crate::state::State;
+use crate::resolve::ResolvedJob;
+use crate::state::{State, TaskStatus};
 use crate::tracker::TrackerView;
+use skyform_provider::Location;
 use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -81,14 +83,15 @@ pub fn plan(inputs: &Inputs, opts: &plan::Options) -> Result<Planned, PipelineEr
     if diags.has_errors() {
         return Err(PipelineError::Invalid(diags));
     }
+    let mut opts = opts.clone();
     let (assignment, warnings) = if opts.destroy {
         (None, Vec::new())
     } else {
         let resolved = crate::resolve::resolve(spec, inputs.catalog, inputs.tracker)?;
         let a = crate::optimize::optimize(&resolved)?;
+        opts.progress = progress(&resolved, inputs.state, inputs.tracker.now);
         (Some(a), resolved.warnings.clone())
     };
-    let mut opts = opts.clone();
     if opts.catalog_id.is_empty() {
         opts.catalog_id = catalog_id(inputs.catalog);
     }
@@ -97,4 +100,35 @@ pub fn plan(inputs: &Inputs, opts: &plan::Options) -> Result<Planned, PipelineEr
     }
     let plan = plan::build(spec, assignment.as_ref(), inputs.state, &opts)?;
     Ok(Planned { plan, assignment, warnings, changed_outside: BTreeMap::new() })
+}
+
+/// The live runs of unfinished tasks at `now`: how long each has run and what its
+/// placement costs now (its candidate's price in `resolved`, which carries the tracker's
+/// latest spot prices; else the price at launch).
+pub fn progress(resolved: &ResolvedJob, state: &State, now: u64) -> BTreeMap<TaskAddr, plan::Progress> {
+    let mut out = BTreeMap::new();
+    for (addr, t) in &state.tasks {
+        if t.status != TaskStatus::Running {
+            continue;
+        }
+        let (Some(p), Some(run)) = (&t.placement, t.runs.last()) else { continue };
+        if run.end.is_some() {
+            continue;
+        }
+        let at = Location::new(p.cloud.as_str(), p.region.as_str(), p.zone.as_str());
+        let hourly_now = resolved
+            .index
+            .get(addr)
+            .and_then(|&i| {
+                resolved.tasks[i]
+                    .candidates
+                    .iter()
+                    .find(|c| c.location == at && c.instance_type == p.instance_type && c.spot == p.spot)
+            })
+            .map(|c| c.hourly)
+            .unwrap_or(p.hourly);
+        let elapsed_hours = now.saturating_sub(run.start) as f64 / 3600.0;
+        out.insert(addr.clone(), plan::Progress { elapsed_hours, hourly_now });
+    }
+    out
 }

@@ -375,6 +375,24 @@ impl Registry {
         Ok(out)
     }
 
+    /// Egress prices that enabled provider blocks set for their clouds (the catalog keeps
+    /// them; resolve prices data edges with them in place of the public table).
+    pub fn egress(&self, spec: &JobSpec) -> Result<BTreeMap<String, skyform_provider::EgressPrices>, RegistryError> {
+        let empty = serde_json::json!({});
+        let mut out = BTreeMap::new();
+        for (name, body) in Registry::enabled(spec, &empty) {
+            let Ok(f) = self.factory(name) else { continue };
+            let prices = f.egress(body).map_err(|e| RegistryError::Build {
+                name: name.into(),
+                error: ProviderError::new(skyform_provider::ErrorKind::Other, None, e.message),
+            })?;
+            if let Some(p) = prices {
+                out.insert(name.to_string(), p);
+            }
+        }
+        Ok(out)
+    }
+
     /// Builds the providers of every enabled cloud compiled into this build. A cloud known
     /// but not built is left out ([`Registry::factory`] says why when it is needed).
     pub fn providers(&self, spec: &JobSpec, ctx: &BuildContext) -> Result<Providers, RegistryError> {

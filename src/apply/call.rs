@@ -14,6 +14,7 @@ use crate::providers::Providers;
 use crate::state::{SledStore, State};
 use crate::tracker::Tracker;
 use skyform_provider::*;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,20 @@ pub(crate) struct Shared {
     pub hard_cancel: Arc<AtomicBool>,
     /// Calls that timed out and clean up when they finally return (awaited at the end).
     pub stragglers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The job as resolved for planning: what failover re-solves (None: it walks the
+    /// ranked alternatives only).
+    pub resolved: Option<Arc<crate::resolve::ResolvedJob>>,
+    /// Where each task that runs in this apply is meant to go (the plan's placement, or a
+    /// re-plan's).
+    pub planned: std::sync::Mutex<BTreeMap<TaskAddr, crate::plan::Planned>>,
+    /// Tasks of this apply that have not started (a re-plan may move them).
+    pub unstarted: std::sync::Mutex<BTreeSet<TaskAddr>>,
+    /// Scopes that failed in this apply (also without a tracker).
+    pub blocks: std::sync::Mutex<Vec<(Scope, Location)>>,
+    /// One re-plan at a time.
+    pub replanning: tokio::sync::Mutex<()>,
+    /// When this apply started (a re-plan's deadline is what is left of the job's).
+    pub started: std::time::Instant,
 }
 
 impl Shared {

@@ -48,6 +48,15 @@ pub(crate) fn resolve_uri(job_dir: &Path, u: &str) -> String {
 }
 
 impl Shared {
+    /// Where `task`'s checkpoint named `path` is kept for a run at `cand`: under the
+    /// object store of its location (so a run again there, after a preemption or a
+    /// failure, restores it).
+    pub async fn checkpoint_uri(&self, task: &crate::config::TaskAddr, path: &str, cand: &PlacementRecord) -> String {
+        let lineage = self.state.lock().await.lineage.clone();
+        let prefix = store_prefix(self.providers.get(&cand.cloud), &loc(cand), &lineage);
+        format!("{prefix}/checkpoints/{task}/{path}")
+    }
+
     /// Copies the tree at `from` to `to`. A `sandbox://` URI belongs to `cloud`'s provider;
     /// other schemes to any provider that speaks them (its `capabilities.schemes`). When no
     /// one provider reaches both ends, the data goes through a staging directory on this

@@ -3,7 +3,7 @@
 //! tests record them to assert the sequence.
 
 use crate::config::TaskAddr;
-use crate::state::TaskStatus;
+use crate::state::{Replan, TaskStatus};
 use skyform_provider::{ErrorKind, Scope};
 
 /// What the engine reports while it works.
@@ -62,11 +62,49 @@ pub enum Event {
     Destroyed {
         task: TaskAddr,
     },
+    /// A failover re-plan (or, with `fallback` set, why the re-solve was not used and
+    /// failover walks the ranked alternatives). Recorded in the failed task's state.
+    Replanned(Replan),
     /// Something the user should know that is not a task's step (a release that failed, an
     /// interrupt).
     Interrupted {
         message: String,
     },
+}
+
+impl Replan {
+    /// `re-planned 2 tasks after capacity_unavailable in local/zone-a: +$1.20 (walking
+    /// task.b's ranked alternatives: +$3.40)`, or why the re-solve was not used.
+    pub fn summary(&self) -> String {
+        let usd = |x: f64| {
+            let m = crate::plan::money(x.abs());
+            if x < -0.005 {
+                format!("-${m}")
+            } else {
+                format!("+${m}")
+            }
+        };
+        let walk = match self.alternatives_delta {
+            Some(d) => format!("walking {}'s ranked alternatives: {}", self.task, usd(d)),
+            None => format!("{} has no ranked alternative left", self.task),
+        };
+        if let Some(why) = &self.fallback {
+            return format!(
+                "{}: re-solve after {} in {} not used ({why}); failover walks the ranked alternatives",
+                self.task, self.kind, self.location
+            );
+        }
+        let n = self.moved.len();
+        let moves: Vec<String> = self.moved.iter().map(|m| format!("{} {} → {}", m.task, m.from, m.to)).collect();
+        format!(
+            "re-planned {n} task{} after {} in {}: {} ({walk}); {}",
+            if n == 1 { "" } else { "s" },
+            self.kind,
+            self.location,
+            usd(self.cost_delta),
+            moves.join(", ")
+        )
+    }
 }
 
 impl Event {
@@ -82,6 +120,7 @@ impl Event {
             | Event::Transferred { task, .. }
             | Event::TaskDone { task, .. }
             | Event::Destroyed { task } => Some(task),
+            Event::Replanned(r) => Some(&r.task),
             Event::Interrupted { .. } => None,
         }
     }

@@ -12,6 +12,9 @@
 //!   locations in the tracker), execute (stage inputs, run, poll), settle (outputs
 //!   committed before release; preemption per `recovery`; retries).
 //! - `data`: transfers between object stores and sandboxes, inputs, outputs.
+//! - `replan`: failover by re-solving the unfinished part of the job around a failed
+//!   location (finished and started tasks held), bounded in time and cost; the ranked
+//!   alternatives remain the fallback.
 //! - `recover`: settling intents left by an interrupted apply (adopt finished runs,
 //!   release the rest and orphans) and releasing allocations.
 //! - [`refresh`]: [`drift`] (live allocations vs. what providers report) and [`sweep`].
@@ -25,16 +28,18 @@ mod data;
 pub mod events;
 pub(crate) mod recover;
 pub mod refresh;
+mod replan;
 mod task;
 
 pub use crate::providers::Providers;
 pub use events::{Event, Hooks, Recorder, Recovery};
-pub use refresh::{drift, refresh, sweep, Refreshed};
+pub use refresh::{drift, record, refresh, sweep, Refreshed};
 
 use crate::catalog::egress::EgressModel;
 use crate::clock::Clock;
 use crate::config::{Task, TaskAddr};
 use crate::plan::{Action, Change, Plan};
+use crate::resolve::ResolvedJob;
 use crate::state::{PlacementRecord, SledStore, StateStore, TaskStatus};
 use crate::tracker::Tracker;
 use call::Shared;
@@ -43,6 +48,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How long a failover re-solve may take by default.
+pub const DEFAULT_RESOLVE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Knobs of one apply.
 #[derive(Debug, Clone)]
@@ -56,6 +64,9 @@ pub struct Options {
     /// Where the logs of runs on this host are kept after their allocation is released
     /// (until the task is destroyed); None: not kept.
     pub log_dir: Option<PathBuf>,
+    /// How long a failover re-solve may take before failover walks the ranked
+    /// alternatives instead.
+    pub resolve_limit: Duration,
 }
 
 impl Default for Options {
@@ -66,6 +77,7 @@ impl Default for Options {
             grace: Duration::from_secs(10),
             job_dir: PathBuf::from("."),
             log_dir: None,
+            resolve_limit: DEFAULT_RESOLVE_LIMIT,
         }
     }
 }
@@ -101,6 +113,9 @@ pub struct Context {
     pub cancel: Arc<AtomicBool>,
     /// Set by the second interrupt: stop now.
     pub hard_cancel: Arc<AtomicBool>,
+    /// The plan's job as resolved (every candidate of every task): failover re-solves it
+    /// around a failed location. None: failover walks the plan's ranked alternatives.
+    pub resolved: Option<Arc<ResolvedJob>>,
 }
 
 impl Context {
@@ -115,6 +130,7 @@ impl Context {
             clock: crate::clock::system(),
             cancel: Arc::default(),
             hard_cancel: Arc::default(),
+            resolved: None,
         }
     }
 }
@@ -149,6 +165,12 @@ async fn run(plan: &Plan, ctx: Context) -> Result<Outcome, ApplyError> {
         cancel: ctx.cancel,
         hard_cancel: ctx.hard_cancel,
         stragglers: std::sync::Mutex::new(Vec::new()),
+        resolved: ctx.resolved,
+        planned: Default::default(),
+        unstarted: Default::default(),
+        blocks: Default::default(),
+        replanning: Default::default(),
+        started: std::time::Instant::now(),
     });
     sh.recover().await?;
     let mut out = Outcome { planned: plan.cost_after, ..Default::default() };
@@ -247,6 +269,9 @@ async fn reset(sh: &Shared, todo: &[Change]) -> Result<(), ApplyError> {
 /// that failed and those that did not start (downstream of a failure, or interrupted).
 async fn walk_dag(sh: &Arc<Shared>, todo: Vec<Change>) -> (Vec<TaskAddr>, Vec<TaskAddr>) {
     let changes: BTreeMap<TaskAddr, Change> = todo.into_iter().map(|c| (c.address.clone(), c)).collect();
+    *sh.planned.lock().expect("lock") =
+        changes.iter().filter_map(|(a, c)| Some((a.clone(), c.after.clone()?))).collect();
+    *sh.unstarted.lock().expect("lock") = changes.keys().cloned().collect();
     let mut waiting: BTreeSet<TaskAddr> = changes.keys().cloned().collect();
     let mut running: tokio::task::JoinSet<(TaskAddr, TaskStatus)> = tokio::task::JoinSet::new();
     let mut blocked: BTreeSet<TaskAddr> = BTreeSet::new();
@@ -272,8 +297,13 @@ async fn walk_dag(sh: &Arc<Shared>, todo: Vec<Change>) -> (Vec<TaskAddr>, Vec<Ta
                     break;
                 }
                 waiting.remove(&a);
+                sh.unstarted.lock().expect("lock").remove(&a);
                 let sh2 = sh.clone();
-                let change = changes[&a].clone();
+                let mut change = changes[&a].clone();
+                // A failover re-plan may have moved it.
+                if let Some(p) = sh.planned.lock().expect("lock").get(&a) {
+                    change.after = Some(p.clone());
+                }
                 running.spawn(async move {
                     let status = match task::run_task(&sh2, &change).await {
                         Ok(s) => s,

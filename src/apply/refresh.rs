@@ -96,6 +96,31 @@ pub fn refresh(state: &State, providers: &Providers, timeout: Duration) -> Refre
     out
 }
 
+/// Records what a refresh found in the state, touching no resource (`apply` of a
+/// `plan -refresh-only`): each drifted task's live allocations are marked gone, its
+/// unfinished run ended, and the task is pending again (the next plan runs it). Returns
+/// the tasks changed.
+pub fn record(state: &mut State, drift: &BTreeMap<TaskAddr, String>, now: u64) -> Vec<TaskAddr> {
+    let mut changed = Vec::new();
+    for (addr, what) in drift {
+        let Some(t) = state.tasks.get_mut(addr) else { continue };
+        if t.status == crate::state::TaskStatus::Succeeded {
+            continue;
+        }
+        for a in t.allocations.iter_mut().filter(|a| a.released.is_none()) {
+            a.released = Some(now);
+            a.status = format!("changed outside skyform: {what}");
+        }
+        if let Some(r) = t.runs.last_mut().filter(|r| r.end.is_none()) {
+            r.status = crate::state::TaskStatus::Preempted;
+            r.end = Some(now);
+        }
+        t.status = crate::state::TaskStatus::Pending;
+        changed.push(addr.clone());
+    }
+    changed
+}
+
 /// Lists what carries skyform's owner tags for this job — this state's lineage, or the
 /// job's name (a state that was lost and made anew) — but is unknown to the state (or
 /// already released in it), and releases it when `release` is set. Other jobs' resources

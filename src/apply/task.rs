@@ -18,6 +18,7 @@
 use super::call::Shared;
 use super::data::loc;
 use super::events::Event;
+use super::replan::{replan, Failure};
 use super::ApplyError;
 use crate::config::{Recovery, Task, TaskAddr};
 use crate::plan::Change;
@@ -36,6 +37,9 @@ struct Walk {
     /// Runs started so far.
     runs: u32,
     max_attempts: u32,
+    /// The cost bound of one placement (`policy.failover.max_cost_increase` over the
+    /// planned cost).
+    budget: f64,
 }
 
 impl Walk {
@@ -45,7 +49,7 @@ impl Walk {
         let budget = planned.placement.cost * (1.0 + failover.max_cost_increase) + 1e-9;
         let mut candidates = vec![planned.placement.clone()];
         candidates.extend(planned.alternatives.iter().filter(|a| a.cost <= budget).cloned());
-        Some(Walk { candidates, idx: 0, attempts: 0, runs: 0, max_attempts: failover.max_attempts })
+        Some(Walk { candidates, idx: 0, attempts: 0, runs: 0, max_attempts: failover.max_attempts, budget })
     }
 
     /// The next placement to try: not blocked in the tracker, within the attempts allowed.
@@ -72,6 +76,27 @@ impl Walk {
         while self.candidates.get(self.idx).is_some_and(|c| loc(c).within(scope, here)) {
             self.idx += 1;
         }
+    }
+
+    /// After `failed` failed at `here` (its `scope` blocked): skips the scope, then asks
+    /// for a re-plan; a re-solved placement replaces the placements ahead.
+    async fn fail_over(
+        &mut self,
+        sh: &Shared,
+        task: &TaskAddr,
+        failed: &PlacementRecord,
+        kind: ErrorKind,
+        scope: Scope,
+        here: &Location,
+    ) -> Result<(), ApplyError> {
+        self.skip(scope, here);
+        let ahead = self.candidates.get(self.idx..).unwrap_or_default().to_vec();
+        let f = Failure { task, placement: failed, kind, scope, at: here, ahead: &ahead, budget: self.budget };
+        if let Some(new) = replan(sh, f).await? {
+            self.candidates = new;
+            self.idx = 0;
+        }
+        Ok(())
     }
 }
 
@@ -237,8 +262,9 @@ async fn place(
                     let at = e.location.as_deref().cloned().unwrap_or_else(|| here.clone());
                     let _ = t.record_failure(&at, e.scope, e.kind, &e.message, now);
                 }
-                // Skip the rest of the blocked scope in this run, too.
-                walk.skip(e.scope, &here);
+                // Skip the rest of the blocked scope in this run, too, and re-plan.
+                let at = e.location.as_deref().cloned().unwrap_or_else(|| here.clone());
+                walk.fail_over(sh, addr, &cand, e.kind, e.scope, &at).await?;
                 return Ok(Step::Next);
             }
             Ok(Step::End(fail(sh, addr, 0.0).await?))
@@ -285,6 +311,10 @@ async fn execute(sh: &Shared, task: &Task, placed: &Placed, walk: &mut Walk) -> 
     rreq.inputs = task.inputs.keys().cloned().collect();
     rreq.outputs = task.outputs.keys().cloned().collect();
     rreq.workdir = task.workdir.clone();
+    if let Some(c) = &task.checkpoint {
+        rreq.checkpoint = Some(sh.checkpoint_uri(addr, &c.path, cand).await);
+        rreq.checkpoint_every_secs = (c.every_hours * 3600.0).round().max(1.0) as u64;
+    }
     let started = Instant::now();
     let log = match sh.call(&cand.cloud, move |p| p.run_task(&rreq)).await {
         Ok(r) => r.log,
@@ -454,7 +484,7 @@ async fn settle(sh: &Shared, task: &Task, placed: &Placed, walk: &mut Walk, ran:
                     if let Some(t) = &sh.tracker {
                         let _ = t.record_failure(&here, scope, ErrorKind::Preempted, "preempted", now);
                     }
-                    walk.skip(scope, &here);
+                    walk.fail_over(sh, addr, cand, ErrorKind::Preempted, scope, &here).await?;
                 }
             }
             Ok(Step::Next)

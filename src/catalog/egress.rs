@@ -102,6 +102,27 @@ impl Default for EgressModel {
     }
 }
 
+impl EgressModel {
+    /// The table with the prices that provider blocks set for their clouds. A link never
+    /// costs less than a shorter one (the optimizer's pruning relies on prices growing
+    /// with distance): a lower inter-region or internet price is raised to it.
+    pub fn with_overrides(mut self, prices: &BTreeMap<String, skyform_provider::EgressPrices>) -> EgressModel {
+        for (cloud, p) in prices {
+            let region = p.inter_region.max(p.inter_zone);
+            self.clouds.insert(
+                cloud.clone(),
+                CloudEgress {
+                    inter_zone: p.inter_zone,
+                    inter_region_same_continent: region,
+                    inter_region_other_continent: region,
+                    internet: vec![Tier(None, p.internet.max(region))],
+                },
+            );
+        }
+        self
+    }
+}
+
 /// Cost of `gb` under marginal tiers.
 pub fn tiered(tiers: &[Tier], gb: f64) -> f64 {
     let mut cost = 0.0;
@@ -338,5 +359,15 @@ mod tests {
             0.0,
             "regional bucket read in-region is free"
         );
+    }
+
+    #[test]
+    fn overridden_prices_never_fall_with_distance() {
+        let prices = BTreeMap::from([("local".to_string(), skyform_provider::EgressPrices::new(0.02, 0.0, 0.0))]);
+        let m = EgressModel::default().with_overrides(&prices);
+        assert_eq!(m.level_cost("local", Level::SameRegion, 10.0), 0.2);
+        assert_eq!(m.level_cost("local", Level::SameContinent, 10.0), 0.2);
+        assert_eq!(m.level_cost("local", Level::OtherCloud, 10.0), 0.2);
+        assert_eq!(m.level_cost("aws", Level::SameRegion, 10.0), 0.1, "other clouds keep the table");
     }
 }

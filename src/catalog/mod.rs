@@ -103,6 +103,8 @@ pub struct Catalog {
     pub origin: String,
     /// Where each cloud's data comes from and its date.
     pub clouds: BTreeMap<String, CloudInfo>,
+    /// Egress prices set by the job's provider blocks, per cloud (over the public table).
+    pub egress: BTreeMap<String, skyform_provider::EgressPrices>,
 }
 
 /// Where one cloud's data comes from.
@@ -255,7 +257,7 @@ impl Catalog {
                 (c.clone(), info)
             })
             .collect();
-        Catalog { snap, origin, clouds }
+        Catalog { snap, origin, clouds, egress: BTreeMap::new() }
     }
 
     /// Source and counts of the embedded snapshot (for `version -json`).
@@ -365,7 +367,8 @@ impl Catalog {
     /// Replaces `cloud`'s shapes and counts with those of `snap` (which may hold other
     /// clouds: only `cloud`'s shapes are taken).
     pub fn replace_cloud(&mut self, cloud: &str, snap: &Snapshot) {
-        let other = Catalog { snap: snap.clone(), origin: String::new(), clouds: BTreeMap::new() };
+        let other =
+            Catalog { snap: snap.clone(), origin: String::new(), clouds: BTreeMap::new(), egress: BTreeMap::new() };
         self.replace_cloud_from(cloud, &other);
         match snap.counts.get(cloud) {
             Some(n) => self.snap.counts.insert(cloud.to_string(), *n),
@@ -404,6 +407,7 @@ impl Catalog {
         for (cloud, offerings) in registry.offerings(spec)? {
             c.add_offerings(&cloud, &offerings);
         }
+        c.egress = registry.egress(spec)?;
         Ok(c)
     }
 

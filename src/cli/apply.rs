@@ -37,6 +37,11 @@ pub struct ApplyArgs {
     /// Seconds one provider call may take before it counts as failed
     #[arg(long = "call-timeout", default_value_t = 60.0)]
     pub call_timeout: f64,
+    /// Seconds a failover re-solve may take (the optimizer places the unfinished tasks
+    /// again around a failed location); past it, failover walks the plan's ranked
+    /// alternatives. 0: never re-solve
+    #[arg(long = "resolve-limit", value_name = "SECONDS", default_value_t = 10.0)]
+    pub resolve_limit: f64,
     /// Replace this task even if nothing changed (repeatable)
     #[arg(long, value_name = "ADDR")]
     pub replace: Vec<String>,
@@ -51,6 +56,10 @@ pub struct ApplyArgs {
     /// `-refresh=false` plans from the state alone
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub refresh: bool,
+    /// Only record what a refresh finds changed outside skyform in the state (as applying
+    /// `plan -refresh-only`); no resource is touched
+    #[arg(long = "refresh-only")]
+    pub refresh_only: bool,
     /// One line per kind of warning instead of one per task
     #[arg(long = "compact-warnings")]
     pub compact_warnings: bool,
@@ -91,6 +100,36 @@ fn reprice(ctx: &Ctx, plan: &Plan) -> anyhow::Result<f64> {
     Ok(total)
 }
 
+/// Applies a refresh-only plan: records its drift in the state, touching no resource.
+fn record_drift(ctx: &Ctx, a: &ApplyArgs, plan: &Plan, store: &crate::state::SledStore) -> anyhow::Result<i32> {
+    if a.file.is_some() && !a.json {
+        out!("{}", render::drift_notes(&plan.drift, plan));
+    }
+    if !a.json {
+        outln!("{}", render::summary_line(plan));
+    }
+    if plan.drift.is_empty() {
+        return Ok(0);
+    }
+    if a.file.is_none() && !a.auto_approve {
+        errln!("Error: apply -refresh-only needs approval: run skyform apply -refresh-only -auto-approve, or apply a saved plan (skyform plan -refresh-only -out=FILE, then skyform apply FILE).");
+        return Ok(1);
+    }
+    let mut st = store.read()?;
+    let changed = apply::record(&mut st, &plan.drift, ctx.clock.now());
+    store.commit(&st)?;
+    if a.json {
+        outln!("{}", serde_json::to_string(&serde_json::json!({"type": "refresh_complete", "recorded": changed}))?);
+    } else {
+        outln!(
+            "\nApply complete! Recorded {} change{} made outside skyform in the state; no resource was touched.",
+            changed.len(),
+            if changed.len() == 1 { "" } else { "s" }
+        );
+    }
+    Ok(0)
+}
+
 fn confirm(question: &str) -> anyhow::Result<bool> {
     errln!("{question}");
     errln!("  Only 'yes' will be accepted to approve.");
@@ -121,8 +160,9 @@ pub fn run_as(ctx: &Ctx, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> {
                 }
             };
             let state = store.read()?;
-            let repriced = reprice(ctx, &plan)?;
-            if let Err(e) = crate::plan::check_saved(&plan, &state, Some(repriced)) {
+            // A refresh-only plan changes no task: there is nothing to re-price.
+            let repriced = if plan.refresh_only { None } else { Some(reprice(ctx, &plan)?) };
+            if let Err(e) = crate::plan::check_saved(&plan, &state, repriced) {
                 errln!("Error: {e}");
                 return Ok(1);
             }
@@ -139,15 +179,19 @@ pub fn run_as(ctx: &Ctx, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> {
             };
             match ctx.plan(loaded, &req)? {
                 Some(p) => {
+                    let plan = if a.refresh_only { p.plan.refresh_only(p.changed_outside.clone()) } else { p.plan };
                     if !a.json {
-                        out!("{}", render::drift_notes(&p.changed_outside, &p.plan));
+                        out!("{}", render::drift_notes(&p.changed_outside, &plan));
                     }
-                    p.plan
+                    plan
                 }
                 None => return Ok(1),
             }
         }
     };
+    if plan.refresh_only {
+        return record_drift(ctx, &a, &plan, &store);
+    }
     let providers = ctx.providers(&loaded.spec)?;
     for c in &plan.changes {
         if let Some(after) = &c.after {
@@ -220,6 +264,18 @@ pub fn run_as(ctx: &Ctx, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> {
         grace: std::time::Duration::from_secs(a.grace),
         job_dir: ctx.dir.clone(),
         log_dir: ctx.state_path(&a.state).parent().and_then(|p| std::path::absolute(p.join("logs")).ok()),
+        resolve_limit: std::time::Duration::from_secs_f64(a.resolve_limit.max(0.0)),
+    };
+    // What failover re-solves: the plan's job with today's catalog and tracker (a job that
+    // no longer resolves fails over by its ranked alternatives alone).
+    let resolved = if destroy || a.resolve_limit <= 0.0 {
+        None
+    } else {
+        let view = match &tracker {
+            Some(t) => t.view(ctx.clock.now())?,
+            None => ctx.tracker_view()?,
+        };
+        ctx.catalog(&plan.config).ok().and_then(|c| crate::resolve::resolve(&plan.config, &c, &view).ok()).map(Arc::new)
     };
     let (c2, h2) = (cancel.clone(), hard.clone());
     let outcome = rt.block_on(async {
@@ -243,6 +299,7 @@ pub fn run_as(ctx: &Ctx, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> {
             clock: ctx.clock.clone(),
             cancel: cancel.clone(),
             hard_cancel: hard.clone(),
+            resolved,
         };
         apply::apply(&plan, actx).await
     });

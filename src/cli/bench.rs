@@ -22,6 +22,8 @@ pub enum BenchCmd {
     /// 127.0.0.1: wall time and peak memory of the process
     #[command(name = "catalog-update")]
     CatalogUpdate(CatalogUpdateBench),
+    /// failover re-solve after one failure against the first solve, on generated jobs
+    Replan(ReplanBench),
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +74,16 @@ fn serve_files(root: std::path::PathBuf) -> anyhow::Result<String> {
         }
     });
     Ok(url)
+}
+
+#[derive(Debug, Args)]
+pub struct ReplanBench {
+    /// Jobs as SHAPE:TASKS (chain, dag, sweep, fan)
+    #[arg(long, value_delimiter = ',', default_value = "dag:200,chain:200,dag:1000")]
+    pub jobs: Vec<String>,
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -236,6 +248,41 @@ fn mib(kb: Option<u64>) -> String {
 
 pub fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
     match cmd {
+        BenchCmd::Replan(a) => {
+            let catalog = Catalog::embedded();
+            let mut rows = Vec::new();
+            for j in &a.jobs {
+                let (shape, n) = shape_size(j)?;
+                rows.push(bench::run_replan(&catalog, shape, n).map_err(|e| anyhow::anyhow!("{j}: {e}"))?);
+            }
+            if a.json {
+                views::print_json(&serde_json::to_value(&rows)?);
+            } else {
+                outln!("replan: the middle task (topological order) fails after every task before it finished; its zone is blocked");
+                outln!(
+                    "  {:<6} {:>6} {:>12} {:>12} {:>6} {:>10}  method",
+                    "shape",
+                    "tasks",
+                    "first (ms)",
+                    "re-solve",
+                    "moved",
+                    "cost Δ"
+                );
+                for r in &rows {
+                    outln!(
+                        "  {:<6} {:>6} {:>12.1} {:>12.1} {:>6} {:>10}  {}",
+                        r.shape,
+                        r.tasks,
+                        r.first_ms,
+                        r.resolve_ms,
+                        r.moved,
+                        format!("{:+.2}", r.cost_delta),
+                        r.method
+                    );
+                }
+            }
+            Ok(0)
+        }
         BenchCmd::CatalogUpdate(a) => {
             let dir = std::env::temp_dir().join(format!("skyform-bench-catalog-update-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);

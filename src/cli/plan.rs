@@ -41,6 +41,11 @@ pub struct PlanArgs {
     /// `-refresh=false` plans from the state alone
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub refresh: bool,
+    /// Only refresh: show what changed outside skyform (live allocations gone or
+    /// interrupted) and no task change; applying the plan records the drift in the state
+    /// without touching any resource
+    #[arg(long = "refresh-only")]
+    pub refresh_only: bool,
     /// One line per kind of warning instead of one per task
     #[arg(long = "compact-warnings")]
     pub compact_warnings: bool,
@@ -74,7 +79,14 @@ pub fn run(ctx: &Ctx, args: PlanArgs) -> anyhow::Result<i32> {
         }
         None => None,
     };
+    if args.refresh_only && (!args.refresh || args.destroy) {
+        errln!("Error: -refresh-only cannot be combined with -refresh=false or -destroy");
+        return Ok(1);
+    }
     let Some(mut planned) = ctx.plan(loaded, &req)? else { return Ok(1) };
+    if args.refresh_only {
+        planned.plan = planned.plan.refresh_only(planned.changed_outside.clone());
+    }
     planned.plan.base = base;
     let plan = &planned.plan;
     let cmp = plan.base.as_ref().map(|b| compare(b, plan));
@@ -140,5 +152,6 @@ pub fn run(ctx: &Ctx, args: PlanArgs) -> anyhow::Result<i32> {
         }
         return Ok(1);
     }
-    Ok(if args.detailed_exitcode && plan.has_changes() { 2 } else { 0 })
+    let something = plan.has_changes() || (plan.refresh_only && !plan.drift.is_empty());
+    Ok(if args.detailed_exitcode && something { 2 } else { 0 })
 }

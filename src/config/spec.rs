@@ -94,6 +94,10 @@ pub struct Policy {
     /// Largest re-priced drift of a saved plan's total before `apply` refuses it (fraction).
     pub max_cost_drift: f64,
     pub failover: Failover,
+    /// Hysteresis of scheduled re-optimization (`plan` proposes moving a running task only
+    /// past both thresholds).
+    #[serde(default)]
+    pub reoptimize: Reoptimize,
     pub fail_if: FailIf,
     pub pos: Option<Pos>,
 }
@@ -109,9 +113,28 @@ impl Default for Policy {
             max_hourly_price: None,
             max_cost_drift: 0.10,
             failover: Failover::default(),
+            reoptimize: Reoptimize::default(),
             fail_if: FailIf::default(),
             pos: None,
         }
+    }
+}
+
+/// `policy { reoptimize { min_saving = "10%", min_saving_usd = 5 } }`: moving an
+/// unfinished task must save at least this share of its remaining cost and this many
+/// dollars, net of the transfers and the work lost, so that prices that wobble do not move
+/// work back and forth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reoptimize {
+    /// Fraction of the remaining cost where the task is.
+    pub min_saving: f64,
+    /// USD.
+    pub min_saving_usd: f64,
+}
+
+impl Default for Reoptimize {
+    fn default() -> Self {
+        Reoptimize { min_saving: 0.10, min_saving_usd: 5.0 }
     }
 }
 
@@ -329,6 +352,15 @@ pub struct Estimate {
     pub pos: Option<Pos>,
 }
 
+/// `task { checkpoint { path = "ckpt", every = "30m" } }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Its name under the task's checkpoints in the object store.
+    pub path: String,
+    /// How often it is synced while the task runs, hours.
+    pub every_hours: f64,
+}
+
 /// A `task "name" { }` block, resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
@@ -344,6 +376,10 @@ pub struct Task {
     pub estimate: Option<Estimate>,
     pub retries: u32,
     pub recovery: Recovery,
+    /// `checkpoint { path, every }`: a directory the provider keeps in the task's object
+    /// store and restores when the task runs again (not part of the spec hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
     /// Hash of everything that defines the task's work (for no-op detection).
     pub spec_hash: String,
     pub pos: Option<Pos>,

@@ -71,6 +71,7 @@ mod dual;
 mod ilp;
 mod model;
 mod reduce;
+pub mod replan;
 mod solve;
 
 use crate::catalog::egress::Level;

@@ -249,6 +249,7 @@ pub fn compare(base: &Base, plan: &Plan) -> Comparison {
             diffs: vec![],
             cost_before: b.map(|b| b.cost).unwrap_or(0.0),
             cost_after: cost,
+            detail: None,
         });
     }
     for (addr, b) in &base.tasks {
@@ -262,6 +263,7 @@ pub fn compare(base: &Base, plan: &Plan) -> Comparison {
                 diffs: vec![],
                 cost_before: b.cost,
                 cost_after: 0.0,
+                detail: None,
             });
         }
     }

@@ -115,6 +115,108 @@ pub struct Change {
     pub diffs: Vec<AttrDiff>,
     pub cost_before: f64,
     pub cost_after: f64,
+    /// Why a running task moves or stays (re-optimization): what moving saves of its
+    /// remaining cost, net of transfers and lost work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A live run of an unfinished task, as re-optimization weighs it.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Progress {
+    /// Hours the run has gone on.
+    pub elapsed_hours: f64,
+    /// The hourly price of its placement now (the tracker's latest spot price, else the
+    /// catalog's).
+    pub hourly_now: f64,
+}
+
+/// What moving a running task would save (USD): its remaining cost where it is against
+/// starting over at the new placement (no checkpoint: from zero) plus the transfers of
+/// its inputs there.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Move {
+    remaining: f64,
+    there: f64,
+    transfers: f64,
+}
+
+impl Move {
+    fn saving(&self) -> f64 {
+        self.remaining - self.there - self.transfers
+    }
+}
+
+/// Whether a move keeps the run's progress: the task has a checkpoint and the new
+/// placement is in the same cloud and region (the object store its checkpoint is kept in).
+fn continues(task: &crate::config::Task, before: &PlacementRecord, after: &PlacementRecord) -> bool {
+    task.checkpoint.is_some() && before.cloud == after.cloud && before.region == after.region
+}
+
+fn assess(task: &crate::config::Task, before: &PlacementRecord, p: &Placement, prog: &Progress) -> Move {
+    let nodes = task.resources.num_nodes.max(1) as f64;
+    let remaining_hours = (before.hours - prog.elapsed_hours).max(0.0);
+    // With its checkpoint the run goes on there for the share of the work left; else it
+    // starts over.
+    let share =
+        if continues(task, before, &record(p)) && before.hours > 0.0 { remaining_hours / before.hours } else { 1.0 };
+    Move {
+        remaining: remaining_hours * prog.hourly_now * nodes,
+        there: p.choice.compute_cost * share,
+        transfers: p.egress_in.iter().map(|t| t.cost).sum::<f64>() + p.choice.storage_cost,
+    }
+}
+
+fn where_(p: &PlacementRecord) -> String {
+    format!("{}/{}{}", p.cloud, p.zone, if p.spot { " (spot)" } else { "" })
+}
+
+/// The sentence a plan shows for a running task that moves or stays.
+fn explain(
+    task: &crate::config::Task,
+    before: &PlacementRecord,
+    after: &PlacementRecord,
+    prog: &Progress,
+    m: &Move,
+    r: &crate::config::Reoptimize,
+    go: bool,
+) -> String {
+    let usd = |x: f64| format!("${}", money(x));
+    let price = if (prog.hourly_now - before.hourly).abs() > 1e-9 {
+        let verb = if prog.hourly_now < before.hourly { "fell" } else { "rose" };
+        format!("price in {} {verb} from {}/h to {}/h", where_(before), usd(before.hourly), usd(prog.hourly_now))
+    } else {
+        format!("{} costs {}/h", where_(before), usd(prog.hourly_now))
+    };
+    let there = format!("{} costs {}/h", where_(after), usd(after.hourly));
+    let restart = if continues(task, before, after) {
+        let left = (before.hours - prog.elapsed_hours).max(0.0) / before.hours.max(1e-9) * after.hours;
+        format!("from its checkpoint: {left:.1} h left there")
+    } else if task.checkpoint.is_some() {
+        format!(
+            "its checkpoint stays in {}/{}: it starts over there ({:.1} h)",
+            before.cloud, before.region, after.hours
+        )
+    } else {
+        format!("no checkpoint: it starts over there ({:.1} h)", after.hours)
+    };
+    if go {
+        format!(
+            "{price}, {there}; moving saves {} of the remaining {} after {} of transfers ({restart})",
+            usd(m.saving()),
+            usd(m.remaining),
+            usd(m.transfers)
+        )
+    } else {
+        format!(
+            "{price}, {there}; moving would save {} of the remaining {} after {} of transfers ({restart}): under policy.reoptimize ({:.0}% and {}), it stays",
+            usd(m.saving()),
+            usd(m.remaining),
+            usd(m.transfers),
+            r.min_saving * 100.0,
+            usd(r.min_saving_usd)
+        )
+    }
 }
 
 /// A whole plan.
@@ -138,6 +240,13 @@ pub struct Plan {
     /// so that `show` and `comment` render the comparison.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<compare::Base>,
+    /// A refresh-only plan (`plan -refresh-only`): no task changes; applying it records
+    /// `drift` in the state without touching any resource.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh_only: bool,
+    /// What a refresh found changed outside skyform, per task.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub drift: BTreeMap<TaskAddr, String>,
 }
 
 /// What to plan.
@@ -150,6 +259,10 @@ pub struct Options {
     /// Unfinished tasks whose live allocation changed outside skyform (a refresh found it
     /// gone or interrupted): they are replaced.
     pub changed_outside: BTreeSet<TaskAddr>,
+    /// Live runs of unfinished tasks (the caller reads them from the state with its clock
+    /// and the tracker's prices): a running task moves only when that passes
+    /// `policy.reoptimize`.
+    pub progress: BTreeMap<TaskAddr, Progress>,
     pub catalog_id: String,
     pub tracker_id: String,
 }
@@ -194,7 +307,8 @@ fn record(p: &Placement) -> PlacementRecord {
     }
 }
 
-fn planned(p: &Placement) -> Planned {
+/// What the plan shows (and failover walks) of one optimized placement.
+pub fn planned(p: &Placement) -> Planned {
     let c = &p.choice;
     Planned {
         placement: record(p),
@@ -233,6 +347,29 @@ fn planned(p: &Placement) -> Planned {
                 cost: f.cost,
             })
             .collect(),
+    }
+}
+
+/// The planned view of a task that stays where it runs: its placement as recorded, the
+/// rest (schedule, transfers) from the new plan.
+fn kept(b: PlacementRecord, after: Option<Planned>) -> Planned {
+    match after {
+        Some(mut a) => {
+            a.placement = b;
+            a
+        }
+        None => Planned {
+            placement: b,
+            accelerator: None,
+            num_nodes: 1,
+            start_hours: 0.0,
+            finish_hours: 0.0,
+            egress_in: vec![],
+            egress_out: vec![],
+            storage_cost: 0.0,
+            fallbacks: vec![],
+            alternatives: vec![],
+        },
     }
 }
 
@@ -292,6 +429,7 @@ pub fn build(
             let cost_after = p.map(|p| p.total_cost).unwrap_or(0.0);
             let st = state.tasks.get(addr);
             let inputs_change = task.upstream().iter().any(|u| rerun.contains(u));
+            let mut detail: Option<String> = None;
             let (action, reason) = match st {
                 None => (Action::Create, None),
                 Some(s) if s.placement.is_none() && s.runs.is_empty() => (Action::Create, None),
@@ -319,18 +457,32 @@ pub fn build(
                             }
                             _ => false,
                         };
-                        if moved {
-                            let cheaper = s.placement.as_ref().is_some_and(|b| cost_after < b.cost);
-                            (
-                                Action::Migrate,
-                                Some(if cheaper {
-                                    "migrate_to_cheaper_placement"
+                        let running = opts.progress.get(addr).zip(s.placement.as_ref()).zip(p);
+                        match running {
+                            // A live run: moving must pay for itself past the hysteresis.
+                            Some(((prog, b), p)) if moved => {
+                                let m = assess(task, b, p, prog);
+                                let r = &spec.policy.reoptimize;
+                                let go = m.saving() >= (r.min_saving * m.remaining).max(r.min_saving_usd) - 1e-9;
+                                detail = Some(explain(task, b, &planned(p).placement, prog, &m, r, go));
+                                if go {
+                                    (Action::Migrate, Some("migrate_to_cheaper_placement"))
                                 } else {
-                                    "migrate_placement_changed"
-                                }),
-                            )
-                        } else {
-                            (Action::NoOp, None)
+                                    (Action::NoOp, None)
+                                }
+                            }
+                            _ if moved => {
+                                let cheaper = s.placement.as_ref().is_some_and(|b| cost_after < b.cost);
+                                (
+                                    Action::Migrate,
+                                    Some(if cheaper {
+                                        "migrate_to_cheaper_placement"
+                                    } else {
+                                        "migrate_placement_changed"
+                                    }),
+                                )
+                            }
+                            _ => (Action::NoOp, None),
                         }
                     }
                 }
@@ -340,7 +492,15 @@ pub fn build(
             }
             let before = st.and_then(|s| s.placement.clone());
             let cost_before = before.as_ref().map(|b| b.cost).unwrap_or(0.0);
-            let (cost_after, after) = if action == Action::NoOp { (cost_before, after) } else { (cost_after, after) };
+            // A running task that stays keeps its placement.
+            let (cost_after, after) = if action == Action::NoOp {
+                match st.and_then(|s| s.placement.clone()).filter(|_| detail.is_some()) {
+                    Some(b) => (cost_before, Some(kept(b, after))),
+                    None => (cost_before, after),
+                }
+            } else {
+                (cost_after, after)
+            };
             let diffs = if action == Action::Replace || action == Action::Create {
                 attr_diffs(st.and_then(|s| s.spec.as_ref()), task, action, &secrets)
             } else {
@@ -355,6 +515,7 @@ pub fn build(
                 diffs,
                 cost_before,
                 cost_after,
+                detail,
             });
         }
     }
@@ -374,6 +535,7 @@ pub fn build(
                 diffs: vec![],
                 cost_before,
                 cost_after: 0.0,
+                detail: None,
             });
         }
     }
@@ -398,6 +560,8 @@ pub fn build(
         report: assignment.map(|a| a.report.clone()),
         warnings: vec![],
         base: None,
+        refresh_only: false,
+        drift: BTreeMap::new(),
     })
 }
 
@@ -485,6 +649,12 @@ impl Plan {
             }
         }
         (add, change, destroy)
+    }
+
+    /// The refresh-only form of this plan: what drifted, and no task change.
+    pub fn refresh_only(self, drift: BTreeMap<TaskAddr, String>) -> Plan {
+        let cost = self.cost_before;
+        Plan { changes: vec![], cost_after: cost, refresh_only: true, drift, report: None, ..self }
     }
 
     pub fn has_changes(&self) -> bool {

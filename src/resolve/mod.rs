@@ -412,7 +412,7 @@ fn matches_opt(pattern: &Option<String>, value: &str) -> bool {
 
 /// Resolves every task of the job.
 pub fn resolve(spec: &JobSpec, catalog: &Catalog, view: &TrackerView) -> Result<ResolvedJob, ResolveError> {
-    let egress = EgressModel::default();
+    let egress = EgressModel::default().with_overrides(&catalog.egress);
     let residency = Residency::new(&spec.policy.regions).with_provider_regions(spec);
     let enabled = spec.enabled_clouds();
     let order = spec.topo_order();

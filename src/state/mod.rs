@@ -145,6 +145,43 @@ pub struct TaskState {
     pub allocations: Vec<Allocation>,
     pub runs: Vec<Run>,
     pub data: Vec<DataObject>,
+    /// Re-plans made when this task's allocation failed (failover re-solves), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replans: Vec<Replan>,
+}
+
+/// A failover re-plan: after a location failed, the optimizer placed the job's unfinished
+/// part again (finished tasks held where their outputs are, running tasks where they run,
+/// the failed location removed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replan {
+    /// When (seconds since the epoch).
+    pub at: u64,
+    /// The task whose allocation failed.
+    pub task: TaskAddr,
+    pub kind: skyform_provider::ErrorKind,
+    /// Where it failed.
+    pub location: String,
+    /// Tasks placed elsewhere than planned, the failed one first.
+    pub moved: Vec<Moved>,
+    /// The unfinished part's cost as re-solved minus as planned (USD).
+    pub cost_delta: f64,
+    /// The same figure had failover walked the failed task's ranked alternatives with its
+    /// neighbours fixed (None: no alternative was left).
+    pub alternatives_delta: Option<f64>,
+    /// Wall time of the re-solve.
+    pub solve_ms: f64,
+    /// Set when the re-solve was not used and failover walks the ranked alternatives: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+}
+
+/// One task placed elsewhere by a re-plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Moved {
+    pub task: TaskAddr,
+    pub from: String,
+    pub to: String,
 }
 
 impl TaskState {

@@ -10,6 +10,7 @@ use skyform::config::{load, Loaded, TaskAddr};
 use skyform::pipeline;
 use skyform::plan::Plan;
 use skyform::providers::Registry;
+use skyform::resolve::ResolvedJob;
 use skyform::state::{Allocation, Run, SledStore, StateStore, TaskStatus};
 use skyform::tracker::{Tracker, TrackerView};
 use skyform_provider::*;
@@ -67,17 +68,41 @@ impl Job {
         self.registry.providers(&self.loaded().spec, &BuildContext::new(self.path())).unwrap()
     }
 
-    /// Applies `plan`; returns the outcome and the events in order.
+    /// The plan's job as resolved (what failover re-solves).
+    fn resolved(&self, plan: &Plan) -> ResolvedJob {
+        let catalog = Catalog::for_job(&plan.config, &self.registry).unwrap();
+        let view = TrackerView { now: skyform::clock::now_secs(), ..Default::default() };
+        skyform::resolve::resolve(&plan.config, &catalog, &view).unwrap()
+    }
+
+    /// Applies `plan` (failover re-solves, as `skyform apply` does); returns the outcome
+    /// and the events in order.
     fn apply(&self, plan: &Plan) -> (Outcome, Vec<Event>) {
+        self.apply_with(plan, true)
+    }
+
+    /// Applies `plan`; with `resolve` false failover only walks the ranked alternatives.
+    fn apply_with(&self, plan: &Plan, resolve: bool) -> (Outcome, Vec<Event>) {
+        self.apply_limited(plan, resolve, apply::DEFAULT_RESOLVE_LIMIT)
+    }
+
+    /// Applies `plan` with a time limit on failover re-solves.
+    fn apply_limited(&self, plan: &Plan, resolve: bool, limit: std::time::Duration) -> (Outcome, Vec<Event>) {
         let rec = Arc::new(Recorder::default());
         let mut ctx = apply::Context::new(
             self.store(),
             self.providers(),
             rec.clone(),
-            apply::Options { parallelism: 2, job_dir: self.path().to_path_buf(), ..Default::default() },
+            apply::Options {
+                parallelism: 2,
+                job_dir: self.path().to_path_buf(),
+                resolve_limit: limit,
+                ..Default::default()
+            },
         );
         let tracker = self.tracker();
         ctx.tracker = Some(tracker.clone());
+        ctx.resolved = resolve.then(|| Arc::new(self.resolved(plan)));
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let out = rt.block_on(apply::apply(plan, ctx)).unwrap();
         drop(tracker);
@@ -104,6 +129,12 @@ fn lines(events: &[Event]) -> Vec<String> {
             Event::Preempted { task, location, recovery } => Some(format!("preempted {task} {location} {recovery}")),
             Event::TaskDone { task, status, .. } => Some(format!("done {task} {status}")),
             Event::Destroyed { task } => Some(format!("destroyed {task}")),
+            Event::Replanned(r) => Some(format!(
+                "replanned {} {}{}",
+                r.task,
+                r.moved.iter().map(|m| format!("{}→{}", m.task, m.to)).collect::<Vec<_>>().join(" "),
+                r.fallback.as_ref().map(|f| format!(" fallback: {f}")).unwrap_or_default()
+            )),
             Event::Transferred { .. } | Event::Interrupted { .. } => None,
         })
         .collect()
@@ -148,6 +179,7 @@ fn capacity_failover_walks_the_ranked_zones_and_blocks_the_full_one() {
         [
             "allocate task.a local/zone-a #1",
             "failed task.a local/zone-a capacity_unavailable zone",
+            "replanned task.a task.a→local/zone-b (local.small)",
             "allocate task.a local/zone-b #2",
             "run task.a #1",
             "done task.a succeeded",
@@ -243,6 +275,7 @@ fn a_preempted_run_recovers_in_the_next_zone() {
             "allocate task.a local/zone-a #1",
             "run task.a #1",
             "preempted task.a local/zone-a NextZone",
+            "replanned task.a task.a→local/zone-b (local.small)",
             "allocate task.a local/zone-b #2",
             "run task.a #2",
             "done task.a succeeded",
@@ -262,6 +295,7 @@ fn quota_blocks_the_region_and_the_task_fails_with_no_placement_left() {
         [
             "allocate task.a local/zone-a #1",
             "failed task.a local/zone-a quota_exceeded region",
+            "replanned task.a  fallback: task.a: every candidate location is blocked",
             "failed task.a - capacity_unavailable cloud",
             "done task.a failed",
         ],
@@ -634,4 +668,213 @@ fn a_throttled_call_is_retried_in_place_after_the_wait_the_cloud_asked_for() {
     assert!(waited >= std::time::Duration::from_secs(1), "retried after {waited:?}, before the 1 s asked for");
     let view = job.tracker().view(skyform::clock::now_secs()).unwrap();
     assert!(view.blocked(&Location::new("local", "local", "zone-a")).is_none(), "throttling blocks no zone");
+}
+
+/// producer → consumer → sink on three local zones with a simulated inter-zone egress
+/// price; the sink may only run in zones ending in 1. The consumer's planned zone
+/// (`zone-a1`) runs out of capacity after the producer finished there.
+const CHAIN: &str = r#"
+provider "local" {
+  zones             = ["zone-a1", "zone-b2", "zone-c1"]
+  inter_zone_egress = 0.02
+  faults {
+    capacity_zones = ["zone-a1"]
+    capacity_tasks = ["task.consumer"]
+  }
+}
+
+policy {
+  failover {
+    max_cost_increase = 0.5
+  }
+}
+
+task "producer" {
+  outputs = { o = { size_gb = 5 } }
+  run     = "echo p > $SKYFORM_OUTPUT_O/v"
+  estimate {
+    hours = 100
+  }
+}
+
+task "consumer" {
+  inputs  = { i = task.producer.outputs.o }
+  outputs = { o = { size_gb = 20 } }
+  run     = "cat $SKYFORM_INPUT_I/v > $SKYFORM_OUTPUT_O/v; echo c >> $SKYFORM_OUTPUT_O/v"
+  estimate {
+    hours = 100
+  }
+}
+
+task "sink" {
+  resources {
+    zone = "*1"
+  }
+  inputs  = { i = task.consumer.outputs.o }
+  outputs = { r = { size_gb = 0.001, uri = "./result" } }
+  run     = "cat $SKYFORM_INPUT_I/v > $SKYFORM_OUTPUT_R/v"
+  estimate {
+    hours = 100
+  }
+}
+"#;
+
+/// Event lines per task (`VERB TASK REST` → TASK → `VERB REST`), in order.
+fn by_task(l: &[String]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for x in l {
+        let mut w = x.splitn(3, ' ');
+        let (verb, task, rest) = (w.next().unwrap_or(""), w.next().unwrap_or(""), w.next().unwrap_or(""));
+        out.entry(task.to_string()).or_default().push(format!("{verb} {rest}").trim_end().to_string());
+    }
+    out
+}
+
+/// The placement of every task where the state says it ran.
+fn placed(job: &Job) -> BTreeMap<TaskAddr, skyform::optimize::replan::Pin> {
+    job.store()
+        .read()
+        .unwrap()
+        .tasks
+        .iter()
+        .map(|(a, t)| {
+            let p = t.placement.as_ref().unwrap();
+            let l = Location::new(p.cloud.as_str(), p.region.as_str(), p.zone.as_str());
+            (a.clone(), skyform::optimize::replan::Pin::new(l, p.instance_type.as_str(), p.spot))
+        })
+        .collect()
+}
+
+#[test]
+fn failover_re_solves_and_moves_the_unstarted_sink_for_less_than_the_ranked_alternatives() {
+    // Walking the consumer's ranked alternatives (neighbours fixed): it goes to zone-b2
+    // (its cheapest alternative next to a sink planned in zone-a1), the sink then finds
+    // zone-a1 blocked and walks to zone-c1, so the 20 GB edge crosses zones.
+    let walking = Job::new(CHAIN);
+    let plan = walking.plan();
+    for c in &plan.changes {
+        assert_eq!(c.after.as_ref().unwrap().placement.zone, "zone-a1", "{} is planned next to its data", c.address);
+    }
+    let (out, events) = walking.apply_with(&plan, false);
+    assert!(out.failed.is_empty(), "{:?}", lines(&events));
+    // A task may start between its producer's commit and the producer's `done` event:
+    // each task's own sequence is what is fixed.
+    let by = by_task(&lines(&events));
+    assert_eq!(by["task.producer"], ["allocate local/zone-a1 #1", "run #1", "done succeeded"]);
+    assert_eq!(
+        by["task.consumer"],
+        [
+            "allocate local/zone-a1 #1",
+            "failed local/zone-a1 capacity_unavailable zone",
+            "allocate local/zone-b2 #2",
+            "run #1",
+            "done succeeded",
+        ]
+    );
+    assert_eq!(by["task.sink"], ["allocate local/zone-c1 #1", "run #1", "done succeeded"]);
+    let resolved = walking.resolved(&plan);
+    let walked = skyform::optimize::replan::cost_of(&resolved, &placed(&walking)).unwrap();
+
+    // Re-solving: the consumer and the not-yet-started sink both go to zone-c1.
+    let resolving = Job::new(CHAIN);
+    let plan = resolving.plan();
+    let (out, events) = resolving.apply(&plan);
+    assert!(out.failed.is_empty(), "{:?}", lines(&events));
+    let by = by_task(&lines(&events));
+    assert_eq!(by["task.producer"], ["allocate local/zone-a1 #1", "run #1", "done succeeded"]);
+    assert_eq!(
+        by["task.consumer"],
+        [
+            "allocate local/zone-a1 #1",
+            "failed local/zone-a1 capacity_unavailable zone",
+            "replanned task.consumer→local/zone-c1 (local.small) task.sink→local/zone-c1 (local.small)",
+            "allocate local/zone-c1 #2",
+            "run #1",
+            "done succeeded",
+        ]
+    );
+    assert_eq!(by["task.sink"], ["allocate local/zone-c1 #1", "run #1", "done succeeded"]);
+    let re_solved = skyform::optimize::replan::cost_of(&resolved, &placed(&resolving)).unwrap();
+    let Some(Event::Replanned(r)) = events.iter().find(|e| matches!(e, Event::Replanned(_))) else { unreachable!() };
+    println!("{}", r.summary());
+    println!("whole job, walking the ranked alternatives: ${walked:.2}; re-solved: ${re_solved:.2}");
+    // 5 GB zone-a1 → zone-c1 at $0.02/GB, against that plus 20 GB zone-b2 → zone-c1.
+    assert!((r.cost_delta - 0.10).abs() < 1e-6, "{}", r.summary());
+    assert!((r.alternatives_delta.unwrap() - 0.50).abs() < 1e-6, "{}", r.summary());
+    assert!((walked - re_solved - 0.40).abs() < 1e-6, "walked ${walked}, re-solved ${re_solved}");
+    assert_eq!(std::fs::read_to_string(resolving.path().join("result/v")).unwrap(), "p\nc\n");
+    // The re-plan is in the state, with both figures.
+    let st = resolving.store().read().unwrap();
+    let recorded = &st.tasks[&task("consumer")].replans;
+    assert_eq!(recorded.len(), 1);
+    // The wall time goes through JSON in the store (its last bit may differ).
+    let same = |x: &skyform::state::Replan| skyform::state::Replan { solve_ms: 0.0, ..x.clone() };
+    assert_eq!(same(&recorded[0]), same(r));
+    assert_eq!(st.tasks[&task("sink")].placement.as_ref().unwrap().zone, "zone-c1");
+}
+
+/// A re-solve that cannot finish within its time limit is not used: failover walks the
+/// ranked alternatives (the consumer to zone-b2, the sink to zone-c1), and the state says
+/// why.
+#[test]
+fn a_re_solve_past_its_time_limit_falls_back_to_the_ranked_alternatives() {
+    let job = Job::new(CHAIN);
+    let plan = job.plan();
+    let (out, events) = job.apply_limited(&plan, true, std::time::Duration::ZERO);
+    assert!(out.failed.is_empty(), "{:?}", lines(&events));
+    let by = by_task(&lines(&events));
+    assert_eq!(by["task.consumer"][2], "replanned  fallback: the re-solve took longer than 0 s");
+    assert_eq!(by["task.consumer"][3], "allocate local/zone-b2 #2");
+    assert_eq!(by["task.sink"][0], "allocate local/zone-c1 #1");
+    let st = job.store().read().unwrap();
+    let r = &st.tasks[&task("consumer")].replans;
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].fallback.as_deref(), Some("the re-solve took longer than 0 s"));
+    assert!(r[0].moved.is_empty());
+}
+
+/// A checkpointed task preempted mid-run: the checkpoint is synced before the run is
+/// killed and restored before the next run, which continues from it instead of starting
+/// over (the run counts in its checkpoint and says where it started).
+#[test]
+fn a_preempted_run_with_a_checkpoint_resumes_from_it() {
+    let marks = tempfile::tempdir().unwrap();
+    let starts = marks.path().join("starts");
+    let run = format!(
+        "n=$(cat $SKYFORM_CHECKPOINT/n 2>/dev/null || echo 0); echo start $n >> {s}; while [ $n -lt 8 ]; do n=$((n+1)); echo $n > $SKYFORM_CHECKPOINT/n; sleep 0.25; done; echo $n > $SKYFORM_OUTPUT_O/n",
+        s = starts.display()
+    );
+    let job = Job::new(&one_task(
+        r#"preempt_after_secs = 1.2
+    preempt_zones      = ["zone-a"]"#,
+        r#"recovery = "same_zone"
+  checkpoint {
+    path  = "ckpt"
+    every = "1s"
+  }"#,
+        &run,
+    ));
+    let (out, events) = job.apply(&job.plan());
+    assert!(out.failed.is_empty(), "{:?}", lines(&events));
+    assert_eq!(
+        lines(&events),
+        [
+            "allocate task.a local/zone-a #1",
+            "run task.a #1",
+            "preempted task.a local/zone-a SameZone",
+            "allocate task.a local/zone-a #2",
+            "run task.a #2",
+            "done task.a succeeded",
+        ]
+    );
+    let starts = std::fs::read_to_string(&starts).unwrap();
+    let starts: Vec<u32> = starts.lines().map(|l| l.trim_start_matches("start ").parse().unwrap()).collect();
+    println!("the runs started at {starts:?}");
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    assert_eq!(starts[0], 0, "the first run starts from nothing");
+    assert!(starts[1] >= 3, "the second run continues from the checkpoint, not from zero: {starts:?}");
+    let st = job.store().read().unwrap();
+    let o = st.tasks[&task("a")].data.iter().find(|d| d.name == "o").unwrap();
+    let p = o.uri.strip_prefix("local://").map(|k| job.path().join(".skyform/local/store").join(k)).unwrap();
+    assert_eq!(std::fs::read_to_string(p.join("n")).unwrap(), "8\n", "the task finished its work");
 }

@@ -22,6 +22,7 @@ mod optimize;
 mod plan;
 mod plugins;
 mod reliability;
+mod reoptimize;
 mod secrets;
 
 use std::path::{Path, PathBuf};

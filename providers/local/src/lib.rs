@@ -19,8 +19,8 @@ pub mod runtime;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use skyform_provider::{
-    BuildContext, ConfigError, ErrorKind, Factory, Location, Market, OfferingSpec, Provider, ProviderError, SpotPrice,
-    SpotPricesRequest, SpotPricesResponse,
+    BuildContext, ConfigError, EgressPrices, ErrorKind, Factory, Location, Market, OfferingSpec, Provider,
+    ProviderError, SpotPrice, SpotPricesRequest, SpotPricesResponse,
 };
 use std::sync::Arc;
 
@@ -58,10 +58,20 @@ pub struct LocalConfig {
     pub instance_types: Vec<LocalInstanceType>,
     /// Seed of the synthetic spot market.
     pub market_seed: u64,
+    /// A spot price trace (CSV `at,zone,instance_type,price`; `at` in seconds since the
+    /// epoch from which the price holds), relative to the job directory. When set, the
+    /// market reports the trace's latest price at or before `now` per zone and type
+    /// instead of the seeded prices; the file is read at each refresh, so editing it moves
+    /// the prices.
+    pub price_trace: Option<String>,
     /// Where sandboxes and the object store live (relative to the job directory).
     pub root: String,
     /// Injected faults, for tests and demos (`SKYFORM_LOCAL_FAULTS` overrides).
     pub faults: runtime::Faults,
+    /// Simulated price of data leaving a zone (to another zone, or out of the local
+    /// cloud), USD per GB (default 0: moving data on this host costs nothing). Lets a demo
+    /// or a test give placement a reason to keep producers and consumers together.
+    pub inter_zone_egress: f64,
 }
 
 impl Default for LocalConfig {
@@ -85,8 +95,10 @@ impl Default for LocalConfig {
                 it("local.gpu4", 32.0, 128.0, Some("LocalGPU:4"), 1.60),
             ],
             market_seed: 42,
+            price_trace: None,
             root: ".skyform/local".into(),
             faults: runtime::Faults::default(),
+            inter_zone_egress: 0.0,
         }
     }
 }
@@ -104,6 +116,9 @@ impl LocalConfig {
     pub fn check(&self) -> Result<(), String> {
         if self.zones.is_empty() {
             return Err("provider \"local\": `zones` must name at least one zone".into());
+        }
+        if !(self.inter_zone_egress >= 0.0 && self.inter_zone_egress.is_finite()) {
+            return Err("provider \"local\": `inter_zone_egress` must be a non-negative number (USD per GB)".into());
         }
         if self.slots == 0 {
             return Err("provider \"local\": `slots` must be at least 1".into());
@@ -138,15 +153,57 @@ impl LocalConfig {
 }
 
 /// A seeded synthetic spot market: each (zone, type) price moves around 30% of on-demand,
-/// changing once an hour, deterministic for a given seed and time.
+/// changing once an hour, deterministic for a given seed and time — or, with
+/// `price_trace`, the prices of a trace file.
 #[derive(Debug, Clone)]
 pub struct SyntheticMarket {
     config: LocalConfig,
+    /// The trace file, resolved against the job directory.
+    trace: Option<std::path::PathBuf>,
 }
 
 impl SyntheticMarket {
     pub fn new(config: LocalConfig) -> Self {
-        SyntheticMarket { config }
+        SyntheticMarket { config, trace: None }
+    }
+
+    /// The market of a job in `job_dir` (its `price_trace` is relative to it).
+    pub fn in_dir(config: LocalConfig, job_dir: &std::path::Path) -> Self {
+        let trace = config.price_trace.as_ref().map(|t| job_dir.join(t));
+        SyntheticMarket { config, trace }
+    }
+
+    /// The trace's prices in effect at `now`: per (zone, type), the row with the latest
+    /// `at` not after `now`.
+    fn traced(&self, path: &std::path::Path, req: &SpotPricesRequest) -> Result<SpotPricesResponse, ProviderError> {
+        let bad =
+            |e: String| ProviderError::new(ErrorKind::Other, None, format!("price_trace {}: {e}", path.display()));
+        let mut rd = csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| bad(e.to_string()))?;
+        let mut latest: std::collections::BTreeMap<(String, String), (u64, f64)> = Default::default();
+        for (i, row) in rd.deserialize::<(u64, String, String, f64)>().enumerate() {
+            let (at, zone, it, price) = row.map_err(|e| bad(format!("row {}: {e}", i + 2)))?;
+            if at > req.now || price.is_nan() || price < 0.0 {
+                continue;
+            }
+            if !req.instance_types.is_empty() && !req.instance_types.contains(&it) {
+                continue;
+            }
+            let e = latest.entry((zone, it)).or_insert((at, price));
+            if at >= e.0 {
+                *e = (at, price);
+            }
+        }
+        let prices = latest
+            .into_iter()
+            .filter(|((zone, _), _)| self.config.zones.contains(zone))
+            .map(|((zone, instance_type), (_, price))| SpotPrice {
+                location: Location::new(CLOUD, REGION, zone),
+                instance_type,
+                price,
+                at: req.now,
+            })
+            .collect();
+        Ok(SpotPricesResponse { prices })
     }
 }
 
@@ -170,6 +227,9 @@ impl Market for SyntheticMarket {
         let mut prices = Vec::new();
         if !req.regions.is_empty() && !req.regions.iter().any(|r| r == REGION) {
             return Ok(SpotPricesResponse { prices });
+        }
+        if let Some(path) = &self.trace {
+            return self.traced(path, req);
         }
         for zone in &self.config.zones {
             for t in &self.config.instance_types {
@@ -218,9 +278,15 @@ impl Factory for LocalFactory {
         Ok(Arc::new(p))
     }
 
-    fn market(&self, body: &serde_json::Value, _ctx: &BuildContext) -> Result<Option<Box<dyn Market>>, ProviderError> {
+    fn market(&self, body: &serde_json::Value, ctx: &BuildContext) -> Result<Option<Box<dyn Market>>, ProviderError> {
         let cfg = LocalConfig::from_json(body).map_err(|e| ProviderError::new(ErrorKind::Other, None, e))?;
-        Ok(Some(Box::new(SyntheticMarket::new(cfg))))
+        Ok(Some(Box::new(SyntheticMarket::in_dir(cfg, &ctx.job_dir))))
+    }
+
+    fn egress(&self, body: &serde_json::Value) -> Result<Option<EgressPrices>, ConfigError> {
+        let cfg = LocalConfig::from_json(body).map_err(ConfigError::block)?;
+        Ok((cfg.inter_zone_egress > 0.0)
+            .then(|| EgressPrices::new(cfg.inter_zone_egress, cfg.inter_zone_egress, cfg.inter_zone_egress)))
     }
 
     fn offerings(&self, body: &serde_json::Value) -> Result<Option<Vec<OfferingSpec>>, ConfigError> {
@@ -295,5 +361,27 @@ mod tests {
         for p in &a.prices {
             assert!(p.price > 0.0);
         }
+    }
+
+    #[test]
+    fn a_price_trace_gives_the_latest_price_at_or_before_now() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("prices.csv"),
+            "at,zone,instance_type,price\n0,zone-a,local.small,0.5\n100,zone-a,local.small,0.7\n200,zone-a,local.small,0.9\n0,elsewhere,local.small,1\n",
+        )
+        .unwrap();
+        let cfg = LocalConfig { price_trace: Some("prices.csv".into()), ..Default::default() };
+        let m = SyntheticMarket::in_dir(cfg, dir.path());
+        let at = |now: u64| {
+            let mut r = SpotPricesRequest::at(now);
+            r.instance_types = vec!["local.small".into()];
+            let p = m.spot_prices(&r).unwrap().prices;
+            assert_eq!(p.len(), 1, "only the traced zone of this provider");
+            p[0].price
+        };
+        assert_eq!(at(50), 0.5);
+        assert_eq!(at(150), 0.7);
+        assert_eq!(at(10_000), 0.9);
     }
 }

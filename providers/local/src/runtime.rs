@@ -27,8 +27,11 @@ use std::sync::Mutex;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Faults {
-    /// Zones whose allocations fail with `CapacityUnavailable`.
+    /// Zones whose allocations fail with `CapacityUnavailable`…
     pub capacity_zones: Vec<String>,
+    /// …for these tasks only (`task.NAME`; empty: every task), e.g. a zone that fills up
+    /// after a job's first task got its place.
+    pub capacity_tasks: Vec<String>,
     /// Every allocation fails with `QuotaExceeded` (region scope).
     pub quota: bool,
     /// Preempt a running task after this many seconds…
@@ -221,6 +224,18 @@ impl LocalProvider {
             .status();
     }
 
+    /// Copies a run's checkpoint directory to its store (replacing what was there).
+    fn sync_checkpoint(&self, sb: &Path) {
+        let Ok(store) = std::fs::read_to_string(sb.join("checkpoint_store")) else { return };
+        let store = PathBuf::from(store.trim());
+        let tmp = store.with_extension("syncing");
+        let _ = std::fs::remove_dir_all(&tmp);
+        if mkdir_private(&tmp).is_ok() && copy_tree(&sb.join("checkpoint"), &tmp, &mut 0, true).is_ok() {
+            let _ = std::fs::remove_dir_all(&store);
+            let _ = std::fs::rename(&tmp, &store);
+        }
+    }
+
     fn preemptions_done(&self) -> u32 {
         std::fs::read_to_string(self.root.join("preemptions")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
     }
@@ -318,7 +333,8 @@ impl Provider for LocalProvider {
                 "injected quota error: the local vCPU quota is exhausted",
             ));
         }
-        if self.faults.capacity_zones.contains(&loc.zone) {
+        let this_task = self.faults.capacity_tasks.is_empty() || self.faults.capacity_tasks.contains(&req.task);
+        if self.faults.capacity_zones.contains(&loc.zone) && this_task {
             let mut e = ProviderError::new(
                 ErrorKind::CapacityUnavailable,
                 Some(loc),
@@ -371,6 +387,25 @@ impl Provider for LocalProvider {
             mkdir_private(&d).map_err(|e| io_err(ErrorKind::Other, "outputs", e))?;
             env.push((format!("SKYFORM_OUTPUT_{}", o.to_uppercase()), d.display().to_string()));
         }
+        // The checkpoint: restored from the store before the run, synced back every
+        // interval by a loop beside the run, at its end, and before a preemption kills it.
+        let ckpt = sb.join("checkpoint");
+        let ckpt_store = match &req.checkpoint {
+            Some(uri) => {
+                let store = self.path_of(uri)?;
+                let _ = std::fs::remove_dir_all(&ckpt);
+                mkdir_private(&ckpt).map_err(|e| io_err(ErrorKind::Other, "checkpoint", e))?;
+                if store.is_dir() {
+                    copy_tree(&store, &ckpt, &mut 0, true)
+                        .map_err(|e| io_err(ErrorKind::Other, "checkpoint restore", e))?;
+                }
+                write_private(&sb.join("checkpoint_store"), store.display().to_string().as_bytes())
+                    .map_err(|e| io_err(ErrorKind::Other, "checkpoint", e))?;
+                env.push(("SKYFORM_CHECKPOINT".into(), ckpt.display().to_string()));
+                Some(store)
+            }
+            None => None,
+        };
         let mut script = String::from("set -e\n");
         if let Some(s) = &req.setup {
             script.push_str(s);
@@ -388,10 +423,29 @@ impl Provider for LocalProvider {
         // The script goes through the environment (not a file); the log is created private
         // and everything the run writes is the owner's only.
         let exit = sh_quote(&sb.join("exit_code"));
-        let wrapper = format!(
-            "umask 077; : > {log}; bash -c \"$SKYFORM_RUN_SCRIPT\" >> {log} 2>&1; echo $? > {exit}.tmp && mv {exit}.tmp {exit}",
-            log = sh_quote(&log),
-        );
+        let wrapper = match &ckpt_store {
+            None => format!(
+                "umask 077; : > {log}; bash -c \"$SKYFORM_RUN_SCRIPT\" >> {log} 2>&1; echo $? > {exit}.tmp && mv {exit}.tmp {exit}",
+                log = sh_quote(&log),
+            ),
+            Some(store) => format!(
+                "umask 077; : > {log}; \
+                 sync_ckpt() {{ rm -rf {tmp}; mkdir -p {tmp} && cp -a {ckpt}/. {tmp}/ && rm -rf {store} && mv {tmp} {store}; }}; \
+                 ( while sleep {every}; do sync_ckpt; done ) & syncer=$!; \
+                 bash -c \"$SKYFORM_RUN_SCRIPT\" >> {log} 2>&1; code=$?; kill $syncer 2>/dev/null; wait $syncer 2>/dev/null; \
+                 sync_ckpt; echo $code > {exit}.tmp && mv {exit}.tmp {exit}",
+                log = sh_quote(&log),
+                ckpt = sh_quote(&ckpt),
+                store = sh_quote(store),
+                tmp = sh_quote(&store.with_extension("syncing")),
+                every = req.checkpoint_every_secs.max(1),
+            ),
+        };
+        if let Some(store) = &ckpt_store {
+            if let Some(parent) = store.parent() {
+                mkdir_private(parent).map_err(|e| io_err(ErrorKind::Other, "checkpoint", e))?;
+            }
+        }
         let mut cmd = std::process::Command::new("bash");
         cmd.arg("-c")
             .arg(wrapper)
@@ -435,6 +489,9 @@ impl Provider for LocalProvider {
             let zone_ok = self.faults.preempt_zones.is_empty() || self.faults.preempt_zones.contains(&r.zone);
             let _g = self.lock.lock().expect("lock");
             if zone_ok && now() - started >= after && self.preemptions_done() < self.faults.preempt_times.unwrap_or(1) {
+                // The notice a cloud gives before it reclaims a spot machine: the
+                // checkpoint is synced before the run is killed.
+                self.sync_checkpoint(&sb);
                 LocalProvider::kill_group(pid);
                 let _ = write_private(&sb.join("preempted"), b"injected preemption\n");
                 let _ =
@@ -474,6 +531,10 @@ impl Provider for LocalProvider {
         let _g = self.lock.lock().expect("lock");
         let Some(r) = self.record(&req.provider_id) else { return Ok(ReleaseResponse { released: false }) };
         if let Some(pid) = r.pid {
+            // A run stopped by its release keeps its progress.
+            if LocalProvider::pid_alive(pid) {
+                self.sync_checkpoint(&self.sandbox(&r.id));
+            }
             LocalProvider::kill_group(pid);
         }
         if let Some(mut c) = self.children.lock().expect("lock").remove(&r.id) {

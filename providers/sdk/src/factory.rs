@@ -96,6 +96,27 @@ impl OfferingSpec {
     }
 }
 
+/// Egress prices (USD per GB, sender side) a provider block sets for its own cloud, in
+/// place of skyform's table: a simulated cloud (the local provider's zones) or a negotiated
+/// rate. Only for links that leave a zone of this cloud.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct EgressPrices {
+    /// To another zone of the same region.
+    pub inter_zone: f64,
+    /// To another region of the same cloud.
+    pub inter_region: f64,
+    /// To another cloud.
+    pub internet: f64,
+}
+
+impl EgressPrices {
+    pub fn new(inter_zone: f64, inter_region: f64, internet: f64) -> Self {
+        EgressPrices { inter_zone, inter_region, internet }
+    }
+}
+
 /// The object store behind a remote state backend, and where in it the state lives.
 #[derive(Clone)]
 pub struct BackendStore {
@@ -140,6 +161,13 @@ pub trait Factory: Send + Sync {
     /// Instance types offered by the configuration, for a cloud the catalog does not hold;
     /// `None` (the default) when the catalog has the cloud's offerings.
     fn offerings(&self, body: &serde_json::Value) -> Result<Option<Vec<OfferingSpec>>, ConfigError> {
+        let _ = body;
+        Ok(None)
+    }
+
+    /// Egress prices the configuration sets for this cloud (`None`, the default: skyform's
+    /// table of public list prices applies).
+    fn egress(&self, body: &serde_json::Value) -> Result<Option<EgressPrices>, ConfigError> {
         let _ = body;
         Ok(None)
     }

@@ -236,7 +236,7 @@ pub mod factory;
 pub mod objects;
 pub mod plugin;
 
-pub use factory::{BuildContext, ConfigError, Factory, OfferingSpec};
+pub use factory::{BuildContext, ConfigError, EgressPrices, Factory, OfferingSpec};
 
 /// What a provider can do. Flags are added over time (non-exhaustive): build it with
 /// [`Capabilities::new`] and set flags on the result.
@@ -327,6 +327,12 @@ pub struct RunTaskRequest {
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
     pub workdir: Option<String>,
+    /// Where the task's checkpoint is kept (a URI in an object store the provider reaches):
+    /// the provider restores it into the directory `$SKYFORM_CHECKPOINT` before the run
+    /// and syncs that directory back every `checkpoint_every_secs` and when the run stops
+    /// (ends, is preempted or released). None: no checkpoint.
+    pub checkpoint: Option<String>,
+    pub checkpoint_every_secs: u64,
 }
 
 impl RunTaskRequest {

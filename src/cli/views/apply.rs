@@ -154,5 +154,6 @@ pub fn describe(e: &Event) -> String {
         Event::TaskDone { task, status, cost } => format!("{task}: {status} after {}", usd(*cost)),
         Event::Destroyed { task } => format!("{task}: destroyed"),
         Event::Interrupted { message } => message.clone(),
+        Event::Replanned(r) => r.summary(),
     }
 }

@@ -48,6 +48,16 @@ pub fn solve_line(r: &crate::optimize::Report) -> String {
 
 /// The one-line summary, grep-compatible with Terraform's.
 pub fn summary_line(plan: &Plan) -> String {
+    if plan.refresh_only {
+        return match plan.drift.len() {
+            0 => "No changes. Your state matches the live allocations.".into(),
+            n => format!(
+                "Refresh-only plan: {n} task{} changed outside skyform; applying it records {} in the state and touches no resource.",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "this" } else { "these" }
+            ),
+        };
+    }
     if !plan.has_changes() {
         return "No changes. Your job matches the configuration.".into();
     }
@@ -102,6 +112,9 @@ pub fn drift_notes(drift: &BTreeMap<crate::config::TaskAddr, String>, plan: &Pla
 
 /// What the plan does about a task that changed outside skyform.
 fn drift_action(plan: &Plan, addr: &crate::config::TaskAddr) -> &'static str {
+    if plan.refresh_only {
+        return "applying this refresh-only plan records it in the state (the next plan runs it again)";
+    }
     match plan.changes.iter().find(|c| &c.address == addr).map(|c| c.action) {
         Some(Action::Replace) => "it will be released and run again",
         Some(Action::Destroy) => "it will be released and forgotten",
@@ -135,6 +148,7 @@ pub fn drift_events(
 pub fn text(plan: &Plan, color: bool) -> String {
     let mut s = String::new();
     if !plan.has_changes() {
+        stays(&mut s, plan);
         let _ = writeln!(s, "{}", summary_line(plan));
         let _ = writeln!(s, "Cost: {} (unchanged).", usd(plan.cost_after));
         return s;
@@ -161,7 +175,11 @@ pub fn text(plan: &Plan, color: bool) -> String {
         let _ = writeln!(s);
         let host = plan.config.tasks.get(&c.address).and_then(|t| crate::resolve::default_host_note(&t.resources));
         block(&mut s, c, color, &format!("{}{}", c.action.verb(), reason_text(c)), host.as_deref());
+        if let Some(d) = &c.detail {
+            let _ = writeln!(s, "    # {d}");
+        }
     }
+    stays(&mut s, plan);
     let _ = writeln!(s);
     if plan.makespan_hours > 0.0 {
         let _ = writeln!(s, "Makespan: {:.2} h.", plan.makespan_hours);
@@ -222,6 +240,15 @@ fn compare_word(a: Action) -> &'static str {
         Action::Destroy => "removed",
         Action::NoOp => "unchanged",
         _ => "changed",
+    }
+}
+
+/// Running tasks that re-optimization leaves where they are, and why.
+fn stays(s: &mut String, plan: &Plan) {
+    for c in plan.changes.iter().filter(|c| c.action == Action::NoOp) {
+        if let Some(d) = &c.detail {
+            let _ = writeln!(s, "\n  # {} keeps running: {d}", c.address);
+        }
     }
 }
 
@@ -472,6 +499,9 @@ pub fn json(plan: &Plan) -> serde_json::Value {
             });
             if let Some(r) = &c.reason {
                 v["action_reason"] = serde_json::json!(r);
+            }
+            if let Some(d) = &c.detail {
+                v["reoptimize"] = serde_json::json!(d);
             }
             v
         })

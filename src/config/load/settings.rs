@@ -21,7 +21,7 @@ impl Loader {
                 f,
                 "the policy block",
                 &["minimize", "deadline", "budget", "regions", "spot", "max_price", "max_cost_drift"],
-                &["failover", "fail_if"],
+                &["failover", "reoptimize", "fail_if"],
             );
             if let Some(m) = self.get_string(b, "minimize", f, scope, CONFIG_ROOTS) {
                 match m.as_str() {
@@ -95,6 +95,19 @@ impl Loader {
                         );
                     } else {
                         policy.failover.max_attempts = n as u32;
+                    }
+                }
+            }
+            if let Some(ro) = self.single_block(b, "reoptimize", f, "the policy block") {
+                self.check_schema(&ro.body, f, "the reoptimize block", &["min_saving", "min_saving_usd"], &[]);
+                if let Some(x) = self.fraction_attr(&ro.body, "min_saving", f, scope) {
+                    policy.reoptimize.min_saving = x;
+                }
+                if let Some((n, at)) = self.get_number(&ro.body, "min_saving_usd", f, scope, CONFIG_ROOTS) {
+                    if n < 0.0 {
+                        self.err(at, "Invalid min_saving_usd", "`min_saving_usd` must not be negative.", None);
+                    } else {
+                        policy.reoptimize.min_saving_usd = n;
                     }
                 }
             }

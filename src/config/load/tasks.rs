@@ -151,7 +151,7 @@ impl Loader {
                 f,
                 &ctx,
                 &["inputs", "outputs", "depends_on", "setup", "run", "env", "workdir", "retries", "recovery"],
-                &["resources", "estimate"],
+                &["resources", "estimate", "checkpoint"],
             );
             let address = TaskAddr(format!("{prefix}task.{}", t.name));
             let pos = self.pos(f, t.node.span()).map(|x| x.0);
@@ -372,6 +372,26 @@ impl Loader {
                     }
                 }
             };
+            let checkpoint = self.single_block(b, "checkpoint", f, &ctx).map(|cb| {
+                self.check_schema(&cb.body, f, "the checkpoint block", &["path", "every"], &[]);
+                let path = self.get_string(&cb.body, "path", f, scope, BODY_ROOTS).unwrap_or_else(|| "ckpt".into());
+                let mut every_hours = 0.5;
+                if let Some(e) = self.get_string(&cb.body, "every", f, scope, BODY_ROOTS) {
+                    match crate::config::spec::parse_hours(&e) {
+                        Ok(h) if h > 0.0 => every_hours = h,
+                        Ok(_) | Err(_) => {
+                            let at = self.pos(f, cb.body.get_attribute("every").and_then(|a| a.value.span()));
+                            self.err(
+                                at,
+                                "Invalid every",
+                                format!("`every` = \"{e}\" must be a positive duration such as \"30m\" or \"1h\"."),
+                                None,
+                            );
+                        }
+                    }
+                }
+                Checkpoint { path, every_hours }
+            });
             let mut task = Task {
                 address: address.clone(),
                 resources,
@@ -385,6 +405,7 @@ impl Loader {
                 estimate,
                 retries,
                 recovery,
+                checkpoint,
                 spec_hash: String::new(),
                 pos,
             };
