@@ -3,7 +3,9 @@
 //! a head node with 2 CPUs and a second node with 1 CPU and the custom resource `zone-b`.
 //! One test (one cluster, ≈1 min on 2 cores): the conformance kit through the plugin
 //! protocol, a task pinned to zone b runs on the second node, the offerings are the nodes',
-//! and killing the second node mid-run is a preemption whose processes release removes.
+//! and killing the second node mid-run is a preemption whose processes release removes;
+//! then through the `skyform` binary: a DAG across Ray zone b and local applies with the right
+//! answer, and a saved plan on zone b fails over to local once the node is lost.
 
 use serde_json::json;
 use skyform_provider::plugin::PluginFactory;
@@ -229,6 +231,71 @@ fn ray_cluster_conformance_zones_and_node_loss() {
     assert_eq!(job["driver_node_id"].as_str(), Some(c.node_b().as_str()), "{job}");
     p.release(&ReleaseRequest::new(a.provider_id.clone())).unwrap();
 
+    // The same through skyform: a DAG across Ray zone b and local, applied by the CLI.
+    let job = SkyformJob::new(&format!(
+        r#"{ray}
+task "numbers" {{
+  resources {{
+    cloud = "ray"
+    zone  = "b"
+  }}
+  outputs = {{ nums = {{ size_gb = 0.001 }} }}
+  run     = "seq 1 10 > $SKYFORM_OUTPUT_NUMS/n.txt"
+
+  estimate {{
+    hours = 0.01
+  }}
+}}
+
+task "sum" {{
+  resources {{
+    cloud = "local"
+  }}
+  inputs = {{ nums = task.numbers.outputs.nums }}
+  run    = "awk '{{s += $1}} END {{print s}}' $SKYFORM_INPUT_NUMS/n.txt > {total}"
+
+  estimate {{
+    hours = 0.01
+  }}
+}}
+"#,
+        ray = ray_block(&c),
+        total = d.path().join("total").display()
+    ));
+    let o = job.skyform(&["apply", "-auto-approve"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(d.path().join("total")).unwrap(), "55\n");
+    let st = job.state();
+    assert_eq!(st["tasks"]["task.numbers"]["placement"]["zone"], "b", "{st}");
+    assert_eq!(st["tasks"]["task.numbers"]["status"], "succeeded");
+    assert_eq!(st["tasks"]["task.sum"]["status"], "succeeded");
+
+    // A plan that puts a task on zone b, saved before the second node is lost (below).
+    let failover = SkyformJob::new(&format!(
+        r#"{ray}
+policy {{
+  regions = ["ray:ray:b", "local:*"]
+}}
+
+task "work" {{
+  resources {{
+    cpus = "1+"
+  }}
+  run = "echo done > {done}"
+
+  estimate {{
+    hours = 0.01
+  }}
+}}
+"#,
+        ray = ray_block(&c),
+        done = d.path().join("done").display()
+    ));
+    let o = failover.skyform(&["plan", "-out=p.plan"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(text.contains("placement     = \"ray/b\""), "{text}");
+
     // Killing the second node mid-run: the run is preempted, and release leaves no process.
     let a = p.allocate(&AllocateRequest::new("t", loc("b"), "ray-b", "lost-b")).unwrap();
     p.run_task(&RunTaskRequest::new(a.provider_id.clone(), "t", "sleep 300")).unwrap();
@@ -245,6 +312,70 @@ fn ray_cluster_conformance_zones_and_node_loss() {
     assert!(p.release(&ReleaseRequest::new(a.provider_id.clone())).unwrap().released);
     std::thread::sleep(Duration::from_millis(300));
     assert!(group_gone(&pgid), "no process of the lost run is left");
+
+    // Zone b is gone: applying the saved plan fails over to local at once (no 15-minute
+    // wait in Ray's queue), and the tracker blocks zone b.
+    let t0 = Instant::now();
+    let o = failover.skyform(&["apply", "-auto-approve", "p.plan"]);
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("task.work: capacity_unavailable in ray/b"), "{stderr}");
+    assert!(t0.elapsed() < Duration::from_secs(60), "failover took {:?}", t0.elapsed());
+    assert_eq!(std::fs::read_to_string(d.path().join("done")).unwrap(), "done\n");
+    let st = failover.state();
+    assert_eq!(st["tasks"]["task.work"]["placement"]["cloud"], "local", "{st}");
+    let o = failover.skyform(&["tracker", "show", "-json"]);
+    let tracker: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let blocks = tracker["blocks"].as_array().cloned().unwrap_or_default();
+    assert!(blocks.iter().any(|b| b["location"]["cloud"] == "ray" && b["location"]["zone"] == "b"), "{tracker}");
+}
+
+/// The `provider "ray"` block of the cluster, served by this crate's plugin binary.
+fn ray_block(c: &Cluster) -> String {
+    format!(
+        "provider \"ray\" {{\n  plugin  = \"{}\"\n  address = \"{}\"\n  zones   = {{ head = {{}}, b = {{ resource = \"zone-b\" }} }}\n}}\n",
+        env!("CARGO_BIN_EXE_skyform-provider-ray"),
+        c.dashboard
+    )
+}
+
+/// A job directory driven through the `skyform` binary of this workspace's target
+/// directory (`cargo test --workspace` builds it: the root package's tests need it).
+struct SkyformJob {
+    dir: tempfile::TempDir,
+    home: tempfile::TempDir,
+}
+
+impl SkyformJob {
+    fn new(hcl: &str) -> SkyformJob {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main.sky.hcl"), hcl).unwrap();
+        SkyformJob { dir, home: tempfile::tempdir().unwrap() }
+    }
+
+    fn skyform(&self, args: &[&str]) -> std::process::Output {
+        // target/debug/deps/cluster-HASH → target/debug/skyform
+        let exe = std::env::current_exe().unwrap();
+        let bin = exe.parent().and_then(|p| p.parent()).unwrap().join("skyform");
+        assert!(
+            bin.exists(),
+            "{} is missing: run the workspace's tests (`cargo test --workspace`, which builds it) or `cargo build -p skyform` first",
+            bin.display()
+        );
+        Command::new(bin)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("SKYFORM_HOME", self.home.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    }
+
+    fn state(&self) -> serde_json::Value {
+        let o = self.skyform(&["state", "pull"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
 }
 
 fn group_gone(pgid: &str) -> bool {

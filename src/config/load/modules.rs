@@ -45,6 +45,15 @@ impl Loader {
         self.dedup(&mut raw.modules, "module");
         self.dedup(&mut raw.outputs, "output");
         self.dedup(&mut raw.providers, "provider");
+        // A provider block naming its plugin (`plugin = "path"`) makes its name a cloud of
+        // this job: tasks' `cloud` and the policy's `regions` may use it.
+        if !self.clouds.is_empty() {
+            for p in &raw.providers {
+                if p.node.body.get_attribute("plugin").is_some() && !self.clouds.contains(&p.name) {
+                    self.clouds.push(p.name.clone());
+                }
+            }
+        }
         let mut scope = Scope {
             module_path: module_path.to_vec(),
             dir: dir.to_path_buf(),
