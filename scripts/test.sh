@@ -45,6 +45,10 @@ fi
 chromium --version >&2
 
 echo "== emulators: Azurite $AZURITE_VERSION (npm, in $EMULATORS)" >&2
+if ! command -v npm >/dev/null 2>&1; then
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
 installed="$(node -p "require('$EMULATORS/node_modules/azurite/package.json').version" 2>/dev/null || true)"
 if [ "$installed" != "$AZURITE_VERSION" ]; then
   npm install --prefix "$EMULATORS" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >&2
