@@ -77,25 +77,6 @@ impl Azure {
     }
 }
 
-fn state_json(dir: &Path) -> serde_json::Value {
-    let o = skyform(dir, &["state", "pull"]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    serde_json::from_str(&o.stdout).unwrap()
-}
-
-fn tracker_blocks(dir: &Path) -> Vec<serde_json::Value> {
-    let t: serde_json::Value = serde_json::from_str(&skyform(dir, &["tracker", "show", "-json"]).stdout).unwrap();
-    t["blocks"].as_array().unwrap().clone()
-}
-
-fn wait_file(path: &Path, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "{what}: {} never appeared", path.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn mixed_job_runs_a_spot_gpu_vm_and_a_cpu_vm_on_azure_and_a_task_on_local_with_data_blob_local_blob() {
     let az = Azure::start();

@@ -142,3 +142,25 @@ pub fn hcl_block(header: &str, body: &serde_json::Value) -> String {
     s.push_str("}\n");
     s
 }
+
+/// The job's state as `skyform state pull` prints it.
+pub fn state_json(dir: &Path) -> serde_json::Value {
+    let o = skyform(dir, &["state", "pull"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    serde_json::from_str(&o.stdout).unwrap()
+}
+
+/// The tracker's blocks in force, from `skyform tracker show -json`.
+pub fn tracker_blocks(dir: &Path) -> Vec<serde_json::Value> {
+    let t: serde_json::Value = serde_json::from_str(&skyform(dir, &["tracker", "show", "-json"]).stdout).unwrap();
+    t["blocks"].as_array().unwrap().clone()
+}
+
+/// Waits up to 60 s until `path` exists (a VM's script runs on this host).
+pub fn wait_file(path: &Path, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !path.exists() {
+        assert!(std::time::Instant::now() < deadline, "{what}: {} never appeared", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
