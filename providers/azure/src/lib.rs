@@ -585,15 +585,7 @@ impl Provider for AzureProvider {
     fn run_task(&self, req: &RunTaskRequest) -> Result<RunTaskResponse, ProviderError> {
         let k = self.known(&req.provider_id)?;
         let rd = self.run_dir(&k);
-        let script = bootstrap::task_script(
-            &req.task,
-            req.setup.as_deref(),
-            &req.run,
-            &req.env,
-            &req.inputs,
-            &req.outputs,
-            req.workdir.as_deref(),
-        );
+        let script = skyform_provider::rundir::task_script(req, bootstrap::fetch_input);
         self.ensure_container(&rd.account, &rd.container)?;
         let c = self.blobs.container(&rd.account, &rd.container);
         let (key, status) = (rd.key("task.sh"), rd.key("status.json"));

@@ -20,12 +20,8 @@
 //! `idle_shutdown_minutes` — shuts the machine down. A boot that finds `status.json` already
 //! there (a restart after the run) does not run the task again.
 
-use std::collections::BTreeMap;
-
 /// Quotes a string for bash (single quotes).
-pub fn q(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
+pub use skyform_provider::rundir::quote as q;
 
 /// Where an allocation's run directory is.
 #[derive(Debug, Clone, PartialEq)]
@@ -209,48 +205,10 @@ if [ -z "${{SKYFORM_NO_SHUTDOWN:-}}" ]; then sleep {idle}; shutdown -h now; fi
     )
 }
 
-/// The task script `run_task` writes: fetch inputs, export the environment, setup, run.
-/// It runs in `$W` with `gcs` and `$P` from the startup-script.
-pub fn task_script(
-    task: &str,
-    setup: Option<&str>,
-    run: &str,
-    env: &BTreeMap<String, String>,
-    inputs: &[String],
-    outputs: &[String],
-    workdir: Option<&str>,
-) -> String {
-    let mut s = String::from("set -e\n");
-    s.push_str(&format!("export SKYFORM_TASK={}\n", q(task)));
-    for i in inputs {
-        s.push_str(&format!(
-            "mkdir -p \"$W/inputs/{n}\"\ngcs pull \"$P/inputs/{n}\" \"$W/inputs/{n}\"\nexport SKYFORM_INPUT_{u}=\"$W/inputs/{n}\"\n",
-            n = i,
-            u = i.to_uppercase()
-        ));
-    }
-    for o in outputs {
-        s.push_str(&format!(
-            "mkdir -p \"$W/outputs/{n}\"\nexport SKYFORM_OUTPUT_{u}=\"$W/outputs/{n}\"\n",
-            n = o,
-            u = o.to_uppercase()
-        ));
-    }
-    for (k, v) in env {
-        s.push_str(&format!("export {k}={}\n", q(v)));
-    }
-    let wd = match workdir {
-        Some(w) => format!("$W/work/{w}"),
-        None => "$W/work".into(),
-    };
-    s.push_str(&format!("mkdir -p \"{wd}\" && cd \"{wd}\"\n"));
-    if let Some(setup) = setup {
-        s.push_str(setup);
-        s.push('\n');
-    }
-    s.push_str(run);
-    s.push('\n');
-    s
+/// The command of the task script (`skyform_provider::rundir::task_script`) that fills
+/// `"$W/inputs/NAME"` from the run directory `$P`.
+pub fn fetch_input(n: &str) -> String {
+    format!("gcs pull \"$P/inputs/{n}\" \"$W/inputs/{n}\"")
 }
 
 #[cfg(test)]
@@ -258,27 +216,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quoting_survives_bash() {
-        let tricky = "it's $HOME `x` \"y\"";
-        let out =
-            std::process::Command::new("bash").arg("-c").arg(format!("printf %s {}", q(tricky))).output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), tricky);
-    }
-
-    #[test]
     fn scripts_parse() {
         let rd = RunDir::new("b", "tok");
         assert_eq!(rd.uri(), "gs://b/skyform-runs/tok");
         let ud = startup_script(&rd, "tok", Some("http://127.0.0.1:1"), 1, 30);
-        let t = task_script(
-            "task.a",
-            Some("echo setup"),
-            "echo run",
-            &[("K".to_string(), "v'v".to_string())].into(),
-            &["data".into()],
-            &["out".into()],
-            Some("sub"),
-        );
+        let mut r = skyform_provider::RunTaskRequest::new("id", "task.a", "echo run");
+        r.setup = Some("echo setup".into());
+        r.env = [("K".to_string(), "v'v".to_string())].into();
+        r.inputs = vec!["data".into()];
+        r.outputs = vec!["out".into()];
+        r.workdir = Some("sub".into());
+        let t = skyform_provider::rundir::task_script(&r, fetch_input);
         for s in [&ud, &t] {
             let st = std::process::Command::new("bash").arg("-n").arg("-c").arg(s).status().unwrap();
             assert!(st.success(), "{s}");

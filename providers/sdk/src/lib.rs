@@ -235,6 +235,7 @@ pub mod conformance;
 pub mod factory;
 pub mod objects;
 pub mod plugin;
+pub mod rundir;
 
 pub use factory::{BuildContext, ConfigError, EgressPrices, Factory, OfferingSpec};
 
