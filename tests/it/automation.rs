@@ -3,7 +3,7 @@
 
 use super::*;
 use skyform::config::TaskAddr;
-use skyform::state::{Allocation, PlacementRecord, SledStore, StateStore, TaskState, TaskStatus};
+use skyform::state::{PlacementRecord, SledStore, StateStore};
 
 /// A job whose one task costs a fraction of a cent (it rounds to $0.00).
 const TINY: &str = "task \"tiny\" {\n  run = \"echo hi\"\n\n  estimate {\n    hours = 0.001\n  }\n}\n";
@@ -116,28 +116,11 @@ fn plan_refreshes_live_allocations_and_notes_what_changed_outside() {
     let store = SledStore::new(d.path().join(".skyform/state"));
     let mut st = store.read().unwrap();
     let task = plan.config.tasks[&c.address].clone();
-    let mut tags = std::collections::BTreeMap::new();
-    tags.insert("skyform:lineage".to_string(), st.lineage.clone());
-    st.tasks.insert(
-        TaskAddr("task.tiny".into()),
-        TaskState {
-            spec_hash: task.spec_hash.clone(),
-            spec: Some(task),
-            status: TaskStatus::Running,
-            placement: Some(placement.clone()),
-            allocations: vec![Allocation {
-                provider: "local".into(),
-                placement,
-                provider_id: Some("lp-gone".into()),
-                owner_tags: tags,
-                idempotency_token: "tok-gone".into(),
-                created: 1,
-                released: None,
-                status: "running".into(),
-            }],
-            ..Default::default()
-        },
-    );
+    st.tasks.insert(TaskAddr("task.tiny".into()), {
+        let mut t = crate::running_task(task, placement, &st.lineage, "lp-gone", "tok-gone", 1, None);
+        t.runs.clear();
+        t
+    });
     store.commit(&st).unwrap();
 
     let o = skyform(d.path(), &["plan", "-input=false"]);

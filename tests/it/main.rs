@@ -164,3 +164,44 @@ pub fn wait_file(path: &Path, what: &str) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// `task` recorded as running on the local provider since `started`: one allocation
+/// (`provider_id`, idempotency `token`, tagged with the state's `lineage`) and one running
+/// run writing to `log`, as an apply that is still going leaves them.
+pub fn running_task(
+    task: skyform::config::Task,
+    placement: skyform::state::PlacementRecord,
+    lineage: &str,
+    provider_id: &str,
+    token: &str,
+    started: u64,
+    log: Option<String>,
+) -> skyform::state::TaskState {
+    use skyform::state::{Allocation, Run, TaskState, TaskStatus};
+    TaskState {
+        spec_hash: task.spec_hash.clone(),
+        spec: Some(task),
+        status: TaskStatus::Running,
+        placement: Some(placement.clone()),
+        allocations: vec![Allocation {
+            provider: "local".into(),
+            placement,
+            provider_id: Some(provider_id.into()),
+            owner_tags: [("skyform:lineage".to_string(), lineage.to_string())].into(),
+            idempotency_token: token.into(),
+            created: started,
+            released: None,
+            status: "running".into(),
+        }],
+        runs: vec![Run {
+            attempt: 1,
+            status: TaskStatus::Running,
+            exit_code: None,
+            log,
+            start: started,
+            end: None,
+            cost: 0.0,
+        }],
+        ..Default::default()
+    }
+}

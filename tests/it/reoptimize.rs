@@ -7,7 +7,7 @@ use crate::{job, skyform};
 use skyform::config::TaskAddr;
 use skyform::plan::Plan;
 use skyform::providers::Registry;
-use skyform::state::{Allocation, Run, SledStore, StateStore, TaskState, TaskStatus};
+use skyform::state::{SledStore, StateStore, TaskStatus};
 use skyform_provider::*;
 use std::collections::BTreeMap;
 
@@ -80,32 +80,7 @@ fn running(hcl: &str) -> (tempfile::TempDir, std::sync::Arc<dyn Provider>, Strin
     let started = skyform::clock::now_secs() - 3600;
     st.tasks.insert(
         TaskAddr("task.train".into()),
-        TaskState {
-            spec_hash: task.spec_hash.clone(),
-            spec: Some(task),
-            status: TaskStatus::Running,
-            placement: Some(placement.clone()),
-            allocations: vec![Allocation {
-                provider: "local".into(),
-                placement,
-                provider_id: Some(id.clone()),
-                owner_tags: tags,
-                idempotency_token: "tok-train".into(),
-                created: started,
-                released: None,
-                status: "running".into(),
-            }],
-            runs: vec![Run {
-                attempt: 1,
-                status: TaskStatus::Running,
-                exit_code: None,
-                log: Some(log),
-                start: started,
-                end: None,
-                cost: 0.0,
-            }],
-            ..Default::default()
-        },
+        crate::running_task(task, placement, &st.lineage, &id, "tok-train", started, Some(log)),
     );
     store.commit(&st).unwrap();
 
@@ -179,35 +154,9 @@ fn refresh_only_shows_drift_and_applying_it_records_it_in_the_state() {
     let store = SledStore::new(d.path().join(".skyform/state"));
     let mut st = store.read().unwrap();
     let task = plan.config.tasks[&TaskAddr("task.tiny".into())].clone();
-    let tags: BTreeMap<String, String> = [("skyform:lineage".to_string(), st.lineage.clone())].into();
     st.tasks.insert(
         TaskAddr("task.tiny".into()),
-        TaskState {
-            spec_hash: task.spec_hash.clone(),
-            spec: Some(task),
-            status: TaskStatus::Running,
-            placement: Some(placement.clone()),
-            allocations: vec![Allocation {
-                provider: "local".into(),
-                placement,
-                provider_id: Some("lp-gone".into()),
-                owner_tags: tags,
-                idempotency_token: "tok-gone".into(),
-                created: 1,
-                released: None,
-                status: "running".into(),
-            }],
-            runs: vec![Run {
-                attempt: 1,
-                status: TaskStatus::Running,
-                exit_code: None,
-                log: None,
-                start: 1,
-                end: None,
-                cost: 0.0,
-            }],
-            ..Default::default()
-        },
+        crate::running_task(task, placement, &st.lineage, "lp-gone", "tok-gone", 1, None),
     );
     store.commit(&st).unwrap();
     let serial = store.read().unwrap().serial;
@@ -310,32 +259,7 @@ fn apply_migrates_a_running_checkpointed_task_and_it_continues_from_its_checkpoi
     let started = skyform::clock::now_secs() - 3600;
     st.tasks.insert(
         TaskAddr("task.train".into()),
-        TaskState {
-            spec_hash: task.spec_hash.clone(),
-            spec: Some(task),
-            status: TaskStatus::Running,
-            placement: Some(placement.clone()),
-            allocations: vec![Allocation {
-                provider: "local".into(),
-                placement,
-                provider_id: Some(id.clone()),
-                owner_tags: tags,
-                idempotency_token: "tok-m".into(),
-                created: started,
-                released: None,
-                status: "running".into(),
-            }],
-            runs: vec![Run {
-                attempt: 1,
-                status: TaskStatus::Running,
-                exit_code: None,
-                log: Some(log),
-                start: started,
-                end: None,
-                cost: 0.0,
-            }],
-            ..Default::default()
-        },
+        crate::running_task(task, placement, &st.lineage, &id, "tok-m", started, Some(log)),
     );
     store.commit(&st).unwrap();
     drop(providers);
