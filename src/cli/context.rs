@@ -112,31 +112,9 @@ impl Ctx {
     pub fn job(&self) -> Result<&Loaded, &Diagnostics> {
         self.job
             .get_or_init(|| {
-                let mut loaded = match crate::config::load(&self.dir, &self.load_options()) {
-                    Ok(l) => l,
-                    // A task's `cloud` may name a provider whose block names its plugin
-                    // (`plugin = "path"`): known only once the blocks are read.
-                    Err(d) if d.0.iter().any(|x| x.summary == "Unknown cloud") => {
-                        let mut opts = self.load_options();
-                        let named: Vec<String> =
-                            crate::config::load(&self.dir, &LoadOptions { clouds: vec![], ..self.load_options() })
-                                .map(|l| {
-                                    l.spec
-                                        .providers
-                                        .into_iter()
-                                        .filter(|(_, b)| b.get("plugin").is_some())
-                                        .map(|(n, _)| n)
-                                        .collect()
-                                })
-                                .unwrap_or_default();
-                        if named.iter().all(|n| opts.clouds.contains(n)) {
-                            return Err(d);
-                        }
-                        opts.clouds.extend(named);
-                        crate::config::load(&self.dir, &opts)?
-                    }
-                    Err(d) => return Err(d),
-                };
+                // A block's `plugin = "path"` makes its name a cloud of the job (the loader
+                // reads the provider blocks first).
+                let mut loaded = crate::config::load(&self.dir, &self.load_options())?;
                 let checked = self.registry.check(&loaded);
                 if checked.has_errors() {
                     let mut all = loaded.warnings.clone();
