@@ -5,6 +5,8 @@
 use clap::Parser;
 
 fn main() {
+    // Crash points (`FAILPOINTS`) exist only in test builds; see `crash_point` in apply.
+    let _failpoints = fail::has_failpoints().then(fail::FailScenario::setup);
     let argv = skyform::cli::normalize_args(std::env::args());
     let cli = match skyform::cli::Cli::try_parse_from(&argv) {
         Ok(c) => c,

@@ -57,6 +57,31 @@ impl Shared {
         format!("{prefix}/checkpoints/{task}/{path}")
     }
 
+    /// Makes `task`'s checkpoint available to a run at `cand`: when the state says it was
+    /// last synced to another store, it is copied to `cand`'s (the egress reported as a
+    /// transfer). Returns the URI the run restores from and syncs to (None: the task has
+    /// no checkpoint). The state is not changed: the caller records the new place once
+    /// the run (or the migration step) is committed, so a kill before that finds the
+    /// checkpoint where the state says it is.
+    pub async fn move_checkpoint(&self, task: &Task, cand: &PlacementRecord) -> Result<Option<String>, ProviderError> {
+        let Some(c) = &task.checkpoint else { return Ok(None) };
+        let uri = self.checkpoint_uri(&task.address, &c.path, cand).await;
+        let last = self.state.lock().await.tasks.get(&task.address).and_then(|t| t.checkpoint.clone());
+        if let Some(last) = last.filter(|l| *l != uri) {
+            let r = self.transfer(&cand.cloud, &last, &uri).await?;
+            let gb = r.bytes as f64 / 1e9;
+            let from = Place::of_uri(&last, None);
+            let cost = self.egress.egress(&from, &Place::from(&loc(cand)), gb).0;
+            self.event(Event::Transferred {
+                task: task.address.clone(),
+                what: format!("checkpoint {last} → {uri}"),
+                bytes: r.bytes,
+                cost,
+            });
+        }
+        Ok(Some(uri))
+    }
+
     /// Copies the tree at `from` to `to`. A `sandbox://` URI belongs to `cloud`'s provider;
     /// other schemes to any provider that speaks them (its `capabilities.schemes`). When no
     /// one provider reaches both ends, the data goes through a staging directory on this

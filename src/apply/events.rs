@@ -3,7 +3,7 @@
 //! tests record them to assert the sequence.
 
 use crate::config::TaskAddr;
-use crate::state::{Replan, TaskStatus};
+use crate::state::{MigrationStep, Replan, TaskStatus};
 use skyform_provider::{ErrorKind, Scope};
 
 /// What the engine reports while it works.
@@ -62,6 +62,20 @@ pub enum Event {
     Destroyed {
         task: TaskAddr,
     },
+    /// A step of a migration, as it is taken (committed in the state first).
+    Migrating {
+        task: TaskAddr,
+        step: MigrationStep,
+        from: String,
+        to: String,
+    },
+    /// A migration given up before its old run was stopped (no placement left, the old
+    /// run ended meanwhile or could not be stopped, or an interrupted apply left it): the
+    /// old run goes on where it is and is followed.
+    MigrationAbandoned {
+        task: TaskAddr,
+        reason: String,
+    },
     /// A failover re-plan (or, with `fallback` set, why the re-solve was not used and
     /// failover walks the ranked alternatives). Recorded in the failed task's state.
     Replanned(Replan),
@@ -119,6 +133,8 @@ impl Event {
             | Event::Preempted { task, .. }
             | Event::Transferred { task, .. }
             | Event::TaskDone { task, .. }
+            | Event::Migrating { task, .. }
+            | Event::MigrationAbandoned { task, .. }
             | Event::Destroyed { task } => Some(task),
             Event::Replanned(r) => Some(&r.task),
             Event::Interrupted { .. } => None,
@@ -127,7 +143,7 @@ impl Event {
 
     /// True for events that mean something went wrong (rendered as warnings).
     pub fn is_warning(&self) -> bool {
-        matches!(self, Event::AllocationFailed { .. } | Event::RunFailed { .. })
+        matches!(self, Event::AllocationFailed { .. } | Event::RunFailed { .. } | Event::MigrationAbandoned { .. })
     }
 }
 

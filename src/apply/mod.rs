@@ -188,6 +188,16 @@ async fn run(plan: &Plan, ctx: Context) -> Result<Outcome, ApplyError> {
         }
     }
     let todo = to_run(&sh, plan).await;
+    // Tasks whose run goes on (recovery follows it): a migration moves it step by step.
+    let live: BTreeSet<TaskAddr> = {
+        let st = sh.state.lock().await;
+        st.tasks
+            .iter()
+            .filter(|(_, t)| t.allocations.iter().any(|a| a.released.is_none() && a.status == recover::RESUMED))
+            .map(|(a, _)| a.clone())
+            .collect()
+    };
+    let migrating = |c: &Change| c.action == Action::Migrate && live.contains(&c.address);
     for c in &todo {
         match c.action {
             Action::Create => out.added += 1,
@@ -199,11 +209,12 @@ async fn run(plan: &Plan, ctx: Context) -> Result<Outcome, ApplyError> {
             _ => {}
         }
         // A replaced task starts over; its earlier allocations are released.
-        if c.action != Action::NoOp {
+        if c.action != Action::NoOp && !migrating(c) {
             sh.release_all(&c.address).await?;
         }
     }
-    reset(&sh, &todo).await?;
+    let restart: Vec<Change> = todo.iter().filter(|c| !migrating(c)).cloned().collect();
+    reset(&sh, &restart).await?;
     let pending: BTreeSet<TaskAddr> = todo.iter().map(|c| c.address.clone()).collect();
     let (failed, not_started) = walk_dag(&sh, todo).await;
     out.failed = failed;

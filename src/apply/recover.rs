@@ -143,7 +143,10 @@ impl Shared {
                             x.released = Some(now);
                             x.status = if adopted { "adopted".into() } else { "released".into() };
                         }
-                        if !adopted && tt.status == TaskStatus::Running {
+                        // Not running any more, unless another run of it goes on (the old
+                        // run of an interrupted migration).
+                        let goes_on = tt.allocations.iter().any(|x| x.released.is_none() && x.status == RESUMED);
+                        if !adopted && tt.status == TaskStatus::Running && !goes_on {
                             tt.status = TaskStatus::Pending;
                         }
                     }
@@ -154,6 +157,33 @@ impl Shared {
                     self.event(Event::Recovered { task: addr.clone(), provider_id: res.provider_id, action });
                 }
             }
+        }
+        // A migration the interrupted apply left: its allocations were settled above (the
+        // new one released unless its run had started; the old run followed if it still
+        // goes on); the checkpoint is where the state says it was last synced.
+        for (addr, t) in &st.tasks {
+            let Some(m) = &t.migration else { continue };
+            let mut goes_on = None;
+            self.commit(addr, |s| {
+                if let Some(tt) = s.tasks.get_mut(addr) {
+                    tt.migration = None;
+                    goes_on = tt.allocations.iter().find(|x| x.released.is_none() && x.status == RESUMED).cloned();
+                    if let Some(a) = &goes_on {
+                        tt.placement = Some(a.placement.clone());
+                    }
+                }
+            })
+            .await?;
+            let left = match goes_on {
+                Some(a) => {
+                    format!("the run goes on in {}/{}/{}", a.placement.cloud, a.placement.region, a.placement.zone)
+                }
+                None => "the old run was stopped: the task runs again from its checkpoint".into(),
+            };
+            self.event(Event::MigrationAbandoned {
+                task: addr.clone(),
+                reason: format!("an interrupted apply left it at step `{}`; {left}", m.step),
+            });
         }
         // Orphans: tagged with our lineage, unknown to the state.
         let known: BTreeSet<String> =

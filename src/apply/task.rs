@@ -13,7 +13,15 @@
 //!   preemption follows the task's `recovery`; a failure retries in place up to `retries`.
 //!
 //! A run that outlived an interrupted apply (recovery found it still running) is followed
-//! to its end and settled, never started again.
+//! to its end and settled, never started again — unless the change is a `migrate`: then
+//! [`migrate`] moves it in committed steps (allocate the new placement while the old run
+//! goes on; checkpoint and stop the old run; move the checkpoint to the new placement's
+//! store; start there from it), giving up and following the old run when no better
+//! placement can be allocated. Every run restores the task's checkpoint from where the
+//! state says it was last synced, copied to its own store first when that is elsewhere.
+//!
+//! `crash_point`s mark the steps where the kill tests stop the engine (inert outside test
+//! builds).
 
 use super::call::Shared;
 use super::data::loc;
@@ -21,8 +29,8 @@ use super::events::Event;
 use super::replan::{replan, Failure};
 use super::ApplyError;
 use crate::config::{Recovery, Task, TaskAddr};
-use crate::plan::Change;
-use crate::state::{Allocation, PlacementRecord, Run, TaskStatus};
+use crate::plan::{Action, Change};
+use crate::state::{Allocation, Migration, MigrationStep, PlacementRecord, Run, TaskStatus};
 use skyform_provider::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -101,6 +109,7 @@ impl Walk {
 }
 
 /// An allocation that exists, for one placement.
+#[derive(Clone)]
 struct Placed {
     cand: PlacementRecord,
     /// The index of its allocation record in the task's state.
@@ -122,10 +131,21 @@ pub(crate) async fn run_task(sh: &Arc<Shared>, change: &Change) -> Result<TaskSt
     let Some(task) = sh.spec.tasks.get(addr).cloned() else { return Ok(TaskStatus::Failed) };
     let Some(mut walk) = Walk::new(change, sh) else { return Ok(TaskStatus::Failed) };
     let lineage = sh.state.lock().await.lineage.clone();
-    // A run that outlived an interrupted apply is followed to its end, not started again.
-    if let Some((placed, runs, started, log)) = resumed(sh, addr).await {
-        walk.runs = runs;
-        let ran = follow(sh, &task, &placed, runs, started, log).await;
+    // A run that outlived an interrupted apply is followed to its end, not started again
+    // — unless the change moves it: then it is migrated, step by step.
+    let mut live = resumed(sh, addr).await;
+    if change.action == Action::Migrate {
+        if let Some(old) = live.take() {
+            match migrate(sh, &task, &mut walk, old, &lineage).await? {
+                Step::Go(run) => live = Some(run),
+                Step::Next => {}
+                Step::End(s) => return Ok(s),
+            }
+        }
+    }
+    if let Some(Follow { placed, run, started, log }) = live {
+        walk.runs = walk.runs.max(run);
+        let ran = follow(sh, &task, &placed, run, started, log).await;
         if let Step::End(s) = settle(sh, &task, &placed, &mut walk, ran).await? {
             return Ok(s);
         }
@@ -138,10 +158,10 @@ pub(crate) async fn run_task(sh: &Arc<Shared>, change: &Change) -> Result<TaskSt
         let placed = match place(sh, &task, &mut walk, cand, &lineage).await? {
             Step::Go(p) => p,
             Step::Next => continue,
-            Step::End(s) => return Ok(s),
+            Step::End(_) => return fail(sh, addr, 0.0).await,
         };
-        let ran = match execute(sh, &task, &placed, &mut walk).await? {
-            Step::Go(r) => r,
+        let ran = match start(sh, &task, &placed, &mut walk).await? {
+            Step::Go(r) => follow(sh, &task, &placed, r.run, r.started, r.log).await,
             Step::Next => continue,
             Step::End(s) => return Ok(s),
         };
@@ -221,7 +241,10 @@ async fn place(
     sh.commit(addr, |s| {
         let t = s.tasks.entry(addr.clone()).or_default();
         t.allocations.push(intent);
-        t.placement = Some(cand.clone());
+        // A migrating task stays where its run is until the new run starts.
+        if t.migration.is_none() {
+            t.placement = Some(cand.clone());
+        }
     })
     .await?;
     sh.event(Event::Allocating {
@@ -267,7 +290,7 @@ async fn place(
                 walk.fail_over(sh, addr, &cand, e.kind, e.scope, &at).await?;
                 return Ok(Step::Next);
             }
-            Ok(Step::End(fail(sh, addr, 0.0).await?))
+            Ok(Step::End(TaskStatus::Failed))
         }
     }
 }
@@ -280,30 +303,38 @@ struct Ran {
     cancelled: bool,
 }
 
-/// Stage the inputs, start the run and poll it to its end.
-async fn execute(sh: &Shared, task: &Task, placed: &Placed, walk: &mut Walk) -> Result<Step<Ran>, ApplyError> {
+/// Stage the inputs (and the checkpoint), start the run and record it as running.
+/// Returns the run to follow.
+async fn start(sh: &Shared, task: &Task, placed: &Placed, walk: &mut Walk) -> Result<Step<Follow>, ApplyError> {
     let addr = &task.address;
     let Placed { cand, slot, provider_id } = placed;
     let slot = *slot;
-    if let Err(e) = sh.stage_inputs(task, provider_id, cand).await {
-        let pid = provider_id.clone();
-        sh.commit(addr, |s| {
-            if let Some(x) = s.tasks.get_mut(addr).and_then(|t| t.allocations.get_mut(slot)) {
-                x.provider_id = Some(pid);
-                x.status = "allocated".into();
-            }
-        })
-        .await?;
-        sh.event(Event::RunFailed {
-            task: addr.clone(),
-            run: walk.runs,
-            exit_code: None,
-            log: e.to_string(),
-            retrying: false,
-        });
-        sh.release_all(addr).await?;
-        return Ok(Step::End(fail(sh, addr, 0.0).await?));
-    }
+    let staged = match sh.stage_inputs(task, provider_id, cand).await {
+        Ok(()) => sh.move_checkpoint(task, cand).await,
+        Err(e) => Err(e),
+    };
+    let checkpoint = match staged {
+        Ok(c) => c,
+        Err(e) => {
+            let pid = provider_id.clone();
+            sh.commit(addr, |s| {
+                if let Some(x) = s.tasks.get_mut(addr).and_then(|t| t.allocations.get_mut(slot)) {
+                    x.provider_id = Some(pid);
+                    x.status = "allocated".into();
+                }
+            })
+            .await?;
+            sh.event(Event::RunFailed {
+                task: addr.clone(),
+                run: walk.runs,
+                exit_code: None,
+                log: e.to_string(),
+                retrying: false,
+            });
+            sh.release_all(addr).await?;
+            return Ok(Step::End(fail(sh, addr, 0.0).await?));
+        }
+    };
     walk.runs += 1;
     let mut rreq = RunTaskRequest::new(provider_id.clone(), addr.to_string(), task.run.clone());
     rreq.setup = task.setup.clone();
@@ -312,18 +343,26 @@ async fn execute(sh: &Shared, task: &Task, placed: &Placed, walk: &mut Walk) -> 
     rreq.outputs = task.outputs.keys().cloned().collect();
     rreq.workdir = task.workdir.clone();
     if let Some(c) = &task.checkpoint {
-        rreq.checkpoint = Some(sh.checkpoint_uri(addr, &c.path, cand).await);
+        rreq.checkpoint = checkpoint.clone();
         rreq.checkpoint_every_secs = (c.every_hours * 3600.0).round().max(1.0) as u64;
     }
     let started = Instant::now();
+    crash_point("run-start");
     let log = match sh.call(&cand.cloud, move |p| p.run_task(&rreq)).await {
         Ok(r) => r.log,
         Err(e) => e.to_string(),
     };
+    crash_point("run-started");
     let (run_no, log2, pid, now) = (walk.runs, log.clone(), provider_id.clone(), sh.now());
     sh.commit(addr, |s| {
         if let Some(t) = s.tasks.get_mut(addr) {
             t.status = TaskStatus::Running;
+            t.placement = Some(cand.clone());
+            // A migration ends when its new run is recorded.
+            t.migration = None;
+            if checkpoint.is_some() {
+                t.checkpoint = checkpoint;
+            }
             t.runs.push(Run {
                 attempt: run_no,
                 status: TaskStatus::Running,
@@ -341,7 +380,172 @@ async fn execute(sh: &Shared, task: &Task, placed: &Placed, walk: &mut Walk) -> 
     })
     .await?;
     sh.event(Event::Running { task: addr.clone(), run: walk.runs, log: log.clone() });
-    Ok(Step::Go(follow(sh, task, placed, walk.runs, started, log).await))
+    Ok(Step::Go(Follow { placed: placed.clone(), run: walk.runs, started, log }))
+}
+
+/// A run to follow to its end: its allocation, its number, when it started and its log.
+struct Follow {
+    placed: Placed,
+    run: u32,
+    started: Instant,
+    log: String,
+}
+
+/// Migrates a running task to the walk's placements (see [`MigrationStep`]): each step is
+/// committed to the state before it is taken. Until the old run is stopped, any
+/// trouble (no placement left, the old run ended meanwhile or cannot be stopped) gives the
+/// migration up and the old run goes on: the run to follow is returned either way.
+async fn migrate(
+    sh: &Shared,
+    task: &Task,
+    walk: &mut Walk,
+    old: Follow,
+    lineage: &str,
+) -> Result<Step<Follow>, ApplyError> {
+    let addr = &task.address;
+    walk.runs = old.run;
+    let from = old.placed.cand.clone();
+    let here = loc(&from).to_string();
+    let step = |step: MigrationStep, to: Option<&PlacementRecord>| {
+        let to = to.cloned();
+        let from = from.clone();
+        let since = sh.now();
+        move |s: &mut crate::state::State| {
+            if let Some(t) = s.tasks.get_mut(addr) {
+                let since = t.migration.as_ref().map(|m| m.since).unwrap_or(since);
+                t.migration = Some(Migration { from, to, step, since });
+            }
+        }
+    };
+    let say = |step: MigrationStep, to: &PlacementRecord| {
+        sh.event(Event::Migrating { task: addr.clone(), step, from: here.clone(), to: loc(to).to_string() })
+    };
+    // 1. Allocate the new placement; the old run goes on meanwhile.
+    let placed = loop {
+        let Some(cand) = walk.next(sh) else { break None };
+        // The best placement left is where the run already is: it stays.
+        if loc(&cand) == loc(&from) && cand.instance_type == from.instance_type && cand.spot == from.spot {
+            break None;
+        }
+        sh.commit(addr, step(MigrationStep::Allocate, Some(&cand))).await?;
+        say(MigrationStep::Allocate, &cand);
+        crash_point("migrate-allocate");
+        match place(sh, task, walk, cand, lineage).await? {
+            Step::Go(p) => break Some(p),
+            Step::Next => continue,
+            Step::End(_) => break None,
+        }
+    };
+    crash_point("migrate-allocated");
+    let Some(placed) = placed else {
+        return give_up(sh, addr, old, "no better placement could be allocated").await;
+    };
+    // The old run may have ended meanwhile: then it is settled where it is.
+    let id = old.placed.provider_id.clone();
+    let status = sh.call(&from.cloud, move |p| p.task_status(&TaskStatusRequest::new(id.clone()))).await;
+    if !matches!(status, Ok(ref s) if s.state == RunState::Running) {
+        release_one(sh, addr, &placed, "released").await?;
+        return give_up(sh, addr, old, "the old run ended meanwhile").await;
+    }
+    // 2. Checkpoint and stop the old run: its provider syncs the checkpoint, then
+    // releases the allocation.
+    sh.commit(addr, step(MigrationStep::Stop, Some(&placed.cand))).await?;
+    say(MigrationStep::Stop, &placed.cand);
+    crash_point("migrate-stop");
+    let id = old.placed.provider_id.clone();
+    if let Err(e) = sh.call(&from.cloud, move |p| p.release(&ReleaseRequest::new(id.clone()))).await {
+        release_one(sh, addr, &placed, "released").await?;
+        return give_up(sh, addr, old, &format!("the old run could not be stopped: {e}")).await;
+    }
+    crash_point("migrate-stopped");
+    let (now, cost) = (sh.now(), from.hourly * old.started.elapsed().as_secs_f64() / 3600.0);
+    let slot = old.placed.slot;
+    sh.commit(addr, |s| {
+        if let Some(t) = s.tasks.get_mut(addr) {
+            if let Some(x) = t.allocations.get_mut(slot) {
+                x.released = Some(now);
+                x.status = "migrated".into();
+            }
+            if let Some(r) = t.runs.last_mut().filter(|r| r.end.is_none()) {
+                r.status = TaskStatus::Migrated;
+                r.end = Some(now);
+                r.cost = cost * task.resources.num_nodes.max(1) as f64;
+            }
+        }
+    })
+    .await?;
+    sh.commit(addr, step(MigrationStep::Move, Some(&placed.cand))).await?;
+    // 3. Move the checkpoint to the new placement's store (recorded there once copied).
+    say(MigrationStep::Move, &placed.cand);
+    crash_point("migrate-move");
+    match sh.move_checkpoint(task, &placed.cand).await {
+        Ok(Some(uri)) => sh.commit(addr, |s| s.tasks.entry(addr.clone()).or_default().checkpoint = Some(uri)).await?,
+        Ok(None) => {}
+        Err(e) => {
+            // The checkpoint stays where it was synced; the task fails and its next run
+            // copies it again.
+            sh.event(Event::RunFailed {
+                task: addr.clone(),
+                run: walk.runs,
+                exit_code: None,
+                log: format!("the checkpoint could not be moved: {e}"),
+                retrying: false,
+            });
+            sh.release_all(addr).await?;
+            return Ok(Step::End(fail(sh, addr, 0.0).await?));
+        }
+    }
+    crash_point("migrate-moved");
+    // 4. Start from the checkpoint; recording the new run ends the migration.
+    sh.commit(addr, step(MigrationStep::Start, Some(&placed.cand))).await?;
+    say(MigrationStep::Start, &placed.cand);
+    start(sh, task, &placed, walk).await
+}
+
+/// Gives a migration up before its old run was stopped: the old run is followed.
+async fn give_up(sh: &Shared, addr: &TaskAddr, old: Follow, reason: &str) -> Result<Step<Follow>, ApplyError> {
+    let from = old.placed.cand.clone();
+    sh.commit(addr, |s| {
+        if let Some(t) = s.tasks.get_mut(addr) {
+            t.migration = None;
+            t.placement = Some(from);
+        }
+    })
+    .await?;
+    sh.event(Event::MigrationAbandoned {
+        task: addr.clone(),
+        reason: format!("{reason}; the run goes on in {}", loc(&old.placed.cand)),
+    });
+    Ok(Step::Go(old))
+}
+
+/// Releases one allocation and records it with `status`.
+async fn release_one(sh: &Shared, addr: &TaskAddr, placed: &Placed, status: &str) -> Result<(), ApplyError> {
+    let id = placed.provider_id.clone();
+    if let Err(e) = sh.call(&placed.cand.cloud, move |p| p.release(&ReleaseRequest::new(id.clone()))).await {
+        sh.event(Event::Interrupted { message: format!("{addr}: release failed: {e}") });
+        return Ok(());
+    }
+    let (now, slot, pid) = (sh.now(), placed.slot, placed.provider_id.clone());
+    sh.commit(addr, |s| {
+        if let Some(x) = s.tasks.get_mut(addr).and_then(|t| t.allocations.get_mut(slot)) {
+            x.provider_id = Some(pid);
+            x.released = Some(now);
+            x.status = status.into();
+        }
+    })
+    .await
+}
+
+/// A place where a kill test can stop the engine as `kill -9` would: in a build whose
+/// `fail` crate has its `failpoints` feature (the tests' build), `FAILPOINTS=NAME=return`
+/// kills this process at point NAME. Nothing in other builds.
+fn crash_point(name: &str) {
+    let _ = name;
+    fail::fail_point!(name, |_| {
+        let _ = std::process::Command::new("kill").args(["-9", &std::process::id().to_string()]).status();
+        std::thread::sleep(Duration::from_secs(60));
+    });
 }
 
 /// Polls a started run to its end; keeps its log; prices the time it ran.
@@ -356,9 +560,8 @@ async fn follow(sh: &Shared, task: &Task, placed: &Placed, run: u32, started: In
     Ran { result, cost, log, cancelled }
 }
 
-/// A run left running by an interrupted apply and resumed by recovery: its allocation,
-/// the number of runs so far, when it started and its log.
-async fn resumed(sh: &Shared, addr: &TaskAddr) -> Option<(Placed, u32, Instant, String)> {
+/// A run left running by an interrupted apply and resumed by recovery.
+async fn resumed(sh: &Shared, addr: &TaskAddr) -> Option<Follow> {
     let st = sh.state.lock().await;
     let t = st.tasks.get(addr)?;
     let (slot, a) =
@@ -367,7 +570,7 @@ async fn resumed(sh: &Shared, addr: &TaskAddr) -> Option<(Placed, u32, Instant, 
     let ago = Duration::from_secs(sh.now().saturating_sub(run.start));
     let started = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
     let placed = Placed { cand: a.placement.clone(), slot, provider_id: a.provider_id.clone()? };
-    Some((placed, t.runs.len() as u32, started, run.log.clone().unwrap_or_default()))
+    Some(Follow { placed, run: t.runs.len() as u32, started, log: run.log.clone().unwrap_or_default() })
 }
 
 /// Status errors in a row (each already retried by the call helper) after which a run

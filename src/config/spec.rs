@@ -359,6 +359,9 @@ pub struct Checkpoint {
     pub path: String,
     /// How often it is synced while the task runs, hours.
     pub every_hours: f64,
+    /// Its estimated size (GB): what moving it to another object store costs.
+    #[serde(default)]
+    pub size_gb: f64,
 }
 
 /// A `task "name" { }` block, resolved.

@@ -12,11 +12,13 @@
 
 pub mod compare;
 
+use crate::catalog::egress::{EgressModel, Place};
 use crate::config::{JobSpec, TaskAddr};
 use crate::optimize::{Assignment, Placement, Report};
 use crate::state::{PlacementRecord, State, TaskStatus};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use skyform_provider::Location;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The plan file format version.
@@ -147,10 +149,21 @@ impl Move {
     }
 }
 
-/// Whether a move keeps the run's progress: the task has a checkpoint and the new
-/// placement is in the same cloud and region (the object store its checkpoint is kept in).
-fn continues(task: &crate::config::Task, before: &PlacementRecord, after: &PlacementRecord) -> bool {
-    task.checkpoint.is_some() && before.cloud == after.cloud && before.region == after.region
+/// Whether a move keeps the run's progress: the task has a checkpoint (`apply` copies it
+/// to the new placement's object store when that is another one).
+fn continues(task: &crate::config::Task) -> bool {
+    task.checkpoint.is_some()
+}
+
+/// What moving the checkpoint from `before` to `after` costs: its estimated size at the
+/// egress price between them (nothing within a cloud's region, whose store it shares).
+fn checkpoint_move(task: &crate::config::Task, before: &PlacementRecord, after: &PlacementRecord) -> f64 {
+    let Some(c) = &task.checkpoint else { return 0.0 };
+    if before.cloud == after.cloud && before.region == after.region {
+        return 0.0;
+    }
+    let at = |p: &PlacementRecord| Place::from(&Location::new(p.cloud.as_str(), p.region.as_str(), p.zone.as_str()));
+    EgressModel::default().egress(&at(before), &at(after), c.size_gb).0
 }
 
 fn assess(task: &crate::config::Task, before: &PlacementRecord, p: &Placement, prog: &Progress) -> Move {
@@ -158,12 +171,13 @@ fn assess(task: &crate::config::Task, before: &PlacementRecord, p: &Placement, p
     let remaining_hours = (before.hours - prog.elapsed_hours).max(0.0);
     // With its checkpoint the run goes on there for the share of the work left; else it
     // starts over.
-    let share =
-        if continues(task, before, &record(p)) && before.hours > 0.0 { remaining_hours / before.hours } else { 1.0 };
+    let share = if continues(task) && before.hours > 0.0 { remaining_hours / before.hours } else { 1.0 };
     Move {
         remaining: remaining_hours * prog.hourly_now * nodes,
         there: p.choice.compute_cost * share,
-        transfers: p.egress_in.iter().map(|t| t.cost).sum::<f64>() + p.choice.storage_cost,
+        transfers: p.egress_in.iter().map(|t| t.cost).sum::<f64>()
+            + p.choice.storage_cost
+            + checkpoint_move(task, before, &record(p)),
     }
 }
 
@@ -189,14 +203,19 @@ fn explain(
         format!("{} costs {}/h", where_(before), usd(prog.hourly_now))
     };
     let there = format!("{} costs {}/h", where_(after), usd(after.hourly));
-    let restart = if continues(task, before, after) {
+    let restart = if continues(task) {
         let left = (before.hours - prog.elapsed_hours).max(0.0) / before.hours.max(1e-9) * after.hours;
-        format!("from its checkpoint: {left:.1} h left there")
-    } else if task.checkpoint.is_some() {
-        format!(
-            "its checkpoint stays in {}/{}: it starts over there ({:.1} h)",
-            before.cloud, before.region, after.hours
-        )
+        let moved = checkpoint_move(task, before, after);
+        if before.cloud == after.cloud && before.region == after.region {
+            format!("from its checkpoint: {left:.1} h left there")
+        } else {
+            format!(
+                "from its checkpoint, moved from {}/{} for {}: {left:.1} h left there",
+                before.cloud,
+                before.region,
+                usd(moved)
+            )
+        }
     } else {
         format!("no checkpoint: it starts over there ({:.1} h)", after.hours)
     };
@@ -789,5 +808,32 @@ mod tests {
         assert!(check_saved(&plan, &state, Some(105.0)).is_ok());
         let back = Plan::decode(&plan.encode()).unwrap();
         assert_eq!(back, plan);
+    }
+
+    /// A checkpointed task keeps its progress wherever it moves; moving its checkpoint out
+    /// of its region costs its size at the egress price (AWS between US regions: $0.02/GB).
+    #[test]
+    fn a_checkpoint_moves_with_its_task_at_the_egress_price() {
+        let spec = crate::bench::generate(crate::bench::Shape::Chain, 1, crate::config::Objective::Cost, 1);
+        let mut task = spec.tasks.values().next().unwrap().clone();
+        let at = |region: &str| PlacementRecord {
+            cloud: "aws".into(),
+            region: region.into(),
+            zone: format!("{region}a"),
+            instance_type: "m5.large".into(),
+            accelerator: None,
+            spot: true,
+            hourly: 1.0,
+            hours: 10.0,
+            cost: 10.0,
+        };
+        let (east, west, east_b) =
+            (at("us-east-1"), at("us-west-2"), PlacementRecord { zone: "us-east-1b".into(), ..at("us-east-1") });
+        assert_eq!(checkpoint_move(&task, &east, &west), 0.0, "no checkpoint, nothing to move");
+        assert!(!continues(&task));
+        task.checkpoint = Some(crate::config::Checkpoint { path: "ckpt".into(), every_hours: 0.5, size_gb: 100.0 });
+        assert!(continues(&task));
+        assert!((checkpoint_move(&task, &east, &west) - 2.0).abs() < 1e-9);
+        assert_eq!(checkpoint_move(&task, &east, &east_b), 0.0, "the region's store is shared by its zones");
     }
 }

@@ -64,6 +64,9 @@ pub enum TaskStatus {
     Succeeded,
     Failed,
     Preempted,
+    /// A run stopped by a migration: its checkpoint was synced and the task goes on from
+    /// it at the new placement (a run's status only, never a task's).
+    Migrated,
 }
 
 impl std::fmt::Display for TaskStatus {
@@ -74,6 +77,7 @@ impl std::fmt::Display for TaskStatus {
             TaskStatus::Succeeded => "succeeded",
             TaskStatus::Failed => "failed",
             TaskStatus::Preempted => "preempted",
+            TaskStatus::Migrated => "migrated",
         })
     }
 }
@@ -148,6 +152,51 @@ pub struct TaskState {
     /// Re-plans made when this task's allocation failed (failover re-solves), oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replans: Vec<Replan>,
+    /// Where the task's checkpoint is kept: the URI its latest run synced to. A run at a
+    /// placement whose store is elsewhere gets a copy there first (and this moves with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    /// A migration under way (`apply` of a `migrate` change): each step is committed
+    /// before it is taken, so an interrupted apply knows what it left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Migration>,
+}
+
+/// A migration of a running task, as its steps are taken in order: allocate the new
+/// placement (the old run goes on), stop the old run (its provider syncs the checkpoint,
+/// then releases the allocation), move the checkpoint to the new placement's store, start
+/// there from it. Cleared when the new run is recorded as started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Migration {
+    /// Where the old run is.
+    pub from: PlacementRecord,
+    /// The new placement (None until one was allocated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<PlacementRecord>,
+    pub step: MigrationStep,
+    /// When the migration began (seconds since the epoch).
+    pub since: u64,
+}
+
+/// The step of a migration about to be taken (or under way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationStep {
+    Allocate,
+    Stop,
+    Move,
+    Start,
+}
+
+impl std::fmt::Display for MigrationStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MigrationStep::Allocate => "allocate the new placement",
+            MigrationStep::Stop => "checkpoint and stop the old run",
+            MigrationStep::Move => "move the checkpoint",
+            MigrationStep::Start => "start from the checkpoint",
+        })
+    }
 }
 
 /// A failover re-plan: after a location failed, the optimizer placed the job's unfinished

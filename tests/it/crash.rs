@@ -59,7 +59,7 @@ fn expected() -> u64 {
 }
 
 /// Processes whose command line or working directory is under `dir`.
-fn processes_under(dir: &Path) -> Vec<String> {
+pub(crate) fn processes_under(dir: &Path) -> Vec<String> {
     let needle = dir.display().to_string();
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -73,7 +73,7 @@ fn processes_under(dir: &Path) -> Vec<String> {
 }
 
 /// `apply`, following the printed way out of a stale lock.
-fn apply_recovering(dir: &Path) -> Out {
+pub(crate) fn apply_recovering(dir: &Path) -> Out {
     for _ in 0..3 {
         let o = skyform(dir, &["apply", "-auto-approve"]);
         if let Some(id) = o.stderr.split("skyform force-unlock ").nth(1) {

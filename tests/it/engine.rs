@@ -135,6 +135,8 @@ fn lines(events: &[Event]) -> Vec<String> {
                 r.moved.iter().map(|m| format!("{}→{}", m.task, m.to)).collect::<Vec<_>>().join(" "),
                 r.fallback.as_ref().map(|f| format!(" fallback: {f}")).unwrap_or_default()
             )),
+            Event::Migrating { task, step, to, .. } => Some(format!("migrate {task} {step:?} {to}").to_lowercase()),
+            Event::MigrationAbandoned { task, .. } => Some(format!("migration-abandoned {task}")),
             Event::Transferred { .. } | Event::Interrupted { .. } => None,
         })
         .collect()

@@ -18,6 +18,7 @@ mod fmt;
 mod fuzz;
 mod gcp;
 mod html;
+mod migration;
 mod optimize;
 mod plan;
 mod plugins;

@@ -72,6 +72,10 @@ pub struct LocalConfig {
     /// cloud), USD per GB (default 0: moving data on this host costs nothing). Lets a demo
     /// or a test give placement a reason to keep producers and consumers together.
     pub inter_zone_egress: f64,
+    /// Each zone keeps its own object store (`local://ZONE/…`), as a cloud's regions do:
+    /// outputs and checkpoints made in a zone are kept there, and copied when a task that
+    /// uses them runs or moves elsewhere (default: one store for the host).
+    pub zone_stores: bool,
 }
 
 impl Default for LocalConfig {
@@ -99,6 +103,7 @@ impl Default for LocalConfig {
             root: ".skyform/local".into(),
             faults: runtime::Faults::default(),
             inter_zone_egress: 0.0,
+            zone_stores: false,
         }
     }
 }

@@ -224,15 +224,26 @@ impl LocalProvider {
             .status();
     }
 
-    /// Copies a run's checkpoint directory to its store (replacing what was there).
+    /// Copies a run's checkpoint directory to its store (replacing what was there). At
+    /// every moment the store or its `.old` sibling holds a whole checkpoint (see
+    /// [`heal_store`]), so a kill in the middle loses nothing.
     fn sync_checkpoint(&self, sb: &Path) {
         let Ok(store) = std::fs::read_to_string(sb.join("checkpoint_store")) else { return };
         let store = PathBuf::from(store.trim());
-        let tmp = store.with_extension("syncing");
+        heal_store(&store);
+        let tmp = sibling(&store, "syncing");
+        let old = sibling(&store, "old");
         let _ = std::fs::remove_dir_all(&tmp);
         if mkdir_private(&tmp).is_ok() && copy_tree(&sb.join("checkpoint"), &tmp, &mut 0, true).is_ok() {
-            let _ = std::fs::remove_dir_all(&store);
-            let _ = std::fs::rename(&tmp, &store);
+            if store.exists() {
+                let _ = std::fs::remove_dir_all(&old);
+                if std::fs::rename(&store, &old).is_err() {
+                    return;
+                }
+            }
+            if std::fs::rename(&tmp, &store).is_ok() {
+                let _ = std::fs::remove_dir_all(&old);
+            }
         }
     }
 
@@ -279,6 +290,10 @@ impl Provider for LocalProvider {
             version: env!("CARGO_PKG_VERSION").into(),
             capabilities: Capabilities::new(true, &["file", "local"]),
         }
+    }
+
+    fn object_store(&self, location: &Location) -> Option<String> {
+        self.config.zone_stores.then(|| format!("local://{}", location.zone))
     }
 
     fn read(&self, req: &ReadRequest) -> Result<ReadResponse, ProviderError> {
@@ -395,6 +410,7 @@ impl Provider for LocalProvider {
                 let store = self.path_of(uri)?;
                 let _ = std::fs::remove_dir_all(&ckpt);
                 mkdir_private(&ckpt).map_err(|e| io_err(ErrorKind::Other, "checkpoint", e))?;
+                heal_store(&store);
                 if store.is_dir() {
                     copy_tree(&store, &ckpt, &mut 0, true)
                         .map_err(|e| io_err(ErrorKind::Other, "checkpoint restore", e))?;
@@ -430,20 +446,27 @@ impl Provider for LocalProvider {
             ),
             Some(store) => format!(
                 "umask 077; : > {log}; \
-                 sync_ckpt() {{ rm -rf {tmp}; mkdir -p {tmp} && cp -a {ckpt}/. {tmp}/ && rm -rf {store} && mv {tmp} {store}; }}; \
-                 ( while sleep {every}; do sync_ckpt; done ) & syncer=$!; \
+                 sync_ckpt() {{ rm -rf {tmp}; mkdir -p {tmp} && cp -a {ckpt}/. {tmp}/ && \
+                   {{ [ ! -e {store} ] || {{ rm -rf {old} && mv {store} {old}; }}; }} && mv {tmp} {store} && rm -rf {old}; }}; \
+                 ( trap 'kill $s 2>/dev/null; exit 0' TERM; while :; do sleep {every} & s=$!; wait $s; sync_ckpt; done ) & syncer=$!; \
                  bash -c \"$SKYFORM_RUN_SCRIPT\" >> {log} 2>&1; code=$?; kill $syncer 2>/dev/null; wait $syncer 2>/dev/null; \
                  sync_ckpt; echo $code > {exit}.tmp && mv {exit}.tmp {exit}",
                 log = sh_quote(&log),
                 ckpt = sh_quote(&ckpt),
                 store = sh_quote(store),
-                tmp = sh_quote(&store.with_extension("syncing")),
+                tmp = sh_quote(&sibling(store, "syncing")),
+                old = sh_quote(&sibling(store, "old")),
                 every = req.checkpoint_every_secs.max(1),
             ),
         };
         if let Some(store) = &ckpt_store {
             if let Some(parent) = store.parent() {
                 mkdir_private(parent).map_err(|e| io_err(ErrorKind::Other, "checkpoint", e))?;
+            }
+            // The store exists from the first run on (empty until a sync), so it can be
+            // copied elsewhere whenever the run moves.
+            if !store.exists() {
+                mkdir_private(store).map_err(|e| io_err(ErrorKind::Other, "checkpoint", e))?;
             }
         }
         let mut cmd = std::process::Command::new("bash");
@@ -489,10 +512,10 @@ impl Provider for LocalProvider {
             let zone_ok = self.faults.preempt_zones.is_empty() || self.faults.preempt_zones.contains(&r.zone);
             let _g = self.lock.lock().expect("lock");
             if zone_ok && now() - started >= after && self.preemptions_done() < self.faults.preempt_times.unwrap_or(1) {
-                // The notice a cloud gives before it reclaims a spot machine: the
-                // checkpoint is synced before the run is killed.
-                self.sync_checkpoint(&sb);
+                // The notice a cloud gives before it reclaims a spot machine: the run is
+                // stopped and its checkpoint synced as it was left.
                 LocalProvider::kill_group(pid);
+                self.sync_checkpoint(&sb);
                 let _ = write_private(&sb.join("preempted"), b"injected preemption\n");
                 let _ =
                     write_private(&self.root.join("preemptions"), (self.preemptions_done() + 1).to_string().as_bytes());
@@ -515,6 +538,7 @@ impl Provider for LocalProvider {
         self.transient("transfer")?;
         let src = self.path_of(&req.from)?;
         let dst = self.path_of(&req.to)?;
+        heal_store(&src);
         if !src.exists() {
             return Err(ProviderError::new(ErrorKind::Other, None, format!("transfer: `{}` does not exist", req.from)));
         }
@@ -531,11 +555,13 @@ impl Provider for LocalProvider {
         let _g = self.lock.lock().expect("lock");
         let Some(r) = self.record(&req.provider_id) else { return Ok(ReleaseResponse { released: false }) };
         if let Some(pid) = r.pid {
-            // A run stopped by its release keeps its progress.
-            if LocalProvider::pid_alive(pid) {
+            // A run stopped by its release keeps its progress: stopped first (its sync
+            // loop with it), then its checkpoint synced as the run left it.
+            let alive = LocalProvider::pid_alive(pid);
+            LocalProvider::kill_group(pid);
+            if alive {
                 self.sync_checkpoint(&self.sandbox(&r.id));
             }
-            LocalProvider::kill_group(pid);
         }
         if let Some(mut c) = self.children.lock().expect("lock").remove(&r.id) {
             let _ = c.kill();
@@ -544,6 +570,24 @@ impl Provider for LocalProvider {
         let _ = std::fs::remove_dir_all(self.sandbox(&r.id));
         let _ = std::fs::remove_file(self.alloc_path(&r.id));
         Ok(ReleaseResponse { released: true })
+    }
+}
+
+/// `PATH.SUFFIX` beside `path` (a checkpoint store's staging and previous copies).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".");
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// A checkpoint store replaced by a sync is moved aside to `.old` before the new copy
+/// takes its place: when a kill fell between the two renames, the previous whole copy is
+/// put back.
+fn heal_store(store: &Path) {
+    let old = sibling(store, "old");
+    if !store.exists() && old.is_dir() {
+        let _ = std::fs::rename(&old, store);
     }
 }
 

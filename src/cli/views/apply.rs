@@ -155,5 +155,7 @@ pub fn describe(e: &Event) -> String {
         Event::Destroyed { task } => format!("{task}: destroyed"),
         Event::Interrupted { message } => message.clone(),
         Event::Replanned(r) => r.summary(),
+        Event::Migrating { task, step, from, to } => format!("{task}: migrating {from} → {to}: {step}..."),
+        Event::MigrationAbandoned { task, reason } => format!("{task}: migration not completed: {reason}"),
     }
 }

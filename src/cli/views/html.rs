@@ -65,6 +65,7 @@ fn status_colour(s: TaskStatus) -> &'static str {
         TaskStatus::Pending => "#afb8c1",
         TaskStatus::Failed => "#cf222e",
         TaskStatus::Preempted => "#bc4c00",
+        TaskStatus::Migrated => "#8250df",
     }
 }
 

@@ -373,7 +373,7 @@ impl Loader {
                 }
             };
             let checkpoint = self.single_block(b, "checkpoint", f, &ctx).map(|cb| {
-                self.check_schema(&cb.body, f, "the checkpoint block", &["path", "every"], &[]);
+                self.check_schema(&cb.body, f, "the checkpoint block", &["path", "every", "size_gb"], &[]);
                 let path = self.get_string(&cb.body, "path", f, scope, BODY_ROOTS).unwrap_or_else(|| "ckpt".into());
                 let mut every_hours = 0.5;
                 if let Some(e) = self.get_string(&cb.body, "every", f, scope, BODY_ROOTS) {
@@ -390,7 +390,8 @@ impl Loader {
                         }
                     }
                 }
-                Checkpoint { path, every_hours }
+                let size_gb = self.size_attr(&cb.body, "size_gb", f, scope).unwrap_or(0.0);
+                Checkpoint { path, every_hours, size_gb }
             });
             let mut task = Task {
                 address: address.clone(),

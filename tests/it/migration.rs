@@ -1,0 +1,212 @@
+//! A migration killed at each of its steps. A checkpointed spot task runs on the local
+//! provider (started by an apply that was then killed, so its run goes on alone); prices
+//! move and `apply` migrates it — allocate in zone-b, checkpoint and stop the run in
+//! zone-a, move the checkpoint, start from it — and is killed (`kill -9`, at a crash point
+//! of the test build) at one step; then `apply` again, as a user would.
+//!
+//! Per step: right after the kill at most one run of the task is alive (the old one until
+//! it was stopped, the new one once it was started); no two runs ever overlap (each run
+//! holds an exclusive `flock` while it lives); the task finishes with the output of an
+//! unmigrated run; no run after the first started from zero (the checkpoint was never
+//! lost); nothing is left allocated, running or for `sweep`.
+
+use crate::crash::{apply_recovering, processes_under};
+use crate::{job, skyform, skyform_env, spawn_skyform, state_json};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Counts to 30 in steps of 0.2 s, its progress in the checkpoint (synced every second).
+fn hcl(marks: &Path) -> String {
+    let m = marks.display();
+    let run = format!(
+        "echo $BASHPID >> {m}/pids; exec 9>>{m}/lock; flock -n 9 || echo overlap >> {m}/overlaps; \
+         n=$(cat $SKYFORM_CHECKPOINT/n 2>/dev/null || echo 0); echo start $n >> {m}/starts; \
+         while [ $n -lt 30 ]; do n=$((n+1)); echo $n > $SKYFORM_CHECKPOINT/n; sleep 0.2; done; \
+         echo $n > $SKYFORM_OUTPUT_O/n"
+    );
+    format!(
+        r#"
+provider "local" {{
+  zones          = ["zone-a", "zone-b"]
+  price_trace    = "prices.csv"
+  zone_stores    = true
+  instance_types = [{{ name = "local.big", vcpus = 8, memory_gb = 32, price = 10, spot_price = 3 }}]
+}}
+
+policy {{
+  reoptimize {{
+    min_saving     = "10%"
+    min_saving_usd = 5
+  }}
+}}
+
+task "train" {{
+  resources {{
+    spot = true
+  }}
+  outputs = {{ o = {{ size_gb = 0.001, uri = "./result" }} }}
+  run     = "{run}"
+  checkpoint {{
+    path  = "ckpt"
+    every = "1s"
+  }}
+  estimate {{
+    hours = 10
+  }}
+}}
+"#
+    )
+}
+
+fn prices(dir: &Path, a: f64, b: f64) {
+    let text = format!("at,zone,instance_type,price\n0,zone-a,local.big,{a}\n0,zone-b,local.big,{b}\n");
+    std::fs::write(dir.join("prices.csv"), text).unwrap();
+    let o = skyform(dir, &["tracker", "refresh"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+}
+
+/// The runs of the task alive now (their pids are in `marks/pids`).
+fn alive(marks: &Path) -> usize {
+    let pids = std::fs::read_to_string(marks.join("pids")).unwrap_or_default();
+    pids.lines()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        })
+        .count()
+}
+
+fn starts(marks: &Path) -> Vec<u32> {
+    std::fs::read_to_string(marks.join("starts"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.trim_start_matches("start ").parse().unwrap())
+        .collect()
+}
+
+/// `apply` with the crash point `point` armed, after force-unlocking the lock a killed
+/// apply left; returns what it printed before it was killed.
+fn apply_killed_at(dir: &Path, point: &str) -> crate::Out {
+    let armed = format!("{point}=return");
+    for _ in 0..3 {
+        let o = skyform_env(dir, &["apply", "-auto-approve"], &[("FAILPOINTS", armed.as_str())]);
+        if let Some(id) = o.stderr.split("skyform force-unlock ").nth(1) {
+            let id = id.split_whitespace().next().unwrap_or_default();
+            assert_eq!(skyform(dir, &["force-unlock", "-force", id]).code, 0);
+            continue;
+        }
+        return o;
+    }
+    panic!("apply kept failing on the lock");
+}
+
+/// The job with its run going on alone in zone-a (started by an apply that was killed),
+/// then prices moved so that zone-b is worth migrating to.
+fn running_then_prices_move(marks: &Path) -> tempfile::TempDir {
+    let d = job(&[("main.sky.hcl", hcl(marks).as_str())]);
+    prices(d.path(), 3.0, 3.2);
+    let (mut first, _home) = spawn_skyform(d.path(), &["apply", "-auto-approve"], &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while starts(marks).is_empty() {
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    first.kill();
+    assert_eq!(alive(marks), 1, "the run outlives its apply");
+    prices(d.path(), 4.0, 2.0);
+    d
+}
+
+/// One trial: the migration killed at `point`. Returns a line for the summary.
+fn trial(point: &str, expect_alive: usize) -> String {
+    let marks_dir = tempfile::tempdir().unwrap();
+    let marks = marks_dir.path();
+    let d = running_then_prices_move(marks);
+    // The apply migrates it, and is killed at `point`.
+    let o = apply_killed_at(d.path(), point);
+    assert_eq!(o.code, -1, "{point}: the apply was killed (exit {}):\n{}\n{}", o.code, o.stdout, o.stderr);
+    assert!(o.stdout.contains("# task.train will be migrated"), "{point}: {}", o.stdout);
+    let steps: Vec<&str> = o.stderr.lines().filter(|l| l.contains(": migrating ")).collect();
+    let live = alive(marks);
+    assert_eq!(live, expect_alive, "{point}: live runs right after the kill; steps: {steps:#?}");
+
+    // Apply again, as the messages say.
+    let o = apply_recovering(d.path());
+    assert_eq!(o.code, 0, "{point}: {}\n{}", o.stdout, o.stderr);
+    let s = starts(marks);
+    assert_eq!(s[0], 0, "{point}: {s:?}");
+    assert!(s[1..].iter().all(|n| *n > 0), "{point}: a run after the first started from zero: {s:?}\n{}", o.stderr);
+    assert!(s.len() >= 2, "{point}: the task ran again after the kill: {s:?}");
+    assert!(!marks.join("overlaps").exists(), "{point}: two runs were alive at once");
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("result/n")).unwrap(),
+        "30\n",
+        "{point}: an unmigrated run's output"
+    );
+    let st = state_json(d.path());
+    let t = &st["tasks"]["task.train"];
+    assert_eq!(t["status"], "succeeded", "{point}: {t}");
+    assert!(t["migration"].is_null(), "{point}: {t}");
+    let allocs = t["allocations"].as_array().unwrap();
+    assert!(allocs.iter().all(|a| !a["released"].is_null()), "{point}: nothing left allocated: {allocs:#?}");
+    assert_eq!(alive(marks), 0, "{point}");
+    let left = processes_under(d.path());
+    assert!(left.is_empty(), "{point}: processes left: {left:?}");
+    let sweep = skyform(d.path(), &["sweep", "-dry-run"]);
+    assert!(sweep.stdout.starts_with("Nothing to sweep"), "{point}: {}", sweep.stdout);
+    format!("{point:<18} live after kill {live}, runs started at {s:?}, {} allocations", allocs.len())
+}
+
+/// kill -9 at each step of a migration, then apply.
+#[test]
+fn a_migration_killed_at_any_step_leaves_one_run_and_its_checkpoint() {
+    // (crash point, runs alive right after the kill)
+    let points = [
+        ("migrate-allocate", 1),  // its step committed, before the new allocation
+        ("migrate-allocated", 1), // the new allocation made, not recorded
+        ("migrate-stop", 1),      // before the old run is stopped
+        ("migrate-stopped", 0),   // the old run stopped (checkpoint synced), not recorded
+        ("migrate-move", 0),      // before the checkpoint is copied to zone-b's store
+        ("migrate-moved", 0),     // copied and recorded, before the start
+        ("run-start", 0),         // before the new run starts
+        ("run-started", 1),       // the new run started, not recorded
+    ];
+    let mut summary = Vec::new();
+    for (point, expect) in points {
+        summary.push(trial(point, expect));
+    }
+    println!("{}", summary.join("\n"));
+}
+
+/// A migration whose new zone has no capacity is not completed: the old run goes on and
+/// finishes where it is, never stopped or started again; the zone is blocked.
+#[test]
+fn a_migration_to_a_zone_without_capacity_leaves_the_run_where_it_is() {
+    let marks_dir = tempfile::tempdir().unwrap();
+    let marks = marks_dir.path();
+    let d = running_then_prices_move(marks);
+    let faults = r#"{"capacity_zones":["zone-b"]}"#;
+    let mut o = skyform_env(d.path(), &["apply", "-auto-approve"], &[("SKYFORM_LOCAL_FAULTS", faults)]);
+    if let Some(id) = o.stderr.split("skyform force-unlock ").nth(1) {
+        let id = id.split_whitespace().next().unwrap_or_default().to_string();
+        assert_eq!(skyform(d.path(), &["force-unlock", "-force", &id]).code, 0);
+        o = skyform_env(d.path(), &["apply", "-auto-approve"], &[("SKYFORM_LOCAL_FAULTS", faults)]);
+    }
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("# task.train will be migrated"), "{}", o.stdout);
+    assert!(o.stderr.contains("task.train: capacity_unavailable in local/zone-b"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("task.train: migration not completed: no better placement could be allocated; the run goes on in local/zone-a"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(starts(marks), vec![0], "the run was neither stopped nor started again");
+    assert_eq!(std::fs::read_to_string(d.path().join("result/n")).unwrap(), "30\n");
+    let st = state_json(d.path());
+    let t = &st["tasks"]["task.train"];
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["placement"]["zone"], "zone-a", "{t}");
+    assert!(t["migration"].is_null(), "{t}");
+    assert!(crate::tracker_blocks(d.path()).iter().any(|b| b["location"]["zone"] == "zone-b"), "zone-b is blocked");
+}
