@@ -501,6 +501,10 @@ pub fn build(
                                     }),
                                 )
                             }
+                            // Not finished and nothing of it is left where it stays (an
+                            // allocation a refresh-only apply recorded as gone): it runs
+                            // again from scratch.
+                            _ if !s.is_live() => (Action::Create, None),
                             _ => (Action::NoOp, None),
                         }
                     }

@@ -234,6 +234,12 @@ pub struct Moved {
 }
 
 impl TaskState {
+    /// Holds an allocation that is not released (running, or left by an interrupted apply
+    /// for the next one to recover).
+    pub fn is_live(&self) -> bool {
+        self.allocations.iter().any(|a| a.released.is_none())
+    }
+
     /// Cost so far: the sum of the runs' costs.
     pub fn cost_so_far(&self) -> f64 {
         self.runs.iter().map(|r| r.cost).sum()

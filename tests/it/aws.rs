@@ -42,8 +42,8 @@ impl Cloud {
         })
     }
 
-    /// Every instance moto knows: (id, type, zone, spot, state, tags).
-    fn instances(&self) -> Vec<Inst> {
+    /// Every instance moto knows that carries skyform's tags.
+    pub(crate) fn instances(&self) -> Vec<Inst> {
         let (ec2, _) = self.moto.clients("us-east-1");
         self.rt.block_on(async {
             let r = ec2
@@ -56,6 +56,7 @@ impl Cloud {
                 .iter()
                 .flat_map(|r| r.instances())
                 .map(|i| Inst {
+                    id: i.instance_id().unwrap().to_string(),
                     itype: i.instance_type().unwrap().as_str().to_string(),
                     zone: i.placement().unwrap().availability_zone().unwrap().to_string(),
                     spot: i.instance_lifecycle().map(|l| l.as_str()) == Some("spot"),
@@ -64,6 +65,12 @@ impl Cloud {
                 })
                 .collect()
         })
+    }
+
+    /// Terminates instance `id` directly in moto, as someone outside skyform would.
+    pub(crate) fn terminate(&self, id: &str) {
+        let (ec2, _) = self.moto.clients("us-east-1");
+        self.rt.block_on(async { ec2.terminate_instances().instance_ids(id).send().await.unwrap() });
     }
 
     pub(crate) fn running(&self) -> usize {
@@ -79,17 +86,18 @@ impl Cloud {
 }
 
 #[derive(Debug)]
-struct Inst {
-    itype: String,
-    zone: String,
-    spot: bool,
-    state: InstanceStateName,
-    tags: BTreeMap<String, String>,
+pub(crate) struct Inst {
+    pub(crate) id: String,
+    pub(crate) itype: String,
+    pub(crate) zone: String,
+    pub(crate) spot: bool,
+    pub(crate) state: InstanceStateName,
+    pub(crate) tags: BTreeMap<String, String>,
 }
 
 use std::collections::BTreeMap;
 
-fn run(dir: &Path, args: &[&str], cloud: &Cloud) -> Out {
+pub(crate) fn run(dir: &Path, args: &[&str], cloud: &Cloud) -> Out {
     let env = cloud.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     skyform_env(dir, args, &env)
@@ -157,7 +165,7 @@ fn numbers(cloud: &Cloud) {
     cloud.put("results", ".keep", "");
 }
 
-fn state_json(dir: &Path, cloud: &Cloud) -> serde_json::Value {
+pub(crate) fn state_json(dir: &Path, cloud: &Cloud) -> serde_json::Value {
     let o = run(dir, &["state", "pull"], cloud);
     assert_eq!(o.code, 0, "{}", o.stderr);
     serde_json::from_str(&o.stdout).unwrap()

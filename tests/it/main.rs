@@ -5,6 +5,7 @@
 mod apply;
 mod automation;
 mod aws;
+mod aws_reoptimize;
 mod azure;
 mod catalog;
 mod catalog_update;

@@ -143,7 +143,7 @@ task "tiny" {
 /// A running task whose process was killed outside skyform: `plan -refresh-only` shows
 /// the drift (exit 2 with -detailed-exitcode) and changes no task; applying the saved plan
 /// records it in the state without touching anything; the state then matches reality, and
-/// the next apply runs the task again.
+/// the next plan runs the task again (a create: nothing of it is left).
 #[test]
 fn refresh_only_shows_drift_and_applying_it_records_it_in_the_state() {
     let d = job(&[("main.sky.hcl", TINY)]);
@@ -188,6 +188,10 @@ fn refresh_only_shows_drift_and_applying_it_records_it_in_the_state() {
     let o = skyform(d.path(), &["plan", "-refresh-only", "-detailed-exitcode"]);
     assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
     assert!(o.stdout.contains("No changes. Your state matches the live allocations."), "{}", o.stdout);
+    let o = skyform(d.path(), &["plan", "-detailed-exitcode"]);
+    assert_eq!(o.code, 2, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("# task.tiny will be created"), "{}", o.stdout);
+    assert!(o.stdout.contains("Plan: 1 to add, 0 to change, 0 to destroy."), "{}", o.stdout);
     let o = skyform(d.path(), &["apply", "-auto-approve"]);
     assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
     assert_eq!(store.read().unwrap().tasks[&TaskAddr("task.tiny".into())].status, TaskStatus::Succeeded);
