@@ -56,7 +56,6 @@ impl Cloud {
                 .iter()
                 .flat_map(|r| r.instances())
                 .map(|i| Inst {
-                    id: i.instance_id().unwrap().to_string(),
                     itype: i.instance_type().unwrap().as_str().to_string(),
                     zone: i.placement().unwrap().availability_zone().unwrap().to_string(),
                     spot: i.instance_lifecycle().map(|l| l.as_str()) == Some("spot"),
@@ -87,7 +86,6 @@ impl Cloud {
 
 #[derive(Debug)]
 pub(crate) struct Inst {
-    pub(crate) id: String,
     pub(crate) itype: String,
     pub(crate) zone: String,
     pub(crate) spot: bool,

@@ -10,7 +10,7 @@ use skyform::plan::Plan;
 use skyform::providers::Registry;
 use skyform::state::{SledStore, StateStore, TaskStatus};
 use skyform_provider::*;
-use skyform_provider_aws::testing::set_client_env;
+use skyform_provider_aws::testing::{set_client_env, Fault};
 use std::collections::BTreeMap;
 
 /// One task on AWS whose run waits for the file `GATE` on this host (the agent runs the
@@ -157,4 +157,172 @@ fn an_instance_terminated_in_ec2_shows_in_plan_and_refresh_only_records_it() {
     assert_eq!(st["tasks"]["task.slow"]["status"], "succeeded");
     assert_eq!(cloud.instances().len(), 2, "the terminated instance and the rerun's");
     assert_eq!(cloud.running(), 0);
+}
+
+/// producer → consumer → sink on us-east-1a/b/c with large estimated outputs (50 GB, then
+/// 200 GB: AWS's inter-AZ egress, $0.01/GB, is what placements differ by); the sink may
+/// only run in zones ending in `a` or `c`. Everything is planned in us-east-1a. The runs
+/// are tiny; the sink's result goes to `s3://results/KEY`.
+const CHAIN: &str = r#"
+policy {
+  regions = ["aws:us-east-1:us-east-1a", "aws:us-east-1:us-east-1b", "aws:us-east-1:us-east-1c"]
+  failover {
+    max_cost_increase = 0.5
+  }
+}
+
+task "producer" {
+  resources {
+    cloud = "aws"
+    cpus  = "8+"
+    spot  = false
+  }
+  outputs = { o = { size_gb = 50 } }
+  run     = "echo p > $SKYFORM_OUTPUT_O/v"
+  estimate {
+    hours = 100
+  }
+}
+
+task "consumer" {
+  resources {
+    cloud = "aws"
+    cpus  = "8+"
+    spot  = false
+  }
+  inputs  = { i = task.producer.outputs.o }
+  outputs = { o = { size_gb = 200 } }
+  run     = "cat $SKYFORM_INPUT_I/v > $SKYFORM_OUTPUT_O/v; echo c >> $SKYFORM_OUTPUT_O/v"
+  estimate {
+    hours = 100
+  }
+}
+
+task "sink" {
+  resources {
+    cloud = "aws"
+    cpus  = "8+"
+    spot  = false
+    zone  = "*[ac]"
+  }
+  inputs  = { i = task.consumer.outputs.o }
+  outputs = { r = { size_gb = 0.001, uri = "s3://results/KEY" } }
+  run     = "cat $SKYFORM_INPUT_I/v > $SKYFORM_OUTPUT_R/v"
+  estimate {
+    hours = 100
+  }
+}
+"#;
+
+/// Plans the chain (result under `s3://results/KEY`) and applies the saved plan with
+/// `flags`. Returns the job, the plan, what apply printed and the zones RunInstances was
+/// called in meanwhile.
+fn apply_chain(cloud: &Cloud, key: &str, flags: &[&str]) -> (tempfile::TempDir, Plan, crate::Out, Vec<String>) {
+    let hcl = format!("{}{}", aws_block(&cloud.proxy.endpoint), CHAIN.replace("KEY", key));
+    let d = job(&[("main.sky.hcl", &hcl)]);
+    let o = run(d.path(), &["plan", "-out=p.plan"], cloud);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let plan = Plan::decode(&std::fs::read_to_string(d.path().join("p.plan")).unwrap()).unwrap();
+    for c in &plan.changes {
+        assert_eq!(c.after.as_ref().unwrap().placement.zone, "us-east-1a", "{} is planned next to its data", c.address);
+    }
+    let calls = cloud.proxy.seen().len();
+    let mut args = vec!["apply"];
+    args.extend_from_slice(flags);
+    args.push("p.plan");
+    let o = run(d.path(), &args, cloud);
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    let tried = cloud.proxy.seen()[calls..]
+        .iter()
+        .filter(|(a, _)| a == "RunInstances")
+        .map(|(_, z)| z.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(cloud.get("results", &format!("{key}/v")).as_deref(), Some("p\nc\n"), "the chain's result");
+    (d, plan, o, tried)
+}
+
+/// The whole job's cost (compute + storage + egress, the plan's figures) with every task
+/// where the state says it ran.
+fn whole_cost(plan: &Plan, st: &serde_json::Value) -> f64 {
+    let catalog = skyform::catalog::Catalog::for_job(&plan.config, &Registry::builtin()).unwrap();
+    let view = skyform::tracker::TrackerView { now: skyform::clock::now_secs(), ..Default::default() };
+    let resolved = skyform::resolve::resolve(&plan.config, &catalog, &view).unwrap();
+    let at: BTreeMap<TaskAddr, skyform::optimize::replan::Pin> = st["tasks"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(a, t)| {
+            let p = &t["placement"];
+            let s = |k: &str| p[k].as_str().unwrap().to_string();
+            let l = Location::new(s("cloud"), s("region"), s("zone"));
+            (TaskAddr(a.clone()), skyform::optimize::replan::Pin::new(l, s("instance_type"), p["spot"] == true))
+        })
+        .collect();
+    skyform::optimize::replan::cost_of(&resolved, &at).unwrap()
+}
+
+fn zones(st: &serde_json::Value) -> Vec<String> {
+    ["task.producer", "task.consumer", "task.sink"]
+        .iter()
+        .map(|a| st["tasks"][a]["placement"]["zone"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The consumer's planned zone has no capacity (InsufficientInstanceCapacity from EC2,
+/// through the SDK's error parsing), after the producer finished there. Walking its ranked
+/// alternatives (`-resolve-limit=0`) puts it in us-east-1b and the sink, finding
+/// us-east-1a blocked, in us-east-1c: the 200 GB edge crosses zones. Re-solving moves the
+/// consumer and the not-yet-started sink together to us-east-1c: only the 50 GB edge
+/// crosses. Both figures are printed; the re-solve costs less and is in the state.
+#[test]
+fn failover_on_aws_re_solves_and_moves_the_unstarted_sink_for_less_than_the_ranked_alternatives() {
+    let cloud = Cloud::start();
+    cloud.put("results", ".keep", "");
+    cloud.proxy.inject(
+        Fault::run_instances("us-east-1a", "InsufficientInstanceCapacity").tagged("skyform:task", "task.consumer"),
+    );
+
+    // Walking the ranked alternatives.
+    let (walking, plan, o, tried) = apply_chain(&cloud, "walked", &["-resolve-limit=0"]);
+    assert!(
+        o.stderr.contains("task.consumer: capacity_unavailable in aws/us-east-1/us-east-1a (")
+            && o.stderr.contains("InsufficientInstanceCapacity"),
+        "{}",
+        o.stderr
+    );
+    assert!(!o.stderr.contains("re-planned"), "{}", o.stderr);
+    assert_eq!(tried, ["us-east-1a", "us-east-1a", "us-east-1b", "us-east-1c"]);
+    let st = state_json(walking.path(), &cloud);
+    assert_eq!(zones(&st), ["us-east-1a", "us-east-1b", "us-east-1c"]);
+    assert!(st["tasks"]["task.consumer"]["replans"].is_null(), "{}", st["tasks"]["task.consumer"]);
+    let walked = whole_cost(&plan, &st);
+
+    // Re-solving.
+    let (resolving, plan, o, tried) = apply_chain(&cloud, "re-solved", &[]);
+    let itype = plan.changes[0].after.as_ref().unwrap().placement.instance_type.clone();
+    let line = format!(
+        "re-planned 2 tasks after capacity_unavailable in aws/us-east-1/us-east-1a: +$0.50 (walking task.consumer's ranked alternatives: +$2.50); task.consumer aws/us-east-1/us-east-1a ({itype}) → aws/us-east-1/us-east-1c ({itype}), task.sink aws/us-east-1/us-east-1a ({itype}) → aws/us-east-1/us-east-1c ({itype})"
+    );
+    assert!(o.stderr.contains(&line), "{line}\n{}", o.stderr);
+    assert_eq!(tried, ["us-east-1a", "us-east-1a", "us-east-1c", "us-east-1c"]);
+    let st = state_json(resolving.path(), &cloud);
+    assert_eq!(zones(&st), ["us-east-1a", "us-east-1c", "us-east-1c"]);
+    let re_solved = whole_cost(&plan, &st);
+    let replans = st["tasks"]["task.consumer"]["replans"].as_array().unwrap();
+    assert_eq!(replans.len(), 1, "{replans:?}");
+    let r = &replans[0];
+    let (delta, walk_delta) = (r["cost_delta"].as_f64().unwrap(), r["alternatives_delta"].as_f64().unwrap());
+    println!("re-plan in the state: re-solved {delta:+.2}, walking the ranked alternatives {walk_delta:+.2}");
+    println!("whole job, walking the ranked alternatives: ${walked:.2}; re-solved: ${re_solved:.2}");
+    assert_eq!(
+        (r["kind"].as_str(), r["location"].as_str()),
+        (Some("capacity_unavailable"), Some("aws/us-east-1/us-east-1a"))
+    );
+    assert_eq!(r["moved"].as_array().unwrap().len(), 2);
+    assert!(r["fallback"].is_null(), "{r}");
+    // 50 GB us-east-1a → us-east-1c at $0.01/GB, against that plus 200 GB us-east-1b → us-east-1c.
+    assert!((delta - 0.50).abs() < 1e-6, "{r}");
+    assert!((walk_delta - 2.50).abs() < 1e-6, "{r}");
+    assert!((walked - re_solved - 2.00).abs() < 1e-6, "walked ${walked}, re-solved ${re_solved}");
+    assert_eq!(cloud.running(), 0, "{:?}", cloud.instances());
 }

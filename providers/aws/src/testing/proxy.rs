@@ -9,13 +9,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::sync::{Arc, Mutex};
 
 /// One injected fault: the EC2 `action` (e.g. `RunInstances`) in `zone` (any zone when
-/// `None`) answers `code` with `status`.
+/// `None`), for requests that tag what they create with `tag` (any request when `None`),
+/// answers `code` with `status`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
     pub action: String,
     pub zone: Option<String>,
     pub code: String,
     pub status: u16,
+    /// A (key, value) the request's `TagSpecification`s must carry.
+    pub tag: Option<(String, String)>,
 }
 
 impl Fault {
@@ -26,7 +29,20 @@ impl Fault {
             "RequestLimitExceeded" => 503,
             _ => 400,
         };
-        Fault { action: "RunInstances".into(), zone: Some(zone.into()), code: code.into(), status }
+        Fault { action: "RunInstances".into(), zone: Some(zone.into()), code: code.into(), status, tag: None }
+    }
+
+    /// Only for requests whose tags include `key = value`: `tagged("skyform:task",
+    /// "task.b")` fails task.b's launches in the zone while its neighbours' go through.
+    pub fn tagged(mut self, key: &str, value: &str) -> Fault {
+        self.tag = Some((key.into(), value.into()));
+        self
+    }
+
+    fn hits(&self, action: &str, zone: &Option<String>, tags: &[(String, String)]) -> bool {
+        self.action == action
+            && (self.zone.is_none() || self.zone == *zone)
+            && self.tag.as_ref().is_none_or(|t| tags.contains(t))
     }
 }
 
@@ -87,11 +103,18 @@ impl FaultProxy {
 }
 
 /// A form field of an EC2 query body.
-fn field(body: &str, name: &str) -> Option<String> {
-    body.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k == name).then(|| v.replace("%2D", "-").replace("%2d", "-"))
-    })
+fn field(form: &[(String, String)], name: &str) -> Option<String> {
+    form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+/// The (key, value) tags of an EC2 query body's `TagSpecification.N.Tag.M.Key`/`.Value`.
+fn tags(form: &[(String, String)]) -> Vec<(String, String)> {
+    form.iter()
+        .filter_map(|(k, key)| {
+            let at = k.strip_prefix("TagSpecification.")?.strip_suffix(".Key")?;
+            Some((key.clone(), field(form, &format!("TagSpecification.{at}.Value")).unwrap_or_default()))
+        })
+        .collect()
 }
 
 async fn handle(
@@ -103,16 +126,12 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let text = String::from_utf8_lossy(&body);
-    if let Some(action) = field(&text, "Action") {
-        let zone = field(&text, "Placement.AvailabilityZone");
+    let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    if let Some(action) = field(&form, "Action") {
+        let zone = field(&form, "Placement.AvailabilityZone");
         seen.lock().expect("lock").push((action.clone(), zone.clone()));
-        let hit = faults
-            .lock()
-            .expect("lock")
-            .iter()
-            .find(|f| f.action == action && (f.zone.is_none() || f.zone == zone))
-            .cloned();
+        let tags = tags(&form);
+        let hit = faults.lock().expect("lock").iter().find(|f| f.hits(&action, &zone, &tags)).cloned();
         if let Some(f) = hit {
             let xml = format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{}</Code><Message>injected by the test proxy in {}</Message></Error></Errors><RequestID>skyform-fault</RequestID></Response>",
