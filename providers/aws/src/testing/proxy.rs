@@ -169,3 +169,35 @@ async fn handle(
         Err(e) => Ok(Response::builder().status(502).body(Full::new(Bytes::from(e.to_string()))).expect("response")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(body: &str) -> Vec<(String, String)> {
+        form_urlencoded::parse(body.as_bytes()).into_owned().collect()
+    }
+
+    #[test]
+    fn a_tagged_fault_hits_only_the_launches_that_carry_its_tag() {
+        // As the SDK encodes RunInstances: the tag key's `:` percent-encoded.
+        let launch = |task: &str| {
+            form(&format!(
+                "Action=RunInstances&Placement.AvailabilityZone=us-east-1a&TagSpecification.1.ResourceType=instance&TagSpecification.1.Tag.1.Key=skyform%3Atask&TagSpecification.1.Tag.1.Value={task}&TagSpecification.1.Tag.2.Key=Name&TagSpecification.1.Tag.2.Value=skyform%20{task}"
+            ))
+        };
+        let b = launch("task.b");
+        assert_eq!(field(&b, "Placement.AvailabilityZone").as_deref(), Some("us-east-1a"));
+        assert_eq!(
+            tags(&b),
+            [("skyform:task".to_string(), "task.b".to_string()), ("Name".to_string(), "skyform task.b".to_string())]
+        );
+        let f = Fault::run_instances("us-east-1a", "InsufficientInstanceCapacity").tagged("skyform:task", "task.b");
+        let zone = Some("us-east-1a".to_string());
+        assert!(f.hits("RunInstances", &zone, &tags(&b)));
+        assert!(!f.hits("RunInstances", &zone, &tags(&launch("task.a"))));
+        assert!(!f.hits("RunInstances", &Some("us-east-1b".into()), &tags(&b)));
+        let any = Fault::run_instances("us-east-1a", "InsufficientInstanceCapacity");
+        assert!(any.hits("RunInstances", &zone, &tags(&launch("task.a"))));
+    }
+}
