@@ -5,7 +5,7 @@
 
 use crate::config::TaskAddr;
 use crate::providers::Providers;
-use crate::state::State;
+use crate::state::{Migration, MigrationStep, State};
 use skyform_provider::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -36,15 +36,18 @@ pub fn drift(state: &State, providers: &Providers) -> BTreeMap<TaskAddr, String>
 pub fn refresh(state: &State, providers: &Providers, timeout: Duration) -> Refreshed {
     // A task that succeeded may still hold an allocation being released (an apply that
     // stopped mid-release): its absence is no drift.
-    let live: Vec<(&TaskAddr, &crate::state::Allocation)> = state
+    let live: Vec<(&TaskAddr, &crate::state::Allocation, Option<&Migration>)> = state
         .tasks
         .iter()
         .filter(|(_, t)| t.status != crate::state::TaskStatus::Succeeded)
         .flat_map(|(addr, t)| {
-            t.allocations.iter().filter(|a| a.released.is_none() && a.provider_id.is_some()).map(move |a| (addr, a))
+            t.allocations
+                .iter()
+                .filter(|a| a.released.is_none() && a.provider_id.is_some())
+                .map(move |a| (addr, a, t.migration.as_ref()))
         })
         .collect();
-    let clouds: BTreeSet<&str> = live.iter().map(|(_, a)| a.placement.cloud.as_str()).collect();
+    let clouds: BTreeSet<&str> = live.iter().map(|(_, a, _)| a.placement.cloud.as_str()).collect();
     let tags: BTreeMap<String, String> = [("skyform:lineage".to_string(), state.lineage.clone())].into();
     let (tx, rx) = std::sync::mpsc::channel();
     let mut out = Refreshed::default();
@@ -80,10 +83,19 @@ pub fn refresh(state: &State, providers: &Providers, timeout: Duration) -> Refre
     for cloud in pending {
         out.unread.insert(cloud.to_string(), format!("no answer within {} s", timeout.as_secs_f64()));
     }
-    for (addr, a) in live {
+    for (addr, a, migration) in live {
         let Some(found) = found.get(&a.placement.cloud) else { continue };
         let id = a.provider_id.clone().unwrap_or_default();
         match found.iter().find(|r| r.idempotency_token == a.idempotency_token) {
+            // The old run of a migration an apply left after stopping it.
+            None if migration.is_some_and(|m| m.step != MigrationStep::Allocate && m.from == a.placement) => {
+                let m = migration.expect("checked");
+                let to = m.to.as_ref().map(|p| format!(" to {}/{}/{}", p.cloud, p.region, p.zone)).unwrap_or_default();
+                out.drift.insert(
+                    addr.clone(),
+                    format!("{id} is gone: an interrupted apply's migration{to} stopped it (at step `{}`)", m.step),
+                );
+            }
             None => {
                 out.drift.insert(addr.clone(), format!("{id} is gone (terminated outside skyform)"));
             }

@@ -503,7 +503,7 @@ pub fn build(
                             }
                             // Not finished and nothing of it is left where it stays (an
                             // allocation a refresh-only apply recorded as gone): it runs
-                            // again from scratch.
+                            // again (from its checkpoint when it has one).
                             _ if !s.is_live() => (Action::Create, None),
                             _ => (Action::NoOp, None),
                         }

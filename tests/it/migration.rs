@@ -119,7 +119,7 @@ fn running_then_prices_move(marks: &Path) -> tempfile::TempDir {
 }
 
 /// One trial: the migration killed at `point`. Returns a line for the summary.
-fn trial(point: &str, expect_alive: usize) -> String {
+fn trial(point: &str, expect_alive: usize, unrecorded_stop: bool) -> String {
     let marks_dir = tempfile::tempdir().unwrap();
     let marks = marks_dir.path();
     let d = running_then_prices_move(marks);
@@ -134,6 +134,9 @@ fn trial(point: &str, expect_alive: usize) -> String {
     // Apply again, as the messages say.
     let o = apply_recovering(d.path());
     assert_eq!(o.code, 0, "{point}: {}\n{}", o.stdout, o.stderr);
+    // An old run stopped but not recorded as such: the next plan says what stopped it.
+    let said = o.stdout.contains("an interrupted apply's migration to local/local/zone-b stopped it (at step `");
+    assert_eq!(said, unrecorded_stop, "{point}: {}", o.stdout);
     let s = starts(marks);
     assert_eq!(s[0], 0, "{point}: {s:?}");
     assert!(s[1..].iter().all(|n| *n > 0), "{point}: a run after the first started from zero: {s:?}\n{}", o.stderr);
@@ -161,20 +164,20 @@ fn trial(point: &str, expect_alive: usize) -> String {
 /// kill -9 at each step of a migration, then apply.
 #[test]
 fn a_migration_killed_at_any_step_leaves_one_run_and_its_checkpoint() {
-    // (crash point, runs alive right after the kill)
+    // (crash point, runs alive right after the kill, the old run stopped but not recorded)
     let points = [
-        ("migrate-allocate", 1),  // its step committed, before the new allocation
-        ("migrate-allocated", 1), // the new allocation made, not recorded
-        ("migrate-stop", 1),      // before the old run is stopped
-        ("migrate-stopped", 0),   // the old run stopped (checkpoint synced), not recorded
-        ("migrate-move", 0),      // before the checkpoint is copied to zone-b's store
-        ("migrate-moved", 0),     // copied and recorded, before the start
-        ("run-start", 0),         // before the new run starts
-        ("run-started", 1),       // the new run started, not recorded
+        ("migrate-allocate", 1, false),  // its step committed, before the new allocation
+        ("migrate-allocated", 1, false), // the new allocation made, not recorded
+        ("migrate-stop", 1, false),      // before the old run is stopped
+        ("migrate-stopped", 0, true),    // the old run stopped (checkpoint synced), not recorded
+        ("migrate-move", 0, false),      // before the checkpoint is copied to zone-b's store
+        ("migrate-moved", 0, false),     // copied and recorded, before the start
+        ("run-start", 0, false),         // before the new run starts
+        ("run-started", 1, false),       // the new run started, not recorded
     ];
     let mut summary = Vec::new();
-    for (point, expect) in points {
-        summary.push(trial(point, expect));
+    for (point, alive, unrecorded_stop) in points {
+        summary.push(trial(point, alive, unrecorded_stop));
     }
     println!("{}", summary.join("\n"));
 }
