@@ -362,6 +362,10 @@ pub struct Checkpoint {
     /// Its estimated size (GB): what moving it to another object store costs.
     #[serde(default)]
     pub size_gb: f64,
+    /// How long a run takes to resume from it (start, setup, restore), hours: what a move
+    /// adds to the work left.
+    #[serde(default)]
+    pub restart_hours: f64,
 }
 
 /// A `task "name" { }` block, resolved.

@@ -172,9 +172,14 @@ fn assess(task: &crate::config::Task, before: &PlacementRecord, p: &Placement, p
     // With its checkpoint the run goes on there for the share of the work left; else it
     // starts over.
     let share = if continues(task) && before.hours > 0.0 { remaining_hours / before.hours } else { 1.0 };
+    // Resuming takes a while (start, setup, restore), paid at the new placement's price.
+    let restart = match &task.checkpoint {
+        Some(c) if p.choice.hours > 0.0 => p.choice.compute_cost / p.choice.hours * c.restart_hours,
+        _ => 0.0,
+    };
     Move {
         remaining: remaining_hours * prog.hourly_now * nodes,
-        there: p.choice.compute_cost * share,
+        there: p.choice.compute_cost * share + restart,
         transfers: p.egress_in.iter().map(|t| t.cost).sum::<f64>()
             + p.choice.storage_cost
             + checkpoint_move(task, before, &record(p)),
@@ -206,11 +211,13 @@ fn explain(
     let restart = if continues(task) {
         let left = (before.hours - prog.elapsed_hours).max(0.0) / before.hours.max(1e-9) * after.hours;
         let moved = checkpoint_move(task, before, after);
+        let restart = task.checkpoint.as_ref().map(|c| c.restart_hours).unwrap_or(0.0);
+        let restart = if restart > 0.0 { format!(" + {restart:.1} h to restart") } else { String::new() };
         if before.cloud == after.cloud && before.region == after.region {
-            format!("from its checkpoint: {left:.1} h left there")
+            format!("from its checkpoint: {left:.1} h left there{restart}")
         } else {
             format!(
-                "from its checkpoint, moved from {}/{} for {}: {left:.1} h left there",
+                "from its checkpoint, moved from {}/{} for {}: {left:.1} h left there{restart}",
                 before.cloud,
                 before.region,
                 usd(moved)

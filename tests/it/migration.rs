@@ -11,6 +11,7 @@
 //! lost); nothing is left allocated, running or for `sweep`.
 
 use crate::crash::{apply_recovering, processes_under};
+use crate::reoptimize::prices;
 use crate::{job, skyform, skyform_env, spawn_skyform, state_json};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -56,13 +57,6 @@ task "train" {{
 }}
 "#
     )
-}
-
-fn prices(dir: &Path, a: f64, b: f64) {
-    let text = format!("at,zone,instance_type,price\n0,zone-a,local.big,{a}\n0,zone-b,local.big,{b}\n");
-    std::fs::write(dir.join("prices.csv"), text).unwrap();
-    let o = skyform(dir, &["tracker", "refresh"]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
 }
 
 /// The runs of the task alive now (their pids are in `marks/pids`).

@@ -36,7 +36,8 @@ task "train" {
 }
 "#;
 
-fn prices(dir: &std::path::Path, a: f64, b: f64) {
+/// Writes the local market's price trace (zone-a, zone-b) and records it in the tracker.
+pub(crate) fn prices(dir: &std::path::Path, a: f64, b: f64) {
     let text = format!("at,zone,instance_type,price\n0,zone-a,local.big,{a}\n0,zone-b,local.big,{b}\n");
     std::fs::write(dir.join("prices.csv"), text).unwrap();
     let o = skyform(dir, &["tracker", "refresh"]);
@@ -215,6 +216,38 @@ fn a_checkpointed_task_is_costed_by_the_work_left_when_it_moves() {
     let saving = dollars_after(&o.stdout, "moving saves");
     assert!((saving - 4.50).abs() < 0.05, "{}", o.stdout);
     local.release(&ReleaseRequest::new(id)).unwrap();
+}
+
+/// Resuming takes time (`checkpoint { restart }`), paid at the new price: the same move
+/// that saves $4.50 with an instant restart saves $1.90 with an hour's, and it stays.
+#[test]
+fn a_checkpoint_s_restart_time_counts_against_a_move() {
+    let hcl = JOB.replace("min_saving_usd = 5", "min_saving_usd = 4").replace(
+        "run = \"sleep 600\"",
+        "run = \"sleep 600\"\n  checkpoint {\n    path    = \"ckpt\"\n    every   = \"30m\"\n    restart = \"1h\"\n  }",
+    );
+    let (d, local, id) = running(&hcl);
+    prices(d.path(), 3.1, 2.6);
+    let o = skyform(d.path(), &["plan", "-detailed-exitcode"]);
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("(from its checkpoint: 9.0 h left there + 1.0 h to restart)"), "{}", o.stdout);
+    // 9 h left at $3.10 against 9 h + 1 h at $2.60.
+    let saving = dollars_after(&o.stdout, "moving would save");
+    assert!((saving - 1.90).abs() < 0.05, "{}", o.stdout);
+    assert!(o.stdout.contains("No changes."), "{}", o.stdout);
+    local.release(&ReleaseRequest::new(id)).unwrap();
+}
+
+/// A `restart` that is not a duration is an error at its line.
+#[test]
+fn a_checkpoint_restart_that_is_not_a_duration_is_an_error_at_its_line() {
+    let hcl = JOB.replace("run = \"sleep 600\"", "run = \"sleep 600\"\n  checkpoint {\n    restart = \"soon\"\n  }");
+    let d = job(&[("main.sky.hcl", hcl.as_str())]);
+    let o = skyform(d.path(), &["validate"]);
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    let line = hcl.lines().position(|l| l.contains("restart = \"soon\"")).unwrap() + 1;
+    assert!(o.stderr.contains(&format!("main.sky.hcl:{line}")), "{}", o.stderr);
+    assert!(o.stderr.contains("`restart` = \"soon\" must be a duration such as \"30m\" or \"1h\"."), "{}", o.stderr);
 }
 
 /// `apply` of a migration of a running checkpointed task: the old run is released (its

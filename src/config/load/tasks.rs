@@ -42,6 +42,33 @@ impl Loader {
         }
     }
 
+    /// A duration attribute such as `every = "30m"`, in hours (positive, or also zero
+    /// unless `positive`); a diagnostic at the attribute otherwise.
+    pub(super) fn duration_attr(
+        &mut self,
+        b: &Body,
+        key: &str,
+        f: FileId,
+        scope: &Scope,
+        positive: bool,
+    ) -> Option<f64> {
+        let e = self.get_string(b, key, f, scope, BODY_ROOTS)?;
+        match crate::config::spec::parse_hours(&e) {
+            Ok(h) if h > 0.0 || (!positive && h == 0.0) => Some(h),
+            Ok(_) | Err(_) => {
+                let at = self.pos(f, b.get_attribute(key).and_then(|a| a.value.span()));
+                let what = if positive { "a positive" } else { "a" };
+                self.err(
+                    at,
+                    &format!("Invalid {key}"),
+                    format!("`{key}` = \"{e}\" must be {what} duration such as \"30m\" or \"1h\"."),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
     pub(super) fn size_attr(&mut self, b: &Body, key: &str, f: FileId, scope: &Scope) -> Option<f64> {
         let (v, at) = self.get_number(b, key, f, scope, CONFIG_ROOTS)?;
         check_size(v).map_err(|e| self.err(at, "Invalid size", format!("`{key}` = {v}: {e}"), None)).ok()
@@ -373,25 +400,12 @@ impl Loader {
                 }
             };
             let checkpoint = self.single_block(b, "checkpoint", f, &ctx).map(|cb| {
-                self.check_schema(&cb.body, f, "the checkpoint block", &["path", "every", "size_gb"], &[]);
+                self.check_schema(&cb.body, f, "the checkpoint block", &["path", "every", "size_gb", "restart"], &[]);
                 let path = self.get_string(&cb.body, "path", f, scope, BODY_ROOTS).unwrap_or_else(|| "ckpt".into());
-                let mut every_hours = 0.5;
-                if let Some(e) = self.get_string(&cb.body, "every", f, scope, BODY_ROOTS) {
-                    match crate::config::spec::parse_hours(&e) {
-                        Ok(h) if h > 0.0 => every_hours = h,
-                        Ok(_) | Err(_) => {
-                            let at = self.pos(f, cb.body.get_attribute("every").and_then(|a| a.value.span()));
-                            self.err(
-                                at,
-                                "Invalid every",
-                                format!("`every` = \"{e}\" must be a positive duration such as \"30m\" or \"1h\"."),
-                                None,
-                            );
-                        }
-                    }
-                }
+                let every_hours = self.duration_attr(&cb.body, "every", f, scope, true).unwrap_or(0.5);
+                let restart_hours = self.duration_attr(&cb.body, "restart", f, scope, false).unwrap_or(0.0);
                 let size_gb = self.size_attr(&cb.body, "size_gb", f, scope).unwrap_or(0.0);
-                Checkpoint { path, every_hours, size_gb }
+                Checkpoint { path, every_hours, size_gb, restart_hours }
             });
             let mut task = Task {
                 address: address.clone(),
