@@ -413,6 +413,21 @@ impl Registry {
         Ok(out)
     }
 
+    /// The VM sizes `cloud`'s provider lists from its API (for `catalog update`), set up
+    /// by the job's `provider "CLOUD"` block when there is one (else an empty block, which
+    /// reads credentials from the environment); None when it lists none.
+    pub fn instance_shapes(
+        &self,
+        spec: Option<&JobSpec>,
+        cloud: &str,
+        ctx: &BuildContext,
+    ) -> Result<Option<Vec<skyform_provider::InstanceShape>>, RegistryError> {
+        let empty = serde_json::json!({});
+        let body = spec.and_then(|s| s.providers.get(cloud)).unwrap_or(&empty);
+        let Ok(f) = self.resolve(cloud, body) else { return Ok(None) };
+        f.instance_shapes(body, ctx).map_err(|error| RegistryError::Build { name: cloud.into(), error })
+    }
+
     /// The markets of the enabled clouds, or where a cloud's prices come from instead.
     pub fn markets(&self, spec: &JobSpec, ctx: &BuildContext) -> Vec<MarketEntry> {
         let empty = serde_json::json!({});

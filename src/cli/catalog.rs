@@ -35,6 +35,11 @@ or missing value, an unknown region, a price that is not positive, above $2000/h
 more than --max-change times since the previous snapshot) are reported as URL:LINE and
 skipped; --strict refuses the cloud's update instead.
 
+The azure source's price list does not say what a VM size is: sizes come from the previous
+snapshot and, with a subscription configured (the job's provider \"azure\" block or
+AZURE_SUBSCRIPTION_ID, and a credential), from Resource Manager's resource SKUs for CPU
+sizes the snapshot does not know; other unknown sizes are skipped (counted).
+
 The cache: $SKYFORM_HOME/cache/catalog when SKYFORM_HOME is set, else
 $XDG_CACHE_HOME/skyform/catalog, else ~/.cache/skyform/catalog.
 
@@ -344,14 +349,28 @@ fn update(ctx: &Ctx, a: UpdateArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let previous = Catalog::default_source(None)?;
-    let opts = update::Options {
+    let mut opts = update::Options {
         source: a.source,
         clouds: a.cloud.clone(),
         base_url: a.base_url.clone(),
         strict: a.strict,
         max_change: a.max_change,
         now: fetched_at(now)?,
+        shapes: Default::default(),
     };
+    // Sizes from the clouds' own APIs (Azure's resource SKUs), when credentials allow.
+    for cloud in update::clouds(&opts)? {
+        match ctx.registry.instance_shapes(ctx.job_opt().map(|l| &l.spec), &cloud, &ctx.build_context()) {
+            Ok(Some(shapes)) => {
+                errln!("{cloud}: {} VM sizes from its API", shapes.len());
+                opts.shapes.insert(cloud, shapes);
+            }
+            Ok(None) => {}
+            Err(e) => errln!(
+                "Warning: {cloud}: cannot list its VM sizes ({e}); sizes the catalog does not know yet are skipped"
+            ),
+        }
+    }
     let dir = catalog::cache::dir();
     let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     let reports = update::update(&opts, &dir, &previous, &Bar(bar))?;

@@ -842,7 +842,12 @@ mod tests {
             (at("us-east-1"), at("us-west-2"), PlacementRecord { zone: "us-east-1b".into(), ..at("us-east-1") });
         assert_eq!(checkpoint_move(&task, &east, &west), 0.0, "no checkpoint, nothing to move");
         assert!(!continues(&task));
-        task.checkpoint = Some(crate::config::Checkpoint { path: "ckpt".into(), every_hours: 0.5, size_gb: 100.0 });
+        task.checkpoint = Some(crate::config::Checkpoint {
+            path: "ckpt".into(),
+            every_hours: 0.5,
+            size_gb: 100.0,
+            restart_hours: 0.0,
+        });
         assert!(continues(&task));
         assert!((checkpoint_move(&task, &east, &west) - 2.0).abs() < 1e-9);
         assert_eq!(checkpoint_move(&task, &east, &east_b), 0.0, "the region's store is shared by its zones");

@@ -542,6 +542,62 @@ fn azure_pages(base: &str) -> (String, String) {
 const AZURE_FIRST: &str =
     "/api/retail/prices?$filter=serviceName%20eq%20%27Virtual%20Machines%27%20and%20priceType%20eq%20%27Consumption%27";
 
+/// With a subscription configured, a size the previous snapshot does not know takes its
+/// vCPUs, memory and architecture from Resource Manager's resource SKUs (the loopback ARM
+/// fake, two SKUs a page as ARM pages them); a GPU size stays out (the SKUs do not name
+/// its model), and so does a size the subscription may not use in the region.
+#[test]
+fn azure_sizes_the_catalog_does_not_know_come_from_the_subscription_s_resource_skus() {
+    use skyform_provider_azure::testing::FakeArm;
+    let s = Server::start();
+    let (p1, p2) = azure_pages(&s.url);
+    // Two more prices: a GPU size and the new size in a region the subscription may not use.
+    let mut p2: serde_json::Value = serde_json::from_str(&p2).unwrap();
+    for (sku, region, price) in [("Standard_NC8_v9", "eastus", 3.0), ("Standard_Unknown_v9", "westus2", 1.2)] {
+        let item = azure_item(sku, region, "v9", "Virtual Machines v9 Series", price, "Consumption", "1 Hour");
+        p2["Items"].as_array_mut().unwrap().push(serde_json::from_str(&item).unwrap());
+    }
+    s.set(AZURE_FIRST, Answer::Ok { body: p1.into_bytes(), gzip: false });
+    s.set("/api/retail/prices?page=2", Answer::Ok { body: p2.to_string().into_bytes(), gzip: false });
+    let arm = FakeArm::start();
+    let cap = |n: &str, v: &str| serde_json::json!({"name": n, "value": v});
+    arm.set_skus(vec![
+        serde_json::json!({"resourceType": "disks", "name": "Premium_LRS", "locations": ["eastus"]}),
+        serde_json::json!({"resourceType": "virtualMachines", "name": "Standard_Unknown_v9", "locations": ["eastus"],
+            "capabilities": [cap("vCPUs", "8"), cap("MemoryGB", "32"), cap("CpuArchitectureType", "Arm64")]}),
+        serde_json::json!({"resourceType": "virtualMachines", "name": "Standard_NC8_v9", "locations": ["eastus"],
+            "capabilities": [cap("vCPUs", "8"), cap("MemoryGB", "56"), cap("GPUs", "1")]}),
+    ]);
+    let job = job(&[(
+        "main.sky.hcl",
+        &format!(
+            "provider \"azure\" {{\n  subscription_id = \"sub-1\"\n  endpoint        = \"{}\"\n}}\n",
+            arm.endpoint
+        ),
+    )]);
+    let home = tempfile::tempdir().unwrap();
+    let o = sky(job.path(), home.path(), &["catalog", "update", "--source", "azure", "--base-url", &s.url], &[]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("azure: 2 VM sizes from its API"), "{}", o.stderr);
+    assert!(o.stdout.contains("azure: updated, 4 offerings (2 rows skipped, 2 bad rows left out)"), "{}", o.stdout);
+    let requests = arm.requests();
+    let skus: Vec<&String> = requests.iter().filter(|r| r.contains("/providers/Microsoft.Compute/skus")).collect();
+    assert_eq!(skus.len(), 2, "two pages: {requests:?}");
+    assert!(skus[0].starts_with("GET /subscriptions/sub-1/providers/Microsoft.Compute/skus?api-version="), "{skus:?}");
+    let c = catalog_in(home.path());
+    let o = c.offerings().find(|o| o.instance_type == "Standard_Unknown_v9").expect("the new size is offered");
+    assert_eq!((o.zone, o.vcpus, o.memory_gb, o.price), ("eastus", 8.0, 32.0, 1.0));
+    assert_eq!(o.arch, skyform::catalog::Arch::Arm64);
+    assert!(c.offerings().all(|o| o.instance_type != "Standard_NC8_v9"), "a GPU size of unknown model");
+    assert!(c.offerings().all(|o| !(o.instance_type == "Standard_Unknown_v9" && o.zone == "westus2")));
+
+    // Without a subscription nothing is asked and the unknown size is skipped, as before.
+    let home = tempfile::tempdir().unwrap();
+    let o = sky(&root(), home.path(), &["catalog", "update", "--source", "azure", "--base-url", &s.url], &[]);
+    assert!(o.stdout.contains("azure: updated, 3 offerings (3 rows skipped, 2 bad rows left out)"), "{}", o.stdout);
+    assert!(!o.stderr.contains("VM sizes from its API"), "{}", o.stderr);
+}
+
 #[test]
 fn azure_retail_prices_pages_become_offerings_with_the_previous_sizes() {
     let s = Server::start();

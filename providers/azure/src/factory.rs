@@ -3,7 +3,7 @@
 use crate::backend::{AzurermBackendConfig, BlobObjects};
 use crate::{AzureConfig, AzureProvider};
 use skyform_provider::factory::BackendStore;
-use skyform_provider::{BuildContext, ConfigError, Factory, Provider, ProviderError};
+use skyform_provider::{BuildContext, ConfigError, Factory, InstanceShape, Provider, ProviderError};
 use std::sync::Arc;
 
 /// `provider "azure" { }` and `backend "azurerm" { }`.
@@ -26,6 +26,16 @@ impl Factory for AzureFactory {
     fn provider(&self, body: &serde_json::Value, _ctx: &BuildContext) -> Result<Arc<dyn Provider>, ProviderError> {
         let cfg = AzureConfig::from_json(body).map_err(|e| crate::other(e.message))?;
         Ok(Arc::new(AzureProvider::new(cfg)?))
+    }
+
+    /// The resource SKUs of the subscription (see [`crate::skus`]).
+    fn instance_shapes(
+        &self,
+        body: &serde_json::Value,
+        _ctx: &BuildContext,
+    ) -> Result<Option<Vec<InstanceShape>>, ProviderError> {
+        let cfg = AzureConfig::from_json(body).map_err(|e| crate::other(e.message))?;
+        crate::skus::instance_shapes(&cfg)
     }
 
     // No market: Azure's spot prices come with the catalog (`market` stays `None`).

@@ -41,6 +41,7 @@ pub mod backend;
 pub mod bootstrap;
 pub mod config;
 pub mod errors;
+pub mod skus;
 pub mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;

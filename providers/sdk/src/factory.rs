@@ -127,6 +127,27 @@ pub struct BackendStore {
     pub id: String,
 }
 
+/// A VM size as a cloud's API describes it (Azure's resource SKUs): what `catalog update`
+/// needs for the sizes a price list names but the previous snapshot does not know.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
+pub struct InstanceShape {
+    pub name: String,
+    pub vcpus: f64,
+    pub memory_gb: f64,
+    /// GPUs (the API does not name their model).
+    pub gpus: f64,
+    pub arm64: bool,
+    /// Regions where the subscription may create it.
+    pub regions: Vec<String>,
+}
+
+impl InstanceShape {
+    pub fn new(name: impl Into<String>, vcpus: f64, memory_gb: f64) -> Self {
+        InstanceShape { name: name.into(), vcpus, memory_gb, ..Default::default() }
+    }
+}
+
 /// One provider as skyform's registry knows it.
 pub trait Factory: Send + Sync {
     /// The name in `provider "NAME" { }` and the cloud of its offerings and locations.
@@ -148,6 +169,18 @@ pub trait Factory: Send + Sync {
     /// The provider's market (spot prices for `tracker refresh`); `None` when prices come
     /// from elsewhere (the catalog).
     fn market(&self, body: &serde_json::Value, ctx: &BuildContext) -> Result<Option<Box<dyn Market>>, ProviderError> {
+        let _ = (body, ctx);
+        Ok(None)
+    }
+
+    /// The cloud's VM sizes from its API, for `catalog update`; `Ok(None)` when the
+    /// provider has none to offer or no credentials are configured (the update then keeps
+    /// to the sizes it knows). Does network I/O.
+    fn instance_shapes(
+        &self,
+        body: &serde_json::Value,
+        ctx: &BuildContext,
+    ) -> Result<Option<Vec<InstanceShape>>, ProviderError> {
         let _ = (body, ctx);
         Ok(None)
     }

@@ -237,7 +237,7 @@ pub mod objects;
 pub mod plugin;
 pub mod rundir;
 
-pub use factory::{BuildContext, ConfigError, EgressPrices, Factory, OfferingSpec};
+pub use factory::{BuildContext, ConfigError, EgressPrices, Factory, InstanceShape, OfferingSpec};
 
 /// What a provider can do. Flags are added over time (non-exhaustive): build it with
 /// [`Capabilities::new`] and set flags on the result.

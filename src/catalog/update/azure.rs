@@ -1,5 +1,6 @@
 //! The `azure` source: the Azure Retail Prices API (public, no credentials), joined with
-//! the VM sizes of the previous snapshot.
+//! the VM sizes of the previous snapshot and, when credentials are configured, of
+//! Resource Manager's resource SKUs.
 //!
 //! `GET {base}/api/retail/prices?$filter=serviceName eq 'Virtual Machines' and priceType eq
 //! 'Consumption'` answers pages of `{"Items": [...], "NextPageLink": URL | null}` (the shape
@@ -11,8 +12,10 @@
 //! name contains "Spot" is the spot price, any other the on-demand price; when one SKU and
 //! region has several, the lowest is kept. The API knows no vCPUs, memory or GPUs: those
 //! come from the previous snapshot's offering of the same instance type (the embedded
-//! catalog, an import or an earlier update); a SKU it does not know is skipped (counted),
-//! as is one with a spot price but no on-demand price.
+//! catalog, an import or an earlier update), else from the subscription's resource SKUs
+//! ([`FetchCtx::shapes`]: CPU sizes in the regions the subscription may use them); a SKU
+//! known to neither is skipped (counted), as is one with a spot price but no on-demand
+//! price.
 //!
 //! Bad items are reported as `PAGE-URL item N: why`. Does network I/O.
 
@@ -21,6 +24,7 @@ use super::{Fetch, FetchCtx, Locate, Source, TempFile, UpdateError};
 use crate::catalog::import::Builder;
 use crate::catalog::{Arch, Shape};
 use serde::Deserialize;
+use skyform_provider::InstanceShape;
 use std::collections::{BTreeMap, HashMap};
 
 /// The public API.
@@ -124,27 +128,32 @@ impl Source for Azure {
                 sizes.entry(s.instance_type.as_str()).or_insert(s);
             }
         }
+        // Sizes the snapshot does not know, from Resource Manager's SKUs when given: CPU
+        // sizes only (the SKUs do not name GPU models).
+        let listed: HashMap<&str, &InstanceShape> =
+            ctx.shapes.iter().filter(|s| s.gpus == 0.0).map(|s| (s.name.as_str(), s)).collect();
         let mut b = Builder::default();
         for ((sku, region), (od, spot)) in prices {
-            let (Some((price, seq)), Some(size)) = (od, sizes.get(sku.as_str())) else {
+            let Some((price, seq)) = od else {
                 b.skip("azure");
                 continue;
             };
+            let (vcpus, memory_gb, accelerator, count, arch) = match (sizes.get(sku.as_str()), listed.get(sku.as_str()))
+            {
+                (Some(size), _) => {
+                    let arch = if size.arch == Arch::Arm64 { Arch::Arm64 } else { Arch::X86_64 };
+                    (size.vcpus, size.memory_gb, size.accelerator.clone(), size.accelerator_count, arch)
+                }
+                (None, Some(l)) if l.regions.is_empty() || l.regions.contains(&region) => {
+                    (l.vcpus, l.memory_gb, None, 0.0, if l.arm64 { Arch::Arm64 } else { Arch::X86_64 })
+                }
+                _ => {
+                    b.skip("azure");
+                    continue;
+                }
+            };
             b.line = seq;
-            let arch = if size.arch == Arch::Arm64 { Arch::Arm64 } else { Arch::X86_64 };
-            b.add(
-                "azure",
-                &sku,
-                size.vcpus,
-                size.memory_gb,
-                size.accelerator.clone(),
-                size.accelerator_count,
-                arch,
-                &region,
-                &region,
-                price,
-                spot,
-            );
+            b.add("azure", &sku, vcpus, memory_gb, accelerator, count, arch, &region, &region, price, spot);
         }
         Ok(Fetch::Data { builder: b, url: first, validators: vec![], locate: Locate::Pages(pages) })
     }

@@ -125,6 +125,10 @@ pub struct Options {
     pub max_change: f64,
     /// The fetch time recorded (Unix seconds).
     pub now: u64,
+    /// VM sizes per cloud from the cloud's API ([`skyform_provider::Factory::
+    /// instance_shapes`]), for sizes a price list names but the previous snapshot does not
+    /// know (empty: none).
+    pub shapes: std::collections::BTreeMap<String, Vec<skyform_provider::InstanceShape>>,
 }
 
 /// What one source fetch produced.
@@ -180,6 +184,8 @@ pub struct FetchCtx<'a> {
     pub known: &'a dyn Fn(&str) -> Option<Validators>,
     /// The cloud's offerings before the update.
     pub previous: Option<&'a Snapshot>,
+    /// The cloud's VM sizes from its API (see [`Options::shapes`]).
+    pub shapes: &'a [skyform_provider::InstanceShape],
     /// Bad rows found (`URL:LINE: why`).
     pub bad: &'a mut Vec<String>,
     pub progress: &'a dyn Progress,
@@ -276,6 +282,7 @@ fn update_cloud(
         dir,
         known: &known,
         previous: (!prev_snap.shapes.is_empty()).then_some(&prev_snap),
+        shapes: opts.shapes.get(cloud).map(Vec::as_slice).unwrap_or_default(),
         bad,
         progress,
     };

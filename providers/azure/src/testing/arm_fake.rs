@@ -8,6 +8,7 @@
 //! | `Microsoft.Network/networkInterfaces[/NAME]` | PUT GET DELETE, list |
 //! | `Microsoft.Compute/disks[/NAME]` | GET DELETE, list |
 //! | `Microsoft.Network/virtualNetworks/NAME` | PUT GET |
+//! | `/subscriptions/S/providers/Microsoft.Compute/skus` (pages of 2, `nextLink`) | GET |
 //!
 //! - A VM PUT answers 201 with `provisioningState: Creating`; GETs show `Succeeded` (and
 //!   `PowerState/running`, and an OS disk) once the provisioning delay has passed. A DELETE
@@ -171,6 +172,8 @@ pub(crate) struct State {
     provision_delay: Duration,
     delete_delay: Duration,
     cascade: bool,
+    /// The resource SKUs the subscription lists ([`FakeArm::set_skus`]).
+    skus: Vec<Value>,
 }
 
 fn key(name: &str) -> String {
@@ -385,6 +388,11 @@ impl FakeArm {
         self.with(|s| s.cascade = on);
     }
 
+    /// The resource SKUs (`Microsoft.Compute/skus` items) the subscription lists.
+    pub fn set_skus(&self, skus: Vec<Value>) {
+        self.with(|s| s.skus = skus);
+    }
+
     /// Every PUT received, in order.
     pub fn puts(&self) -> Vec<RecordedPut> {
         self.with(|s| s.puts.clone())
@@ -494,6 +502,31 @@ async fn handle(req: Request<Incoming>, state: &Shared) -> Reply {
         return error(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.");
     }
     let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // subscriptions/S/providers/Microsoft.Compute/skus: two SKUs a page, the next page's
+    // link carrying `$skiptoken` (as Resource Manager pages).
+    if parts.method == Method::GET && seg.len() == 5 && seg[2].eq_ignore_ascii_case("providers") && seg[4] == "skus" {
+        let skip: usize = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("$skiptoken=").or_else(|| kv.strip_prefix("%24skiptoken=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let all = state.lock().expect("lock").skus.clone();
+        let page: Vec<Value> = all.iter().skip(skip).take(2).cloned().collect();
+        let mut body = serde_json::json!({ "value": page });
+        if skip + 2 < all.len() {
+            body["nextLink"] = Value::String(format!(
+                "{}{path}?api-version=2021-07-01&$skiptoken={}",
+                parts
+                    .headers
+                    .get(hyper::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(|h| format!("http://{h}"))
+                    .unwrap_or_default(),
+                skip + 2
+            ));
+        }
+        return reply(200, &body);
+    }
     // subscriptions/S/resourceGroups/RG/providers/NS/TYPE[/NAME[/SUB]]
     if seg.len() < 7
         || !seg[0].eq_ignore_ascii_case("subscriptions")
