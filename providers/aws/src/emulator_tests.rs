@@ -174,4 +174,5 @@ fn spot_price_history_feeds_observations() {
     assert!(!r.prices.is_empty());
     assert!(r.prices.iter().all(|p| p.location.cloud == "aws" && p.location.region == "us-east-1"));
     assert!(r.prices.iter().all(|p| p.location.zone.starts_with("us-east-1") && p.price > 0.0));
+    assert!(r.prices.iter().all(|p| p.at == 1_700_000_000), "observed at the request's time");
 }
