@@ -414,6 +414,19 @@ impl Registry {
     }
 
     /// The markets of the enabled clouds, or where a cloud's prices come from instead.
+    /// Each enabled provider's name, block and factory (its market can then be built on
+    /// any thread: factories are `Send + Sync`).
+    pub fn enabled_factories(
+        &self,
+        spec: &JobSpec,
+    ) -> Vec<(String, serde_json::Value, Result<Arc<dyn Factory>, RegistryError>)> {
+        let empty = serde_json::json!({});
+        Registry::enabled(spec, &empty)
+            .into_iter()
+            .map(|(name, body)| (name.to_string(), body.clone(), self.resolve(name, body)))
+            .collect()
+    }
+
     pub fn markets(&self, spec: &JobSpec, ctx: &BuildContext) -> Vec<MarketEntry> {
         let empty = serde_json::json!({});
         Registry::enabled(spec, &empty)

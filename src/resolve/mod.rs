@@ -608,7 +608,12 @@ fn candidates_for(
                 } else {
                     view.spot_price(
                         &Location::new(s.cloud.as_str(), region, zone),
-                        &s.instance_type,
+                        &crate::tracker::series_type(
+                            &s.cloud,
+                            &s.instance_type,
+                            s.accelerator.as_deref(),
+                            s.accelerator_count,
+                        ),
                         z.spot_price,
                         data_times[cloud_idx],
                     )

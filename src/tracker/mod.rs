@@ -14,6 +14,8 @@
 //! is made of; [`Tracker::read_view`] reads the database when it can and that snapshot when
 //! another process holds it. I/O: the database and its snapshot file; time is injected.
 
+pub mod refresh;
+
 use serde::{Deserialize, Serialize};
 use skyform_provider::{ErrorKind, Location, Scope, SpotPrice};
 use std::collections::BTreeMap;
@@ -437,6 +439,21 @@ mod loc_map {
     }
 }
 
+/// The instance type a spot series of an offering is kept under: its instance type, except
+/// on GCP, which attaches GPUs to a host type (`n1-standard-8` with or without a V100):
+/// there an offering with accelerators is `TYPE+NAME:COUNT` (`n1-standard-8+V100:1`).
+pub fn series_type<'a>(
+    cloud: &str,
+    instance_type: &'a str,
+    accelerator: Option<&str>,
+    count: f64,
+) -> std::borrow::Cow<'a, str> {
+    match accelerator {
+        Some(a) if cloud == "gcp" => format!("{instance_type}+{a}:{}", crate::catalog::fmt_count(count)).into(),
+        _ => instance_type.into(),
+    }
+}
+
 /// Parses `cloud`, `cloud:region` or `cloud:region:zone` into a location and the scope
 /// it names.
 pub fn parse_location(s: &str) -> Result<(Location, Scope), String> {
@@ -538,6 +555,13 @@ mod tests {
         t.record_spot(&[sp(0.06, 3_000)]).unwrap();
         let v = t.view(5_000).unwrap();
         assert_eq!(v.spot_price(&loc("us-east-1a"), "m5.large", Some(0.03), Some(2_001)), Some(0.06));
+    }
+
+    #[test]
+    fn gcp_gpu_offerings_have_series_of_their_own() {
+        assert_eq!(series_type("gcp", "n1-standard-8", Some("V100"), 1.0), "n1-standard-8+V100:1");
+        assert_eq!(series_type("gcp", "n1-standard-8", None, 0.0), "n1-standard-8");
+        assert_eq!(series_type("aws", "p3.2xlarge", Some("V100"), 1.0), "p3.2xlarge");
     }
 
     #[test]

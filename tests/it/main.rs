@@ -24,6 +24,7 @@ mod plugins;
 mod reliability;
 mod reoptimize;
 mod secrets;
+mod tracker_prices;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -22,6 +22,7 @@ pub mod checks;
 pub mod download;
 pub mod gcp;
 pub mod skypilot;
+pub mod spot;
 
 use super::cache::{self, CacheState, CloudState, Validators};
 use super::import::Builder;
@@ -105,7 +106,7 @@ impl SourceKind {
         let base = |default: &str| base_url.unwrap_or(default).trim_end_matches('/').to_string();
         match self {
             SourceKind::Skypilot => Box::new(skypilot::Skypilot { base: base(skypilot::DEFAULT_BASE) }),
-            SourceKind::Azure => Box::new(azure::Azure { base: base(azure::DEFAULT_BASE) }),
+            SourceKind::Azure => Box::new(azure::Azure { base: base(azure::DEFAULT_BASE), regions: vec![] }),
             SourceKind::Aws => Box::new(aws::Aws { base: base(aws::DEFAULT_BASE) }),
             SourceKind::Gcp => Box::new(gcp::Gcp { base: base(gcp::DEFAULT_BASE) }),
         }
