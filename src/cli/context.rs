@@ -227,14 +227,65 @@ impl Ctx {
         Ok(r.drift)
     }
 
+    /// The market refresh before a plan: records fresh spot prices of the clouds the
+    /// state's live (running) tasks are on, through [`crate::tracker::refresh`] (the code of
+    /// `skyform tracker refresh`), each cloud within [`crate::tracker::refresh::TIMEOUT`],
+    /// so that re-optimization weighs today's prices. A state with nothing live asks
+    /// nothing. Never fails the plan: a cloud that cannot be read (or a tracker held by
+    /// another process) is a warning, and the plan uses the tracker's last observations.
+    fn refresh_market(&self, spec: &JobSpec, catalog: &Catalog, state: &crate::state::State) {
+        let clouds: std::collections::BTreeSet<String> = state
+            .tasks
+            .values()
+            .filter(|t| t.status != crate::state::TaskStatus::Succeeded)
+            .flat_map(|t| t.allocations.iter())
+            .filter(|a| a.released.is_none() && a.provider_id.is_some())
+            .map(|a| a.placement.cloud.clone())
+            .collect();
+        if clouds.is_empty() {
+            return;
+        }
+        let names = clouds.iter().cloned().collect::<Vec<_>>().join(", ");
+        let path = self.tracker_path();
+        let t = match Tracker::open_briefly(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                errln!("Warning: could not refresh the spot prices of {names} ({e}); the plan uses the tracker's last observations.");
+                return;
+            }
+        };
+        let opts = super::tracker::refresh_options(
+            self,
+            self.clock.now(),
+            crate::tracker::refresh::TIMEOUT,
+            BTreeMap::new(),
+            Some(clouds),
+        );
+        match crate::tracker::refresh::refresh(&t, &self.registry, spec, catalog, &opts) {
+            Ok(reports) => {
+                for r in reports {
+                    if let crate::tracker::refresh::Outcome::Failed { error } = r.outcome {
+                        errln!("Warning: could not refresh the spot prices of {} ({error}); the plan uses the tracker's last observations.", r.cloud);
+                    }
+                }
+            }
+            Err(e) => {
+                errln!("Warning: could not refresh the spot prices of {names} ({e}); the plan uses the tracker's last observations.")
+            }
+        }
+    }
+
     /// Runs the planning pipeline for the loaded job; prints what went wrong (diagnostics,
     /// an infeasible policy) and returns None then.
     pub fn plan(&self, loaded: &Loaded, req: &PlanRequest) -> anyhow::Result<Option<Planned>> {
         let spec = &loaded.spec;
         let catalog = self.catalog(spec)?;
-        let view = self.tracker_view()?;
         let state = self.open_state(&req.state, None)?.store.read()?;
         let changed_outside = if req.refresh { self.refresh(spec, &state)? } else { Default::default() };
+        if req.refresh {
+            self.refresh_market(spec, &catalog, &state);
+        }
+        let view = self.tracker_view()?;
         let addrs = |flag: &str, v: &[String]| -> anyhow::Result<Vec<TaskAddr>> {
             v.iter().map(|s| s.parse().map_err(|e: String| anyhow::anyhow!("-{flag}: {e}"))).collect()
         };

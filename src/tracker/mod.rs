@@ -5,6 +5,9 @@
 //!   doubles on each repeat within a day (exponential backoff);
 //! - preemption events, from which an observed preemption count per location is derived.
 //!
+//! [`refresh`] records fresh spot prices (markets and price APIs; `skyform tracker
+//! refresh` and the refresh before a plan).
+//!
 //! [`Tracker::view`] takes a pure, in-memory [`TrackerView`] at a given time for the
 //! resolver and optimizer: current spot price (the latest observation, unless the catalog's
 //! data for that cloud is newer: then the catalog's), blocked locations, preemption counts.
@@ -102,6 +105,12 @@ impl Tracker {
     pub fn open(path: &Path) -> Result<Tracker, TrackerError> {
         // Another process (or a just-dropped handle's flusher) may hold the lock briefly.
         Tracker::open_waiting(path, 60)
+    }
+
+    /// Opens, waiting at most 200 ms for another process (an apply) to let go: for the
+    /// refresh before a plan, which goes on without it.
+    pub fn open_briefly(path: &Path) -> Result<Tracker, TrackerError> {
+        Tracker::open_waiting(path, 4)
     }
 
     /// Opens, waiting up to `attempts` × 50 ms for another handle to let go.
