@@ -249,6 +249,10 @@ impl Ctx {
         let path = self.tracker_path();
         let t = match Tracker::open_briefly(&path) {
             Ok(t) => t,
+            Err(crate::tracker::TrackerError::Open { source, .. }) if crate::db::is_busy(&source) => {
+                errln!("Warning: the spot prices of {names} were not refreshed: another skyform process (an apply) holds the tracker; the plan uses its last observations.");
+                return;
+            }
             Err(e) => {
                 errln!("Warning: could not refresh the spot prices of {names} ({e}); the plan uses the tracker's last observations.");
                 return;
@@ -302,6 +306,9 @@ impl Ctx {
             Ok(mut p) => {
                 p.warnings.extend(stale_warnings(&catalog, &p.plan, self.clock.now())?);
                 self.print_warnings(&p.warnings);
+                if let Some(note) = zone_id_note(&p.plan) {
+                    errln!("Note: {note}");
+                }
                 p.changed_outside = changed_outside;
                 Ok(Some(p))
             }
@@ -317,6 +324,22 @@ impl Ctx {
             }
         }
     }
+}
+
+/// The note of a plan that places a task in an AWS zone named by zone ID (`use1-az2`, as
+/// SkyPilot's v6+ catalogs name them): a zone name starts with its region's name, an ID
+/// does not.
+fn zone_id_note(plan: &crate::plan::Plan) -> Option<String> {
+    let p = plan
+        .changes
+        .iter()
+        .filter_map(|c| c.after.as_ref())
+        .map(|a| &a.placement)
+        .find(|p| p.cloud == "aws" && !p.zone.is_empty() && !p.zone.starts_with(&p.region))?;
+    Some(format!(
+        "AWS zones are named by zone ID ({}); apply maps them to this account's zone names (DescribeAvailabilityZones).",
+        p.zone
+    ))
 }
 
 /// A warning per cloud the plan places tasks on whose data (brought by `catalog update`) is

@@ -434,6 +434,31 @@ fn a_plan_after_an_update_uses_the_new_prices_and_names_the_catalog() {
     assert_ne!(id, before["catalog"].as_str().unwrap());
 }
 
+/// SkyPilot's v6+ AWS rows name zones by zone ID: the catalog keeps the ID, and a plan
+/// placing a task there says that apply maps it to the account's zone name.
+#[test]
+fn aws_zone_ids_stay_in_the_catalog_and_plans_say_apply_maps_them() {
+    let s = Server::start();
+    serve_small(&s, 0.096);
+    let csv = format!("{AWS_HEADER}m5.large,,,2.0,8.0,,0.05,0.02,us-east-1,use1-az2\n");
+    s.set("/aws/vms.csv", Answer::Ok { body: csv.into_bytes(), gzip: false });
+    let home = tempfile::tempdir().unwrap();
+    let d = aws_job();
+    let o = sky(d.path(), home.path(), &["catalog", "update", "--cloud", "aws", "--base-url", &s.url], &[]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let o = sky(d.path(), home.path(), &["plan", "-out", "z.plan"], &[]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stderr.contains("Note: AWS zones are named by zone ID (use1-az2); apply maps them to this account's zone names (DescribeAvailabilityZones)."),
+        "{}",
+        o.stderr
+    );
+    let o = sky(d.path(), home.path(), &["show", "-json", "z.plan"], &[]);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["cost"]["after"], "0.50", "10 h of m5.large at $0.05/h");
+    assert!(o.stdout.contains("\"use1-az2\""), "the plan keeps the zone ID: {}", o.stdout);
+}
+
 #[test]
 fn check_exits_1_on_a_40_day_old_cloud_and_plans_warn() {
     let s = Server::start();

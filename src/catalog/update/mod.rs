@@ -14,6 +14,7 @@
 //! and left out, or, with `strict`, the cloud's update is refused. Only then is the
 //! cloud's snapshot written (temporary file + rename); a failed cloud keeps its previous
 //! snapshot. Progress goes to a [`Progress`] (the CLI draws a bar); nothing here prints.
+//! [`spot`] runs the `azure` and `gcp` sources for the tracker's spot prices instead.
 //! I/O: HTTP(S) downloads, the cache files.
 
 pub mod aws;
