@@ -221,6 +221,25 @@ fn tracker_refresh_records_azure_and_gcp_spot_prices_and_plans_use_the_latest() 
     // 10 h each at 0.025 + 0.06 + 0.02824 + 0.8795 = 9.9274.
     assert_eq!(plan_cost(d.path(), home.path(), &[]), "9.93");
 
+    // A catalog update after those observations: its data is newer, so its spot prices
+    // win over the tracker's until the next refresh.
+    let (c, h) = ("Consumption", "1 Hour");
+    let items = [
+        azure_item("Standard_D2s_v5", "eastus", "D2s v5", "Virtual Machines Dsv5 Series", 0.1, c, h),
+        azure_item("Standard_D2s_v5", "eastus", "D2s v5 Spot", "Virtual Machines Dsv5 Series", 0.03, c, h),
+        azure_item("Standard_E4s_v5", "westus2", "E4s v5", "Virtual Machines Esv5 Series", 0.26, c, h),
+        azure_item("Standard_E4s_v5", "westus2", "E4s v5 Spot", "Virtual Machines Esv5 Series", 0.07, c, h),
+    ];
+    s.set(AZURE_FIRST, Answer::Ok { body: azure_page(&items, None), gzip: false });
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let o = sky(d.path(), home.path(), &["catalog", "update", "--source", "azure", "--base-url", &s.url], &[]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    // 10 h each at 0.03 + 0.07 (the catalog's) + 0.02824 + 0.8795 (the tracker's) = 10.0774.
+    assert_eq!(plan_cost(d.path(), home.path(), &[]), "10.08");
+    let o = refresh(&env);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert_eq!(plan_cost(d.path(), home.path(), &[]), "9.93", "newer observations win again");
+
     // A source that fails: a warning naming the URL, the other cloud still recorded, exit 1.
     s.set(&azure_query("westus2"), Answer::Status(500));
     let o = refresh(&env);
@@ -235,7 +254,7 @@ fn tracker_refresh_records_azure_and_gcp_spot_prices_and_plans_use_the_latest() 
         o.stderr
     );
     assert!(o.stderr.contains("gcp: recorded "), "{}", o.stderr);
-    assert_eq!(stored(d.path(), home.path()), 3 * first - 2, "GCP's points only");
+    assert_eq!(stored(d.path(), home.path()), 4 * first - 2, "GCP's points only");
     // Without the API key, GCP says why and Azure is still recorded.
     s.set(&azure_query("westus2"), Answer::Ok { body: azure_page(&[], None), gzip: false });
     let o = refresh(&[]);
