@@ -61,6 +61,9 @@ enum Entry {
     },
 }
 
+/// An enabled provider of a job: its name, its block, and its factory or why there is none.
+pub type EnabledFactory = (String, serde_json::Value, Result<Arc<dyn Factory>, RegistryError>);
+
 /// Provider factories by name.
 #[derive(Default)]
 pub struct Registry {
@@ -401,10 +404,7 @@ impl Registry {
 
     /// Each enabled provider's name, block and factory (its market can then be built on
     /// any thread: factories are `Send + Sync`).
-    pub fn enabled_factories(
-        &self,
-        spec: &JobSpec,
-    ) -> Vec<(String, serde_json::Value, Result<Arc<dyn Factory>, RegistryError>)> {
+    pub fn enabled_factories(&self, spec: &JobSpec) -> Vec<EnabledFactory> {
         let empty = serde_json::json!({});
         Registry::enabled(spec, &empty)
             .into_iter()
