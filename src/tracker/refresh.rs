@@ -9,7 +9,8 @@
 //! [`Market`](skyform_provider::Market) when it has one (AWS: `DescribeSpotPriceHistory`;
 //! local: its price trace), else its price API through the `catalog update` sources
 //! ([`crate::catalog::update::spot`]: Azure's Retail Prices API, GCP's Cloud Billing
-//! Catalog), else nothing (its spot prices come from the catalog). Only the regions and
+//! Catalog, when `$SKYFORM_GCP_API_KEY` is set), else nothing (its spot prices come from
+//! the catalog, and the report says so). Only the regions and
 //! instance types the job can use are asked for: those of its tasks' candidates
 //! (resolved against the catalog); without a job, or when the job does not resolve, all.
 //! Every cloud is asked on its own thread, all within [`Options::timeout`]; a cloud that
@@ -123,10 +124,12 @@ pub fn refresh(
                 }
             },
         };
-        let api = spot::source_of(&cloud);
-        let elsewhere = match &factory {
-            Ok(f) => f.price_source().to_string(),
-            Err(e) => format!("the catalog ({e})"),
+        let unavailable = spot::unavailable(&cloud);
+        let api = spot::source_of(&cloud).filter(|_| unavailable.is_none());
+        let elsewhere = match (&factory, unavailable) {
+            (_, Some(why)) => why,
+            (Ok(f), None) => f.price_source().to_string(),
+            (Err(e), None) => format!("the catalog ({e})"),
         };
         if factory.is_err() && api.is_none() {
             out.insert(cloud.clone(), report(Outcome::Elsewhere { source: elsewhere }));

@@ -144,7 +144,7 @@ impl Server {
         }
     }
 
-    fn log(&self) -> Vec<(String, u16)> {
+    pub(crate) fn log(&self) -> Vec<(String, u16)> {
         std::mem::take(&mut self.routes.lock().unwrap().log)
     }
 }

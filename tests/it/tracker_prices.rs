@@ -255,14 +255,16 @@ fn tracker_refresh_records_azure_and_gcp_spot_prices_and_plans_use_the_latest() 
     );
     assert!(o.stderr.contains("gcp: recorded "), "{}", o.stderr);
     assert_eq!(stored(d.path(), home.path()), 4 * first - 2, "GCP's points only");
-    // Without the API key, GCP says why and Azure is still recorded.
+    // Without the API key, GCP's prices come from the catalog (no failure, no request).
     s.set(&azure_query("westus2"), Answer::Ok { body: azure_page(&[], None), gzip: false });
+    s.log();
     let o = refresh(&[]);
-    assert_eq!(o.code, 1);
+    assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(
-        o.stderr.contains("Warning: gcp: no spot prices recorded: the Cloud Billing Catalog API needs an API key"),
+        o.stderr.contains("gcp: no market to ask; its spot prices come from the catalog (the Cloud Billing Catalog API needs an API key: set SKYFORM_GCP_API_KEY)"),
         "{}",
         o.stderr
     );
+    assert!(s.log().iter().all(|(path, _)| path.starts_with("/api/retail/prices")), "only Azure was asked");
     assert!(o.stderr.contains("azure: recorded 1 spot price observations"), "{}", o.stderr);
 }

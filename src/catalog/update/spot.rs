@@ -55,6 +55,13 @@ pub fn source_of(cloud: &str) -> Option<SourceKind> {
     }
 }
 
+/// Why `cloud`'s price API cannot be asked here, found without I/O: GCP's wants an API key
+/// (`$SKYFORM_GCP_API_KEY`). A refresh then says where its prices come from instead.
+pub fn unavailable(cloud: &str) -> Option<String> {
+    (cloud == "gcp" && std::env::var_os("SKYFORM_GCP_API_KEY").is_none())
+        .then(|| "the catalog (the Cloud Billing Catalog API needs an API key: set SKYFORM_GCP_API_KEY)".to_string())
+}
+
 /// The spot prices of `cloud` from its price API at `base_url` (None: the public API).
 /// `current` is the cloud's snapshot in use (sizes and machine types; the price-move check).
 pub fn spot_prices(
