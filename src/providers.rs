@@ -25,7 +25,7 @@
 use crate::config::{Diagnostic, Diagnostics, JobSpec, Loaded};
 use skyform_provider::factory::BackendStore;
 use skyform_provider::plugin::{self, PluginFactory};
-use skyform_provider::{BuildContext, Factory, Market, OfferingSpec, Provider, ProviderError};
+use skyform_provider::{BuildContext, Factory, OfferingSpec, Provider, ProviderError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -61,19 +61,8 @@ enum Entry {
     },
 }
 
-/// A market of the job, or why a cloud has none.
-pub enum MarketEntry {
-    Market(Box<dyn Market>),
-    /// The cloud's spot prices come from elsewhere (the provider says where).
-    Elsewhere {
-        cloud: String,
-        source: String,
-    },
-    Failed {
-        cloud: String,
-        error: RegistryError,
-    },
-}
+/// An enabled provider of a job: its name, its block, and its factory or why there is none.
+pub type EnabledFactory = (String, serde_json::Value, Result<Arc<dyn Factory>, RegistryError>);
 
 /// Provider factories by name.
 #[derive(Default)]
@@ -428,22 +417,13 @@ impl Registry {
         f.instance_shapes(body, ctx).map_err(|error| RegistryError::Build { name: cloud.into(), error })
     }
 
-    /// The markets of the enabled clouds, or where a cloud's prices come from instead.
-    pub fn markets(&self, spec: &JobSpec, ctx: &BuildContext) -> Vec<MarketEntry> {
+    /// Each enabled provider's name, block and factory (its market can then be built on
+    /// any thread: factories are `Send + Sync`).
+    pub fn enabled_factories(&self, spec: &JobSpec) -> Vec<EnabledFactory> {
         let empty = serde_json::json!({});
         Registry::enabled(spec, &empty)
             .into_iter()
-            .map(|(name, body)| match self.resolve(name, body) {
-                Err(error) => MarketEntry::Failed { cloud: name.into(), error },
-                Ok(f) => match f.market(body, ctx) {
-                    Ok(Some(m)) => MarketEntry::Market(m),
-                    Ok(None) => MarketEntry::Elsewhere { cloud: name.into(), source: f.price_source().to_string() },
-                    Err(source) => MarketEntry::Failed {
-                        cloud: name.into(),
-                        error: RegistryError::Build { name: name.into(), error: source },
-                    },
-                },
-            })
+            .map(|(name, body)| (name.to_string(), body.clone(), self.resolve(name, body)))
             .collect()
     }
 }

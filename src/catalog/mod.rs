@@ -130,6 +130,12 @@ impl CloudInfo {
         };
         Some(now.saturating_sub(t))
     }
+
+    /// The time of the data (Unix seconds): an update's fetch time, else the snapshot's
+    /// date. None when the date is unknown.
+    pub fn data_time(&self) -> Option<u64> {
+        parse_date(&self.date)
+    }
 }
 
 /// Unix seconds of `YYYY-MM-DD` or an RFC 3339 time.
@@ -334,6 +340,13 @@ impl Catalog {
             );
         }
         Ok(())
+    }
+
+    /// The time of `cloud`'s data (Unix seconds; see [`CloudInfo::data_time`]): a tracker
+    /// observation older than it does not override its spot prices. None for a cloud the
+    /// catalog holds no dated data of (such as `local`).
+    pub fn data_time(&self, cloud: &str) -> Option<u64> {
+        self.clouds.get(cloud).and_then(CloudInfo::data_time)
     }
 
     /// The clouds whose data is older than `max_age` seconds at `now`, with their ages.

@@ -89,7 +89,8 @@ fn reprice(ctx: &Ctx, plan: &Plan) -> anyhow::Result<f64> {
         let now = catalog.search(&f).into_iter().find(|o| o.region == p.region && o.zone == p.zone).map(|o| {
             let l = o.location();
             if p.spot {
-                view.spot_price(&l, o.instance_type, o.spot_price).unwrap_or(o.price)
+                let series = crate::tracker::series_type(o.cloud, o.instance_type, o.accelerator, o.accelerator_count);
+                view.spot_price(&l, &series, o.spot_price, catalog.data_time(o.cloud)).unwrap_or(o.price)
             } else {
                 o.price
             }

@@ -227,14 +227,69 @@ impl Ctx {
         Ok(r.drift)
     }
 
+    /// The market refresh before a plan: records fresh spot prices of the clouds the
+    /// state's live (running) tasks are on, through [`crate::tracker::refresh`] (the code of
+    /// `skyform tracker refresh`), each cloud within [`crate::tracker::refresh::TIMEOUT`],
+    /// so that re-optimization weighs today's prices. A state with nothing live asks
+    /// nothing. Never fails the plan: a cloud that cannot be read (or a tracker held by
+    /// another process) is a warning, and the plan uses the tracker's last observations.
+    fn refresh_market(&self, spec: &JobSpec, catalog: &Catalog, state: &crate::state::State) {
+        let clouds: std::collections::BTreeSet<String> = state
+            .tasks
+            .values()
+            .filter(|t| t.status != crate::state::TaskStatus::Succeeded)
+            .flat_map(|t| t.allocations.iter())
+            .filter(|a| a.released.is_none() && a.provider_id.is_some())
+            .map(|a| a.placement.cloud.clone())
+            .collect();
+        if clouds.is_empty() {
+            return;
+        }
+        let names = clouds.iter().cloned().collect::<Vec<_>>().join(", ");
+        let path = self.tracker_path();
+        let t = match Tracker::open_briefly(&path) {
+            Ok(t) => t,
+            Err(crate::tracker::TrackerError::Open { source, .. }) if crate::db::is_busy(&source) => {
+                errln!("Warning: the spot prices of {names} were not refreshed: another skyform process (an apply) holds the tracker; the plan uses its last observations.");
+                return;
+            }
+            Err(e) => {
+                errln!("Warning: could not refresh the spot prices of {names} ({e}); the plan uses the tracker's last observations.");
+                return;
+            }
+        };
+        let opts = super::tracker::refresh_options(
+            self,
+            self.clock.now(),
+            crate::tracker::refresh::TIMEOUT,
+            BTreeMap::new(),
+            Some(clouds),
+        );
+        match crate::tracker::refresh::refresh(&t, &self.registry, spec, catalog, &opts) {
+            Ok(reports) => {
+                for r in reports {
+                    if let crate::tracker::refresh::Outcome::Failed { error } = r.outcome {
+                        errln!("Warning: could not refresh the spot prices of {} ({error}); the plan uses the tracker's last observations.", r.cloud);
+                    }
+                }
+            }
+            Err(e) => {
+                errln!("Warning: could not refresh the spot prices of {names} ({e}); the plan uses the tracker's last observations.")
+            }
+        }
+    }
+
     /// Runs the planning pipeline for the loaded job; prints what went wrong (diagnostics,
     /// an infeasible policy) and returns None then.
     pub fn plan(&self, loaded: &Loaded, req: &PlanRequest) -> anyhow::Result<Option<Planned>> {
         let spec = &loaded.spec;
         let catalog = self.catalog(spec)?;
-        let view = self.tracker_view()?;
         let state = self.open_state(&req.state, None)?.store.read()?;
         let changed_outside = if req.refresh { self.refresh(spec, &state)? } else { Default::default() };
+        if req.refresh {
+            self.refresh_market(spec, &catalog, &state);
+        }
+        let view = self.tracker_view()?;
         let addrs = |flag: &str, v: &[String]| -> anyhow::Result<Vec<TaskAddr>> {
             v.iter().map(|s| s.parse().map_err(|e: String| anyhow::anyhow!("-{flag}: {e}"))).collect()
         };
@@ -251,6 +306,9 @@ impl Ctx {
             Ok(mut p) => {
                 p.warnings.extend(stale_warnings(&catalog, &p.plan, self.clock.now())?);
                 self.print_warnings(&p.warnings);
+                if let Some(note) = zone_id_note(&p.plan) {
+                    errln!("Note: {note}");
+                }
                 p.changed_outside = changed_outside;
                 Ok(Some(p))
             }
@@ -266,6 +324,22 @@ impl Ctx {
             }
         }
     }
+}
+
+/// The note of a plan that places a task in an AWS zone named by zone ID (`use1-az2`, as
+/// SkyPilot's v6+ catalogs name them): a zone name starts with its region's name, an ID
+/// does not.
+fn zone_id_note(plan: &crate::plan::Plan) -> Option<String> {
+    let p = plan
+        .changes
+        .iter()
+        .filter_map(|c| c.after.as_ref())
+        .map(|a| &a.placement)
+        .find(|p| p.cloud == "aws" && !p.zone.is_empty() && !p.zone.starts_with(&p.region))?;
+    Some(format!(
+        "AWS zones are named by zone ID ({}); apply maps them to this account's zone names (DescribeAvailabilityZones).",
+        p.zone
+    ))
 }
 
 /// A warning per cloud the plan places tasks on whose data (brought by `catalog update`) is

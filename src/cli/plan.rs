@@ -1,5 +1,5 @@
-//! `skyform plan`: the planning pipeline (load → refresh of live allocations → catalog →
-//! tracker view → resolve → optimize → diff against the state) and its views: text,
+//! `skyform plan`: the planning pipeline (load → refresh of live allocations and of the spot
+//! prices of their clouds → catalog → tracker view → resolve → optimize → diff against the state) and its views: text,
 //! `-json` events, a saved plan file (`-out`), `-detailed-exitcode`, `policy.fail_if`
 //! guardrails, and `-compare-to` (what the plan changes against a base plan; kept in the
 //! saved plan for `show` and `comment`).
@@ -37,8 +37,9 @@ pub struct PlanArgs {
     /// Accepted for Terraform compatibility: skyform never prompts during plan
     #[arg(long = "input", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub input: bool,
-    /// Ask the providers whether live allocations still exist before planning (default);
-    /// `-refresh=false` plans from the state alone
+    /// Ask the providers whether live allocations still exist, and record fresh spot
+    /// prices of the clouds they run on, before planning (default); `-refresh=false` plans
+    /// from the state and the tracker alone
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub refresh: bool,
     /// Only refresh: show what changed outside skyform (live allocations gone or

@@ -1,21 +1,25 @@
 //! `skyform tracker show|refresh|block|unblock`: the observed market from the command
 //! line. The tracker lives at `$SKYFORM_TRACKER`, `skyform { tracker_path }`, or
-//! `.skyform/tracker` in the job directory. `refresh` asks the market of every enabled
-//! provider (through the registry) and says where the others' prices come from.
+//! `.skyform/tracker` in the job directory. `refresh` records spot prices through
+//! [`tracker::refresh`] (each enabled provider's market, else its price API) and says
+//! where the others' prices come from; it exits 1 when a cloud could not be read (the
+//! others are still recorded).
 
 use super::{views, Ctx};
 use crate::clock::format_time;
-use crate::providers::MarketEntry;
+use crate::tracker::refresh::Outcome;
 use crate::tracker::{self, Tracker};
 use clap::{Args, Subcommand};
-use skyform_provider::{ErrorKind, SpotPricesRequest};
+use skyform_provider::ErrorKind;
 
 #[derive(Debug, Subcommand)]
 pub enum TrackerCmd {
     /// Blocks in force, latest spot observations, preemptions
     Show(ShowArgs),
-    /// Ask each enabled provider's market for current spot prices
-    Refresh(super::VarArgs),
+    /// Record current spot prices: each enabled provider's market (AWS), else its price API
+    /// (Azure Retail Prices, GCP Cloud Billing Catalog with $SKYFORM_GCP_API_KEY), for the
+    /// regions and instance types the job can use
+    Refresh(RefreshArgs),
     /// Block a location: CLOUD, CLOUD:REGION or CLOUD:REGION:ZONE
     Block(BlockArgs),
     /// Remove a block
@@ -27,6 +31,30 @@ pub struct ShowArgs {
     /// Print as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    /// Base URL of the Azure Retail Prices API (default: https://prices.azure.com)
+    #[arg(long = "azure-base-url", value_name = "URL", env = AZURE_URL_ENV)]
+    pub azure_base_url: Option<String>,
+    /// Base URL of the Cloud Billing Catalog API (default: https://cloudbilling.googleapis.com)
+    #[arg(long = "gcp-base-url", value_name = "URL", env = GCP_URL_ENV)]
+    pub gcp_base_url: Option<String>,
+    /// How long each cloud may take, e.g. 30s, 2m
+    #[arg(long, default_value = "60s", value_parser = humantime_secs)]
+    pub timeout: std::time::Duration,
+    #[command(flatten)]
+    pub vars: super::VarArgs,
+}
+
+/// The variables that point the price APIs elsewhere (`tracker refresh` and `plan`).
+pub const AZURE_URL_ENV: &str = "SKYFORM_AZURE_PRICES_URL";
+pub const GCP_URL_ENV: &str = "SKYFORM_GCP_BILLING_URL";
+
+fn humantime_secs(s: &str) -> Result<std::time::Duration, String> {
+    let h = crate::config::parse_hours(s)?;
+    Ok(std::time::Duration::from_secs_f64(h * 3600.0))
 }
 
 #[derive(Debug, Args)]
@@ -97,27 +125,35 @@ pub fn run(ctx: &Ctx, cmd: TrackerCmd) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        TrackerCmd::Refresh(_) => {
+        TrackerCmd::Refresh(a) => {
             let empty = crate::config::JobSpec::empty("tracker");
             let spec = ctx.job_opt().map(|l| &l.spec).unwrap_or(&empty);
-            for m in ctx.registry.markets(spec, &ctx.build_context()) {
-                match m {
-                    MarketEntry::Market(m) => {
-                        let r = m
-                            .spot_prices(&SpotPricesRequest::at(now))
-                            .map_err(|e| anyhow::anyhow!("{}: {e}", m.cloud()))?;
-                        let n = t.record_spot(&r.prices)?;
-                        errln!("{}: recorded {n} spot price observations", m.cloud());
+            let catalog = ctx.catalog(spec)?;
+            let mut base_urls = std::collections::BTreeMap::new();
+            base_urls.extend(a.azure_base_url.map(|u| ("azure".to_string(), u)));
+            base_urls.extend(a.gcp_base_url.map(|u| ("gcp".to_string(), u)));
+            let opts = refresh_options(ctx, now, a.timeout, base_urls, None);
+            let reports = tracker::refresh::refresh(&t, &ctx.registry, spec, &catalog, &opts)?;
+            let mut failed = false;
+            for r in &reports {
+                for b in &r.bad_rows {
+                    errln!("Warning: {b}");
+                }
+                match &r.outcome {
+                    Outcome::Recorded { observations, from } => {
+                        errln!("{}: recorded {observations} spot price observations from {from}", r.cloud)
                     }
-                    MarketEntry::Elsewhere { cloud, source } => {
-                        errln!("{cloud}: no market to ask; its spot prices come from {source}");
+                    Outcome::NothingWanted => errln!("{}: the job has no candidate there; nothing to ask", r.cloud),
+                    Outcome::Elsewhere { source } => {
+                        errln!("{}: no market to ask; its spot prices come from {source}", r.cloud)
                     }
-                    MarketEntry::Failed { cloud, error } => {
-                        errln!("{cloud}: no market in this build ({error}); its spot prices come from the catalog");
+                    Outcome::Failed { error } => {
+                        failed = true;
+                        errln!("Warning: {}: no spot prices recorded: {error}", r.cloud);
                     }
                 }
             }
-            Ok(0)
+            Ok(if failed { 1 } else { 0 })
         }
         TrackerCmd::Block(a) => {
             let (loc, scope) = tracker::parse_location(&a.location).map_err(|e| anyhow::anyhow!(e))?;
@@ -147,5 +183,30 @@ pub fn run(ctx: &Ctx, cmd: TrackerCmd) -> anyhow::Result<i32> {
                 Ok(1)
             }
         }
+    }
+}
+
+/// The options of a spot refresh from the command line: the price APIs' base URLs given
+/// (else `$SKYFORM_AZURE_PRICES_URL` / `$SKYFORM_GCP_BILLING_URL`), the catalog cache for
+/// temporary downloads.
+pub fn refresh_options(
+    ctx: &Ctx,
+    now: u64,
+    timeout: std::time::Duration,
+    mut base_urls: std::collections::BTreeMap<String, String>,
+    clouds: Option<std::collections::BTreeSet<String>>,
+) -> tracker::refresh::Options {
+    for (cloud, var) in [("azure", AZURE_URL_ENV), ("gcp", GCP_URL_ENV)] {
+        if let Ok(u) = std::env::var(var) {
+            base_urls.entry(cloud.to_string()).or_insert(u);
+        }
+    }
+    tracker::refresh::Options {
+        now,
+        timeout,
+        base_urls,
+        clouds,
+        dir: crate::catalog::cache::dir(),
+        build: ctx.build_context(),
     }
 }

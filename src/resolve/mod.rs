@@ -554,6 +554,9 @@ fn candidates_for(
     // Location checks depend only on (cloud, region, zone): cache them by interned ids.
     let mut loc_ok: std::collections::HashMap<(usize, u16, u16), (bool, bool, bool)> = std::collections::HashMap::new();
     let shapes = &catalog.snap.shapes;
+    // Per enabled cloud, the time of its catalog data (a tracker observation older than it
+    // does not override its spot prices).
+    let data_times: Vec<Option<u64>> = enabled.iter().map(|c| catalog.data_time(c)).collect();
     // Pareto front per zone on (hours, compute cost), kept as offerings stream by: storage
     // costs and times are the same for every candidate of a zone, so nothing is lost.
     let mut fronts: BTreeMap<(usize, u16, u16), Vec<Lite>> = BTreeMap::new();
@@ -603,7 +606,17 @@ fn candidates_for(
                 let spot_price = if view.spot.is_empty() {
                     z.spot_price
                 } else {
-                    view.spot_price(&Location::new(s.cloud.as_str(), region, zone), &s.instance_type, z.spot_price)
+                    view.spot_price(
+                        &Location::new(s.cloud.as_str(), region, zone),
+                        &crate::tracker::series_type(
+                            &s.cloud,
+                            &s.instance_type,
+                            s.accelerator.as_deref(),
+                            s.accelerator_count,
+                        ),
+                        z.spot_price,
+                        data_times[cloud_idx],
+                    )
                 };
                 let od = want_od.then_some(z.price);
                 let sp = if want_spot { spot_price } else { None };

@@ -5,14 +5,19 @@
 //!   doubles on each repeat within a day (exponential backoff);
 //! - preemption events, from which an observed preemption count per location is derived.
 //!
+//! [`refresh`] records fresh spot prices (markets and price APIs; `skyform tracker
+//! refresh` and the refresh before a plan).
+//!
 //! [`Tracker::view`] takes a pure, in-memory [`TrackerView`] at a given time for the
-//! resolver and optimizer: current spot price (latest observation, else the catalog's),
-//! blocked locations, preemption counts.
+//! resolver and optimizer: current spot price (the latest observation, unless the catalog's
+//! data for that cloud is newer: then the catalog's), blocked locations, preemption counts.
 //!
 //! sled locks its database for one process. So that `plan` works while an `apply` holds the
 //! tracker, every write also replaces `<path>.snapshot.json` (atomically) with what a view
 //! is made of; [`Tracker::read_view`] reads the database when it can and that snapshot when
 //! another process holds it. I/O: the database and its snapshot file; time is injected.
+
+pub mod refresh;
 
 use serde::{Deserialize, Serialize};
 use skyform_provider::{ErrorKind, Location, Scope, SpotPrice};
@@ -100,6 +105,12 @@ impl Tracker {
     pub fn open(path: &Path) -> Result<Tracker, TrackerError> {
         // Another process (or a just-dropped handle's flusher) may hold the lock briefly.
         Tracker::open_waiting(path, 60)
+    }
+
+    /// Opens, waiting at most 200 ms for another process (an apply) to let go: for the
+    /// refresh before a plan, which goes on without it.
+    pub fn open_briefly(path: &Path) -> Result<Tracker, TrackerError> {
+        Tracker::open_waiting(path, 4)
     }
 
     /// Opens, waiting up to `attempts` × 50 ms for another handle to let go.
@@ -354,10 +365,25 @@ pub struct TrackerView {
 }
 
 impl TrackerView {
-    /// The current spot price: the latest observation, else the catalog's.
-    pub fn spot_price(&self, loc: &Location, instance_type: &str, catalog: Option<f64>) -> Option<f64> {
+    /// The current spot price of an offering whose catalog spot price is `catalog` (None:
+    /// the catalog offers no spot there, and neither does this) from catalog data of time
+    /// `catalog_at` (Unix seconds; [`crate::catalog::Catalog::data_time`]): the newer of the
+    /// two wins. The latest observation is used when it is at least as recent as the
+    /// catalog's data (or the catalog's time is unknown); an observation older than a
+    /// freshly updated catalog does not override it.
+    ///
+    /// The optimizer uses this latest price for every task, short or long: no average over
+    /// the series is taken (spot prices move in steps, and the latest step is the best
+    /// estimate of the next hours that the tracker holds).
+    pub fn spot_price(
+        &self,
+        loc: &Location,
+        instance_type: &str,
+        catalog: Option<f64>,
+        catalog_at: Option<u64>,
+    ) -> Option<f64> {
         match self.spot.get(&(loc.clone(), instance_type.to_string())) {
-            Some((p, _)) if catalog.is_some() => Some(*p),
+            Some((p, at)) if catalog.is_some() && catalog_at.is_none_or(|c| *at >= c) => Some(*p),
             _ => catalog,
         }
     }
@@ -419,6 +445,21 @@ mod loc_map {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Location, u32>, D::Error> {
         let rows: Vec<(Location, u32)> = Vec::deserialize(d)?;
         Ok(rows.into_iter().collect())
+    }
+}
+
+/// The instance type a spot series of an offering is kept under: its instance type, except
+/// on GCP, which attaches GPUs to a host type (`n1-standard-8` with or without a V100):
+/// there an offering with accelerators is `TYPE+NAME:COUNT` (`n1-standard-8+V100:1`).
+pub fn series_type<'a>(
+    cloud: &str,
+    instance_type: &'a str,
+    accelerator: Option<&str>,
+    count: f64,
+) -> std::borrow::Cow<'a, str> {
+    match accelerator {
+        Some(a) if cloud == "gcp" => format!("{instance_type}+{a}:{}", crate::catalog::fmt_count(count)).into(),
+        _ => instance_type.into(),
     }
 }
 
@@ -493,13 +534,43 @@ mod tests {
         let t = Tracker::open(&path).unwrap();
         let v = t.view(300).unwrap();
         assert_eq!(
-            v.spot_price(&loc("us-east-1a"), "p3.2xlarge", Some(3.0)),
+            v.spot_price(&loc("us-east-1a"), "p3.2xlarge", Some(3.0), None),
             Some(0.9),
             "latest observation not after now"
         );
-        assert_eq!(v.spot_price(&loc("us-east-1b"), "p3.2xlarge", Some(3.0)), Some(3.0), "else the catalog");
-        assert_eq!(v.spot_price(&loc("us-east-1a"), "p3.2xlarge", None), None, "no spot offer stays none");
+        assert_eq!(v.spot_price(&loc("us-east-1b"), "p3.2xlarge", Some(3.0), None), Some(3.0), "else the catalog");
+        assert_eq!(v.spot_price(&loc("us-east-1a"), "p3.2xlarge", None, None), None, "no spot offer stays none");
         assert_eq!(v.preemptions_at(&loc("us-east-1a")), 1);
+    }
+
+    #[test]
+    fn the_newer_of_observation_and_catalog_wins() {
+        let d = tempfile::tempdir().unwrap();
+        let t = Tracker::open(&d.path().join("tracker")).unwrap();
+        let sp = |price, at| SpotPrice { location: loc("us-east-1a"), instance_type: "m5.large".into(), price, at };
+        t.record_spot(&[sp(0.05, 1_000), sp(0.04, 2_000)]).unwrap();
+        let v = t.view(5_000).unwrap();
+        let price = |catalog_at| v.spot_price(&loc("us-east-1a"), "m5.large", Some(0.03), catalog_at);
+        assert_eq!(price(None), Some(0.04), "a catalog of unknown date: the latest observation");
+        assert_eq!(price(Some(1_500)), Some(0.04), "an older catalog: the latest observation");
+        assert_eq!(price(Some(2_000)), Some(0.04), "as recent: the observation");
+        assert_eq!(price(Some(2_001)), Some(0.03), "a catalog updated after the latest observation wins");
+        assert_eq!(
+            v.spot_price(&loc("us-east-1a"), "m5.large", None, Some(1)),
+            None,
+            "no spot in the catalog: none, however recent the observation"
+        );
+        // A later observation wins over that catalog again.
+        t.record_spot(&[sp(0.06, 3_000)]).unwrap();
+        let v = t.view(5_000).unwrap();
+        assert_eq!(v.spot_price(&loc("us-east-1a"), "m5.large", Some(0.03), Some(2_001)), Some(0.06));
+    }
+
+    #[test]
+    fn gcp_gpu_offerings_have_series_of_their_own() {
+        assert_eq!(series_type("gcp", "n1-standard-8", Some("V100"), 1.0), "n1-standard-8+V100:1");
+        assert_eq!(series_type("gcp", "n1-standard-8", None, 0.0), "n1-standard-8");
+        assert_eq!(series_type("aws", "p3.2xlarge", Some("V100"), 1.0), "p3.2xlarge");
     }
 
     #[test]

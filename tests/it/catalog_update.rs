@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 /// How the server answers one path.
 #[derive(Clone)]
-enum Answer {
+pub(crate) enum Answer {
     /// 200 with the body (gzip-encoded on the wire when `gzip`), an ETag of its content,
     /// and 304 to a matching If-None-Match.
     Ok { body: Vec<u8>, gzip: bool },
@@ -35,8 +35,8 @@ struct Routes {
 /// A loopback HTTP/1.1 server, one thread per connection, `Connection: close`. Written by
 /// hand (not hyper) because it must misbehave on purpose: a body shorter than its
 /// Content-Length. Stopped when dropped.
-struct Server {
-    url: String,
+pub(crate) struct Server {
+    pub(crate) url: String,
     routes: Arc<Mutex<Routes>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -110,7 +110,7 @@ fn serve(mut s: TcpStream, routes: &Mutex<Routes>) {
 }
 
 impl Server {
-    fn start() -> Server {
+    pub(crate) fn start() -> Server {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.set_nonblocking(true).unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
@@ -132,7 +132,7 @@ impl Server {
         Server { url, routes, stop, thread: Some(thread) }
     }
 
-    fn set(&self, path: &str, a: Answer) {
+    pub(crate) fn set(&self, path: &str, a: Answer) {
         self.routes.lock().unwrap().answers.insert(path.to_string(), a);
     }
 
@@ -144,7 +144,7 @@ impl Server {
         }
     }
 
-    fn log(&self) -> Vec<(String, u16)> {
+    pub(crate) fn log(&self) -> Vec<(String, u16)> {
         std::mem::take(&mut self.routes.lock().unwrap().log)
     }
 }
@@ -159,7 +159,7 @@ impl Drop for Server {
 }
 
 /// Runs skyform with `home` as SKYFORM_HOME (so the cache persists between calls).
-fn sky(dir: &Path, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+pub(crate) fn sky(dir: &Path, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
     let mut all = vec![("SKYFORM_HOME", home.to_str().unwrap())];
     all.extend_from_slice(env);
     skyform_env(dir, args, &all)
@@ -434,6 +434,31 @@ fn a_plan_after_an_update_uses_the_new_prices_and_names_the_catalog() {
     assert_ne!(id, before["catalog"].as_str().unwrap());
 }
 
+/// SkyPilot's v6+ AWS rows name zones by zone ID: the catalog keeps the ID, and a plan
+/// placing a task there says that apply maps it to the account's zone name.
+#[test]
+fn aws_zone_ids_stay_in_the_catalog_and_plans_say_apply_maps_them() {
+    let s = Server::start();
+    serve_small(&s, 0.096);
+    let csv = format!("{AWS_HEADER}m5.large,,,2.0,8.0,,0.05,0.02,us-east-1,use1-az2\n");
+    s.set("/aws/vms.csv", Answer::Ok { body: csv.into_bytes(), gzip: false });
+    let home = tempfile::tempdir().unwrap();
+    let d = aws_job();
+    let o = sky(d.path(), home.path(), &["catalog", "update", "--cloud", "aws", "--base-url", &s.url], &[]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let o = sky(d.path(), home.path(), &["plan", "-out", "z.plan"], &[]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stderr.contains("Note: AWS zones are named by zone ID (use1-az2); apply maps them to this account's zone names (DescribeAvailabilityZones)."),
+        "{}",
+        o.stderr
+    );
+    let o = sky(d.path(), home.path(), &["show", "-json", "z.plan"], &[]);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["cost"]["after"], "0.50", "10 h of m5.large at $0.05/h");
+    assert!(o.stdout.contains("\"use1-az2\""), "the plan keeps the zone ID: {}", o.stdout);
+}
+
 #[test]
 fn check_exits_1_on_a_40_day_old_cloud_and_plans_warn() {
     let s = Server::start();
@@ -496,7 +521,15 @@ fn check_exits_1_on_a_40_day_old_cloud_and_plans_warn() {
 /// "skuName", "serviceName", "serviceId", "serviceFamily", "unitOfMeasure", "type",
 /// "isPrimaryMeterRegion", "armSkuName"}], "NextPageLink", "Count"}`). `BASE` is replaced by
 /// the server's URL.
-fn azure_item(sku: &str, region: &str, meter: &str, product: &str, price: f64, kind: &str, unit: &str) -> String {
+pub(crate) fn azure_item(
+    sku: &str,
+    region: &str,
+    meter: &str,
+    product: &str,
+    price: f64,
+    kind: &str,
+    unit: &str,
+) -> String {
     format!(
         r#"{{"currencyCode": "USD", "tierMinimumUnits": 0.0, "retailPrice": {price}, "unitPrice": {price},
         "armRegionName": "{region}", "location": "US East", "effectiveStartDate": "2024-06-01T00:00:00Z",
@@ -539,7 +572,7 @@ fn azure_pages(base: &str) -> (String, String) {
     (page(&page1, Some(format!("{base}/api/retail/prices?page=2"))), page(&page2, None))
 }
 
-const AZURE_FIRST: &str =
+pub(crate) const AZURE_FIRST: &str =
     "/api/retail/prices?$filter=serviceName%20eq%20%27Virtual%20Machines%27%20and%20priceType%20eq%20%27Consumption%27";
 
 /// With a subscription configured, a size the previous snapshot does not know takes its
@@ -918,7 +951,7 @@ fn the_update_bench_streams_a_generated_offer_file() {
 /// "resourceFamily", "resourceGroup", "usageType"}, "serviceRegions", "pricingInfo":
 /// [{"pricingExpression": {"usageUnit", "tieredRates": [{"startUsageAmount", "unitPrice":
 /// {"currencyCode", "units", "nanos"}}]}}], "serviceProviderName"}], "nextPageToken"}`).
-fn gcp_sku(description: &str, group: &str, usage: &str, unit: &str, nanos: i64) -> serde_json::Value {
+pub(crate) fn gcp_sku(description: &str, group: &str, usage: &str, unit: &str, nanos: i64) -> serde_json::Value {
     let units = (nanos / 1_000_000_000).to_string();
     let nanos = nanos % 1_000_000_000;
     serde_json::json!({

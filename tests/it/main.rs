@@ -26,6 +26,7 @@ mod plugins;
 mod reliability;
 mod reoptimize;
 mod secrets;
+mod tracker_prices;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,6 +56,7 @@ pub fn skyform_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
     let home = tempfile::tempdir().expect("tempdir");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_skyform"));
     cmd.args(args).current_dir(dir).env("NO_COLOR", "1").env("SKYFORM_HOME", home.path());
+    no_public_price_apis(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -64,6 +66,13 @@ pub fn skyform_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
     }
+}
+
+/// Points the price APIs that `tracker refresh` and `plan` ask for Azure and GCP spot
+/// prices at a closed loopback port, so that no test reaches the public ones (a test that
+/// serves them passes its own URL, which wins).
+pub fn no_public_price_apis(cmd: &mut Command) {
+    cmd.env("SKYFORM_AZURE_PRICES_URL", "http://127.0.0.1:9").env("SKYFORM_GCP_BILLING_URL", "http://127.0.0.1:9");
 }
 
 /// Writes files into a fresh temporary directory.
@@ -128,6 +137,7 @@ pub fn spawn_skyform(dir: &Path, args: &[&str], env: &[(String, String)]) -> (Ki
         .env("SKYFORM_HOME", home.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
+    no_public_price_apis(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -1,6 +1,6 @@
 //! Scheduled re-optimization through the CLI: a running spot task on the local provider,
-//! whose market reads a price trace the test rewrites; `tracker refresh` then `plan
-//! -detailed-exitcode` proposes moving it only when the saving over its remaining work,
+//! whose market reads a price trace the test rewrites; `tracker refresh` (or the refresh of
+//! the running task's cloud that `plan` itself does) then `plan -detailed-exitcode` proposes moving it only when the saving over its remaining work,
 //! net of the work lost and the transfers, passes `policy.reoptimize`.
 
 use crate::{job, skyform};
@@ -36,10 +36,23 @@ task "train" {
 }
 "#;
 
-/// Writes the local market's price trace (zone-a, zone-b) and records it in the tracker.
-pub(crate) fn prices(dir: &std::path::Path, a: f64, b: f64) {
+/// Rewrites the price trace the local market reads (the tracker does not know yet).
+fn trace(dir: &std::path::Path, a: f64, b: f64) {
     let text = format!("at,zone,instance_type,price\n0,zone-a,local.big,{a}\n0,zone-b,local.big,{b}\n");
     std::fs::write(dir.join("prices.csv"), text).unwrap();
+}
+
+/// The latest observed spot price of local.big in `zone` (`tracker show -json`).
+fn observed(dir: &std::path::Path, zone: &str) -> f64 {
+    let o = skyform(dir, &["tracker", "show", "-json"]);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let row = v["spot"].as_array().unwrap().iter().find(|r| r["location"]["zone"] == zone).unwrap().clone();
+    row["price"].as_f64().unwrap()
+}
+
+/// Writes the local market's price trace (zone-a, zone-b) and records it in the tracker.
+pub(crate) fn prices(dir: &std::path::Path, a: f64, b: f64) {
+    trace(dir, a, b);
     let o = skyform(dir, &["tracker", "refresh"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
 }
@@ -128,6 +141,38 @@ fn a_running_task_moves_only_when_the_net_saving_passes_the_hysteresis() {
     assert_eq!(rc["change"]["actions"][0], "update");
     assert!(rc["reoptimize"].as_str().unwrap().contains("moving saves"), "{rc}");
 
+    local.release(&ReleaseRequest::new(id)).unwrap();
+}
+
+/// `plan` records fresh spot prices of the clouds its running tasks are on before it
+/// weighs a move (no `tracker refresh` needed); `-refresh=false` plans from the tracker as
+/// it is.
+#[test]
+fn plan_refreshes_the_spot_prices_of_running_tasks_unless_refresh_is_false() {
+    let (d, local, id) = running(JOB);
+    // The market moves (zone-a $4, zone-b $2); the tracker still holds $3.00 and $3.20.
+    trace(d.path(), 4.0, 2.0);
+    let o = skyform(d.path(), &["plan", "-refresh=false", "-detailed-exitcode"]);
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("No changes."), "{}", o.stdout);
+    assert_eq!((observed(d.path(), "zone-a"), observed(d.path(), "zone-b")), (3.0, 3.2), "nothing recorded");
+
+    // The same move as after `tracker refresh`: ~$16 saved over the remaining work.
+    let o = skyform(d.path(), &["plan", "-detailed-exitcode"]);
+    assert_eq!(o.code, 2, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("# task.train will be migrated (a cheaper placement)"), "{}", o.stdout);
+    assert!(o.stdout.contains("# price in local/zone-a (spot) rose from $3.00/h to $4.00/h, local/zone-b (spot) costs $2.00/h; moving saves $"), "{}", o.stdout);
+    let saving = dollars_after(&o.stdout, "moving saves");
+    assert!((saving - 16.0).abs() < 0.05, "{}", o.stdout);
+    assert!(!o.stderr.contains("Warning"), "{}", o.stderr);
+    assert_eq!((observed(d.path(), "zone-a"), observed(d.path(), "zone-b")), (4.0, 2.0), "the plan recorded them");
+
+    // A market that cannot be read is a warning, never a failed plan.
+    std::fs::remove_file(d.path().join("prices.csv")).unwrap();
+    let o = skyform(d.path(), &["plan", "-detailed-exitcode"]);
+    assert_eq!(o.code, 2, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("Warning: could not refresh the spot prices of local ("), "{}", o.stderr);
+    assert!(o.stderr.contains("the plan uses the tracker's last observations."), "{}", o.stderr);
     local.release(&ReleaseRequest::new(id)).unwrap();
 }
 

@@ -1,5 +1,5 @@
 //! The provider against moto server on 127.0.0.1 (feature `testing`): the conformance kit,
-//! capacity errors through the fault proxy, S3 trees with multipart, the spot market.
+//! capacity errors through the fault proxy, zone IDs, S3 trees with multipart, the spot market.
 
 use crate::testing::{set_client_env, Fault, FaultProxy, InstanceAgent, Moto};
 use crate::*;
@@ -113,6 +113,41 @@ fn spot_allocation_carries_type_zone_market_and_tags() {
     assert!(p.read(&ReadRequest::tagged(tags)).unwrap().resources.is_empty());
 }
 
+/// SkyPilot's v6+ catalogs name AWS zones by zone ID: an allocation at one lands in the
+/// zone of this account whose ZoneId it is.
+#[test]
+fn an_allocation_at_a_zone_id_lands_in_the_accounts_zone_of_that_id() {
+    let moto = Moto::start();
+    let p = provider(&moto.endpoint);
+    let (ec2, _) = moto.clients("us-east-1");
+    let zones = p.block(async move { ec2.describe_availability_zones().send().await.unwrap() });
+    let pairs: Vec<(String, String)> = zones
+        .availability_zones()
+        .iter()
+        .map(|z| (z.zone_id().unwrap().to_string(), z.zone_name().unwrap().to_string()))
+        .collect();
+    // Not the first zone, and an ID whose number differs from the name's letter order.
+    let (id, name) = pairs.iter().find(|(id, n)| n != "us-east-1a" && id.starts_with("use1-az")).unwrap().clone();
+    println!("zone {id} is {name} in moto's account ({pairs:?})");
+    let a = p
+        .allocate(&AllocateRequest::new("task.z", Location::new("aws", "us-east-1", &id), "m5.large", "tok-zid"))
+        .unwrap();
+    let (ec2, _) = moto.clients("us-east-1");
+    let iid = a.provider_id.split_once('/').unwrap().1.to_string();
+    let d = p.block(async move { ec2.describe_instances().instance_ids(iid).send().await.unwrap() });
+    let i = d.reservations()[0].instances()[0].clone();
+    assert_eq!(i.placement().unwrap().availability_zone(), Some(name.as_str()));
+    // An ID the region does not have is a capacity error for that zone, before any launch.
+    let e = p
+        .allocate(&AllocateRequest::new("task.z", Location::new("aws", "us-east-1", "use1-az99"), "m5.large", "tok-z2"))
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.scope, e.code.as_deref()),
+        (ErrorKind::CapacityUnavailable, Scope::Zone, Some("UnknownZoneId"))
+    );
+    p.release(&ReleaseRequest::new(a.provider_id)).unwrap();
+}
+
 #[test]
 fn s3_trees_round_trip_with_multipart() {
     let moto = Moto::start();
@@ -174,4 +209,5 @@ fn spot_price_history_feeds_observations() {
     assert!(!r.prices.is_empty());
     assert!(r.prices.iter().all(|p| p.location.cloud == "aws" && p.location.region == "us-east-1"));
     assert!(r.prices.iter().all(|p| p.location.zone.starts_with("us-east-1") && p.price > 0.0));
+    assert!(r.prices.iter().all(|p| p.at == 1_700_000_000), "observed at the request's time");
 }

@@ -9,7 +9,9 @@
 //!   retries, so a capacity error fails over at once). Before the call, an instance that
 //!   already carries the token is returned instead (idempotent even where `ClientToken` is
 //!   not honoured). A type not offered in the zone (`DescribeInstanceTypeOfferings`) is
-//!   `CapacityUnavailable` for that zone.
+//!   `CapacityUnavailable` for that zone. A zone named by zone ID (`use1-az2`, as in
+//!   SkyPilot's v6+ catalogs) is mapped to this account's zone name through
+//!   `DescribeAvailabilityZones` first.
 //! - run_task writes `task.sh` to the allocation's S3 run directory ([`bootstrap`]);
 //!   task_status reads `status.json` there, else `DescribeInstances` (an instance gone or
 //!   interrupted is `Preempted`); read finds instances by tags; release =
@@ -86,6 +88,8 @@ pub struct AwsProvider {
     known: Mutex<HashMap<String, Known>>,
     /// (zone, type) → offered.
     offered: Mutex<HashMap<(String, String), bool>>,
+    /// region → (zone ID → this account's zone name), from `DescribeAvailabilityZones`.
+    zone_names: Mutex<HashMap<String, HashMap<String, String>>>,
     arch: Mutex<HashMap<String, String>>,
     buckets: Mutex<std::collections::HashSet<String>>,
     /// bucket → region, for buckets that are not skyform's own.
@@ -112,6 +116,7 @@ impl AwsProvider {
             clients: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
             offered: Mutex::new(HashMap::new()),
+            zone_names: Mutex::new(HashMap::new()),
             arch: Mutex::new(HashMap::new()),
             buckets: Mutex::new(Default::default()),
             bucket_regions: Mutex::new(HashMap::new()),
@@ -215,6 +220,46 @@ impl AwsProvider {
         self.block(async move { storage::ensure_bucket(&s3, &b, &r).await })?;
         self.buckets.lock().expect("lock").insert(bucket.clone());
         Ok(bucket)
+    }
+
+    /// The account's name of `zone` in `region`. SkyPilot's catalogs (v6+) name AWS zones
+    /// by zone ID (`use1-az2`), the same physical zone in every account; `RunInstances`
+    /// wants this account's zone name (`us-east-1c`), which `DescribeAvailabilityZones`
+    /// maps to (once per region, cached). A zone that starts with its region's name is a
+    /// zone name already and is returned as it is. An ID the region does not have is a
+    /// capacity error for that zone (failover moves on).
+    fn zone_name(&self, region: &str, zone: &str) -> Result<String, ProviderError> {
+        if zone.starts_with(region) {
+            return Ok(zone.to_string());
+        }
+        if let Some(n) = self.zone_names.lock().expect("lock").get(region).and_then(|m| m.get(zone)) {
+            return Ok(n.clone());
+        }
+        let ec2 = self.clients(region).ec2;
+        let loc = Location::new(CLOUD, region, zone);
+        let l2 = loc.clone();
+        let r = self.block(async move {
+            ec2.describe_availability_zones()
+                .send()
+                .await
+                .map_err(|e| from_sdk("DescribeAvailabilityZones", Some(&l2), e))
+        })?;
+        let map: HashMap<String, String> = r
+            .availability_zones()
+            .iter()
+            .filter_map(|z| Some((z.zone_id()?.to_string(), z.zone_name()?.to_string())))
+            .collect();
+        let name = map.get(zone).cloned();
+        self.zone_names.lock().expect("lock").insert(region.to_string(), map);
+        name.ok_or_else(|| {
+            let mut e = ProviderError::new(
+                ErrorKind::CapacityUnavailable,
+                Some(&loc),
+                format!("zone ID {zone} is not one of this account's zones in {region}"),
+            );
+            e.code = Some("UnknownZoneId".into());
+            e
+        })
     }
 
     /// Whether the zone offers the type (cached; an error counts as offered).
@@ -458,11 +503,13 @@ impl Provider for AwsProvider {
         if let Some(r) = self.find(&tok, std::slice::from_ref(&region))?.into_iter().next() {
             return Ok(AllocateResponse { provider_id: r.provider_id });
         }
-        if !self.offered(&loc.zone, &region, &req.instance_type) {
+        // A zone ID of the catalog (`use1-az2`) becomes this account's zone name.
+        let zone = self.zone_name(&region, &loc.zone)?;
+        if !self.offered(&zone, &region, &req.instance_type) {
             let mut e = ProviderError::new(
                 ErrorKind::CapacityUnavailable,
                 Some(loc),
-                format!("{} is not offered in {}", req.instance_type, loc.zone),
+                format!("{} is not offered in {zone}", req.instance_type),
             );
             e.code = Some("Unsupported".into());
             return Err(e);
@@ -492,7 +539,7 @@ impl Provider for AwsProvider {
             .instance_type(ec2t::InstanceType::from(req.instance_type.as_str()))
             .min_count(1)
             .max_count(1)
-            .placement(ec2t::Placement::builder().availability_zone(&loc.zone).build())
+            .placement(ec2t::Placement::builder().availability_zone(&zone).build())
             .client_token(&req.idempotency_token)
             .tag_specifications(spec(ec2t::ResourceType::Instance))
             .tag_specifications(spec(ec2t::ResourceType::Volume))

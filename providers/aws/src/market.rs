@@ -1,5 +1,5 @@
 //! The AWS spot market: `DescribeSpotPriceHistory` per region (the newest price per zone
-//! and instance type) for `skyform tracker refresh`.
+//! and instance type) for `skyform tracker refresh`, each observed at the request's `now`.
 
 use crate::errors::from_sdk;
 use crate::AwsProvider;
@@ -85,12 +85,14 @@ impl Market for AwsMarket {
                     *e = (at, price);
                 }
             }
-            for ((zone, itype), (at, price)) in newest {
+            // Observed at `now`: the newest row is the price in effect then (its own
+            // timestamp is when AWS last changed it, which may be days earlier).
+            for ((zone, itype), (_, price)) in newest {
                 prices.push(SpotPrice {
                     location: Location::new(crate::CLOUD, region.as_str(), zone),
                     instance_type: itype,
                     price,
-                    at,
+                    at: req.now,
                 });
             }
         }

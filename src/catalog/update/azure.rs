@@ -5,7 +5,8 @@
 //! `GET {base}/api/retail/prices?$filter=serviceName eq 'Virtual Machines' and priceType eq
 //! 'Consumption'` answers pages of `{"Items": [...], "NextPageLink": URL | null}` (the shape
 //! of <https://learn.microsoft.com/rest/api/cost-management/retail-prices/azure-retail-prices>);
-//! every page is followed. Of each item it reads `armSkuName`, `armRegionName`,
+//! every page is followed (the tracker's refresh asks for the job's regions only: one such
+//! query per region, `and armRegionName eq 'REGION'`). Of each item it reads `armSkuName`, `armRegionName`,
 //! `retailPrice`, `unitOfMeasure`, `meterName`, `productName` and `type`, and keeps:
 //! `type` "Consumption", `unitOfMeasure` "1 Hour", a `productName` without "Windows" or
 //! "Cloud Services" (Linux VM meters), a `meterName` without "Low Priority". A meter whose
@@ -37,6 +38,19 @@ const MAX_PAGES: usize = 100_000;
 
 pub struct Azure {
     pub base: String,
+    /// Only these regions (one query each, `... and armRegionName eq 'REGION'`); empty:
+    /// every region in one query (what `catalog update` reads).
+    pub regions: Vec<String>,
+}
+
+impl Azure {
+    /// The first page of each query.
+    fn firsts(&self) -> Vec<String> {
+        if self.regions.is_empty() {
+            return vec![format!("{}{QUERY}", self.base)];
+        }
+        self.regions.iter().map(|r| format!("{}{QUERY}%20and%20armRegionName%20eq%20%27{r}%27", self.base)).collect()
+    }
 }
 
 #[derive(Deserialize)]
@@ -75,8 +89,9 @@ impl Source for Azure {
         let mut pages: Vec<(u64, String)> = Vec::new();
         let mut prices: Prices = BTreeMap::new();
         let mut seq: u64 = 0;
-        let mut next = Some(first.clone());
-        while let Some(url) = next.take() {
+        let mut next = None;
+        let mut queries = self.firsts().into_iter();
+        while let Some(url) = next.take().or_else(|| queries.next()) {
             if pages.len() >= MAX_PAGES {
                 return Err(UpdateError::Data(format!("{first}: more than {MAX_PAGES} pages")));
             }

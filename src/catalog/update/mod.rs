@@ -14,6 +14,7 @@
 //! and left out, or, with `strict`, the cloud's update is refused. Only then is the
 //! cloud's snapshot written (temporary file + rename); a failed cloud keeps its previous
 //! snapshot. Progress goes to a [`Progress`] (the CLI draws a bar); nothing here prints.
+//! [`spot`] runs the `azure` and `gcp` sources for the tracker's spot prices instead.
 //! I/O: HTTP(S) downloads, the cache files.
 
 pub mod aws;
@@ -22,6 +23,7 @@ pub mod checks;
 pub mod download;
 pub mod gcp;
 pub mod skypilot;
+pub mod spot;
 
 use super::cache::{self, CacheState, CloudState, Validators};
 use super::import::Builder;
@@ -105,7 +107,7 @@ impl SourceKind {
         let base = |default: &str| base_url.unwrap_or(default).trim_end_matches('/').to_string();
         match self {
             SourceKind::Skypilot => Box::new(skypilot::Skypilot { base: base(skypilot::DEFAULT_BASE) }),
-            SourceKind::Azure => Box::new(azure::Azure { base: base(azure::DEFAULT_BASE) }),
+            SourceKind::Azure => Box::new(azure::Azure { base: base(azure::DEFAULT_BASE), regions: vec![] }),
             SourceKind::Aws => Box::new(aws::Aws { base: base(aws::DEFAULT_BASE) }),
             SourceKind::Gcp => Box::new(gcp::Gcp { base: base(gcp::DEFAULT_BASE) }),
         }
