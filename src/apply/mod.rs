@@ -230,15 +230,18 @@ async fn run(plan: &Plan, ctx: Context) -> Result<Outcome, ApplyError> {
     Ok(out)
 }
 
-/// The changes that run: creates, replaces, migrations, and no-ops whose task has not
-/// succeeded yet (an interrupted apply's).
+/// The changes that run: creates, replaces, and migrations and no-ops whose task has not
+/// succeeded yet (an interrupted apply's run may have finished and been adopted).
 async fn to_run(sh: &Shared, plan: &Plan) -> Vec<Change> {
     let st = sh.state.lock().await;
     plan.changes
         .iter()
         .filter(|c| match c.action {
-            Action::Create | Action::Replace | Action::Migrate => true,
-            Action::NoOp => st.tasks.get(&c.address).is_none_or(|t| t.status != TaskStatus::Succeeded),
+            Action::Create | Action::Replace => true,
+            // A move is moot once the run it would move has finished (recovery adopted it).
+            Action::Migrate | Action::NoOp => {
+                st.tasks.get(&c.address).is_none_or(|t| t.status != TaskStatus::Succeeded)
+            }
             Action::Destroy => false,
         })
         .cloned()

@@ -207,3 +207,27 @@ fn a_migration_to_a_zone_without_capacity_leaves_the_run_where_it_is() {
     assert!(t["migration"].is_null(), "{t}");
     assert!(crate::tracker_blocks(d.path()).iter().any(|b| b["location"]["zone"] == "zone-b"), "zone-b is blocked");
 }
+
+/// A run that finished while no apply watched it is adopted by the next apply, not run
+/// again, even when that apply's plan moves it.
+#[test]
+fn a_run_that_finished_before_its_migration_is_adopted_not_run_again() {
+    let marks_dir = tempfile::tempdir().unwrap();
+    let marks = marks_dir.path();
+    let d = running_then_prices_move(marks);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while alive(marks) > 0 {
+        assert!(Instant::now() < deadline, "the run never finished");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = apply_recovering(d.path());
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("# task.train will be migrated"), "{}", o.stdout);
+    assert!(o.stderr.contains("its run had finished: adopted"), "{}", o.stderr);
+    assert!(!o.stderr.contains("migrating"), "{}", o.stderr);
+    assert_eq!(starts(marks), vec![0], "it ran once");
+    assert_eq!(std::fs::read_to_string(d.path().join("result/n")).unwrap(), "30\n");
+    let st = state_json(d.path());
+    assert_eq!(st["tasks"]["task.train"]["status"], "succeeded");
+    assert_eq!(st["tasks"]["task.train"]["placement"]["zone"], "zone-a");
+}
