@@ -1,10 +1,12 @@
 //! Checkpoints on the cloud providers, through the CLI: a checkpointed spot task preempted
-//! mid-run is rerun elsewhere in its region and continues from its checkpoint (the task
-//! script restores it, syncs it every second, and saves it when the VM's shutdown sends
-//! SIGTERM). AWS through moto and the instance agent.
+//! mid-run is rerun in its region and continues from its checkpoint (the task script
+//! restores it, syncs it every second, and saves it when the VM's shutdown sends SIGTERM).
+//! AWS through moto, GCP through fake-gcs-server and the Compute Engine fake, Azure through
+//! Azurite and the Resource Manager fake, each with the agent that plays its VMs.
 
 use super::aws::{aws_block, Cloud as Aws};
 use super::*;
+use skyform_provider::Factory;
 use std::time::{Duration, Instant};
 
 /// The run of the tests: counts to 20 from where its checkpoint left it, keeping the count
@@ -120,4 +122,143 @@ task "count" {{
         .filter(|l| l.contains("skyform: stopped; saving the checkpoint"))
         .collect();
     assert_eq!(stopped.len(), 1, "the interrupted run saved its checkpoint at the stop: {logs:?}");
+}
+
+/// A job of one checkpointed spot task counting with [`counting_run`]: `provider` blocks,
+/// the policy's `regions`, the task's `recovery`.
+fn count_job(providers: &str, regions: &str, cloud: &str, recovery: &str, marks: &Path) -> tempfile::TempDir {
+    let text = format!(
+        r#"{providers}
+policy {{
+  regions = [{regions}]
+}}
+
+task "count" {{
+  resources {{
+    cloud = "{cloud}"
+    cpus  = "2+"
+    spot  = true
+  }}
+  outputs  = {{ out = {{ size_gb = 0.001 }} }}
+  run      = "{run}"
+  recovery = "{recovery}"
+{CHECKPOINT}  estimate {{
+    hours = 0.1
+  }}
+}}
+"#,
+        run = counting_run(marks),
+    );
+    job(&[("main.sky.hcl", &text)])
+}
+
+/// The URI of the task's output `out` in the state, split after the scheme into its
+/// first segment (bucket or account) and the rest.
+fn output_uri(dir: &Path) -> String {
+    let st = state_json(dir);
+    assert_eq!(st["tasks"]["task.count"]["status"], "succeeded", "{st}");
+    assert_eq!(st["tasks"]["task.count"]["runs"].as_array().unwrap().len(), 2);
+    let data = st["tasks"]["task.count"]["data"].as_array().unwrap();
+    let out = data.iter().find(|d| d["name"] == "out").expect("the output in the state");
+    out["uri"].as_str().unwrap().to_string()
+}
+
+/// The logs the VMs' task scripts wrote under the agent's `work` directory that say the
+/// run was stopped and its checkpoint saved.
+fn stopped_logs(work: &Path) -> usize {
+    fn walk(d: &Path, n: &mut usize) {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, n);
+            } else if p.file_name().is_some_and(|f| f == "log.txt")
+                && std::fs::read_to_string(&p).unwrap_or_default().contains("skyform: stopped; saving the checkpoint")
+            {
+                *n += 1;
+            }
+        }
+    }
+    let mut n = 0;
+    walk(work, &mut n);
+    n
+}
+
+/// The checks every cloud's test makes once apply is done.
+fn assert_resumed(marks: &Path, result: Option<String>, work: &Path) {
+    let starts = starts(marks);
+    println!("the runs started at {starts:?}");
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    assert_eq!(starts[0], 0, "the first run starts from nothing");
+    assert!(starts[1] > 0, "the rerun continues from the checkpoint, not from zero: {starts:?}");
+    assert_eq!(result.as_deref(), Some("n=20 sum=210\n"), "an uninterrupted run's output");
+    assert_eq!(stopped_logs(work), 1, "the interrupted run saved its checkpoint at the stop");
+}
+
+#[test]
+fn gcp_a_spot_instance_preempted_mid_run_continues_from_its_checkpoint_in_the_next_zone() {
+    use skyform_provider_gcp::testing::{provider_body, FakeGce, FakeGcs, InstanceAgent, PROJECT};
+    let gcs = FakeGcs::start();
+    let gce = FakeGce::start(PROJECT);
+    let work = tempfile::tempdir().unwrap();
+    let agent = InstanceAgent::start(&gce, work.path());
+    let marks = tempfile::tempdir().unwrap();
+    let d = count_job(
+        &hcl_block("provider \"gcp\"", &provider_body(&gce, &gcs, &["us-central1"])),
+        "\"gcp:us-central1:us-central1-a\", \"gcp:us-central1:us-central1-b\"",
+        "gcp",
+        "next_zone",
+        marks.path(),
+    );
+    let t0 = Instant::now();
+    let (child, _home) = spawn_skyform(d.path(), &["apply", "-auto-approve"], &[]);
+    wait_progress(marks.path(), 8);
+    let id = agent.started().first().cloned().expect("a booted instance");
+    assert!(id.starts_with("us-central1-a/"), "{id}");
+    assert!(gce.preempt(&id));
+    let out = child.wait();
+    println!("apply with a preemption took {:.1} s", t0.elapsed().as_secs_f64());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("task.count: preempted in gcp/us-central1/us-central1-a; recovering (NextZone)"),
+        "{}",
+        out.stderr
+    );
+    let uri = output_uri(d.path());
+    let (bucket, key) = uri.strip_prefix("gs://").unwrap().split_once('/').unwrap();
+    let result = gcs.object(bucket, &format!("{key}/result.txt")).map(|b| String::from_utf8(b).unwrap());
+    assert_resumed(marks.path(), result, work.path());
+    assert!(gce.instances().is_empty(), "{:?}", gce.instances());
+}
+
+#[test]
+fn azure_a_spot_vm_evicted_mid_run_continues_from_its_checkpoint() {
+    use skyform_provider_azure::testing::{backend_config, provider_config, Azurite, FakeArm, VmAgent};
+    let azurite = Azurite::start();
+    let arm = FakeArm::start();
+    let work = tempfile::tempdir().unwrap();
+    let agent = VmAgent::start(&arm, work.path());
+    let marks = tempfile::tempdir().unwrap();
+    let mut body = provider_config(&arm, &azurite);
+    body["regions"] = serde_json::json!(["eastus"]);
+    let d = count_job(&hcl_block("provider \"azure\"", &body), "\"azure:eastus\"", "azure", "same_zone", marks.path());
+    let t0 = Instant::now();
+    let (child, _home) = spawn_skyform(d.path(), &["apply", "-auto-approve"], &[]);
+    wait_progress(marks.path(), 8);
+    let vm = agent.started().first().cloned().expect("a booted VM");
+    assert!(arm.evict(&vm), "evicting {vm}");
+    let out = child.wait();
+    println!("apply with an eviction took {:.1} s", t0.elapsed().as_secs_f64());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("task.count: preempted in azure/eastus; recovering (SameZone)"), "{}", out.stderr);
+    let uri = output_uri(d.path());
+    let rest = uri.strip_prefix("az://").unwrap();
+    let (_account, rest) = rest.split_once('/').unwrap();
+    let (container, key) = rest.split_once('/').unwrap();
+    let objects = skyform_provider_azure::AzureFactory
+        .backend("azurerm", &backend_config(&azurite, container, "unused"))
+        .unwrap()
+        .objects;
+    let result = objects.get(&format!("{key}/result.txt")).unwrap().map(|(b, _)| String::from_utf8(b).unwrap());
+    assert_resumed(marks.path(), result, work.path());
+    assert!(arm.vm_names().is_empty(), "{:?}", arm.vm_names());
 }
