@@ -235,8 +235,7 @@ impl VmAgent {
 /// waits on its stdin; when that closes it stops the group as a machine's shutdown does —
 /// SIGTERM to every process, up to 20 s for the script to end (the task script saves its
 /// checkpoint then), SIGKILL to what is left.
-const STOP_SCRIPT: &str =
-    r#"bash -c "$SKYFORM_VM_SCRIPT" </dev/null & b=$!; trap '' TERM; read _; kill -TERM 0; (sleep 20; kill -KILL 0) & wait $b; kill -KILL 0"#;
+const STOP_SCRIPT: &str = r#"bash -c "$SKYFORM_VM_SCRIPT" </dev/null & b=$!; trap '' TERM; read _; kill -TERM 0; (sleep 20; kill -KILL 0) & wait $b; kill -KILL 0"#;
 
 /// Stops a VM: closing its leader's stdin stops its process group ([`STOP_SCRIPT`]); if the
 /// leader is still there after 25 s, the group is killed from here (only while the leader
