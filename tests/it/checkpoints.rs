@@ -11,13 +11,16 @@ use std::time::{Duration, Instant};
 
 /// The run of the tests: counts to 20 from where its checkpoint left it, keeping the count
 /// and the sum of the counts in `$SKYFORM_CHECKPOINT/state` (written whole at each step),
-/// noting each start in `MARKS/starts` and its progress in `MARKS/progress` (the VM's
-/// script runs on this host). An uninterrupted run writes `n=20 sum=210`.
+/// noting each start in `MARKS/starts` (and the files it found in `MARKS/restored`) and
+/// its progress in `MARKS/progress` (the VM's
+/// script runs on this host). An uninterrupted run writes `n=20 sum=210`. It also keeps a
+/// `scratch` file in its checkpoint while it counts and removes it at the end, so the
+/// stored checkpoint loses it only if a sync deletes what the directory no longer holds.
 fn counting_run(marks: &Path) -> String {
     let m = marks.display();
     format!(
-        "c=$SKYFORM_CHECKPOINT/state; read n s 2>/dev/null < $c || {{ n=0; s=0; }}; echo start $n >> {m}/starts; \
-         while [ $n -lt 20 ]; do n=$((n+1)); s=$((s+n)); echo $n $s > $c.tmp; mv $c.tmp $c; echo $n > {m}/progress; sleep 0.25; done; \
+        "c=$SKYFORM_CHECKPOINT/state; read n s 2>/dev/null < $c || {{ n=0; s=0; }}; echo start $n >> {m}/starts; echo $(ls $SKYFORM_CHECKPOINT) >> {m}/restored; touch $SKYFORM_CHECKPOINT/scratch; \
+         while [ $n -lt 20 ]; do n=$((n+1)); s=$((s+n)); echo $n $s > $c.tmp; mv $c.tmp $c; echo $n > {m}/progress; sleep 0.25; done; rm $SKYFORM_CHECKPOINT/scratch; \
          echo n=$n sum=$s > $SKYFORM_OUTPUT_OUT/result.txt"
     )
 }
@@ -97,20 +100,13 @@ task "count" {{
         "{}",
         out.stderr
     );
-    let starts = starts(marks.path());
-    println!("the runs started at {starts:?}");
-    assert_eq!(starts.len(), 2, "{starts:?}");
-    assert_eq!(starts[0], 0, "the first run starts from nothing");
-    assert!(starts[1] > 0, "the rerun continues from the checkpoint, not from zero: {starts:?}");
-    assert_eq!(cloud.get("results", "count/result.txt").as_deref(), Some("n=20 sum=210\n"), "an uninterrupted run's");
+    assert_resumed(marks.path(), cloud.get("results", "count/result.txt"));
     let st = state_json(d.path());
     assert_eq!(st["tasks"]["task.count"]["status"], "succeeded");
     assert_eq!(st["tasks"]["task.count"]["runs"].as_array().unwrap().len(), 2);
     // The stored checkpoint is the finished run's; the interrupted run saved its own when
     // the shutdown's SIGTERM came (its log, uploaded then, says so).
-    let lineage = st["lineage"].as_str().unwrap();
-    let key = format!("skyform-{}/checkpoints/task.count/ckpt/state", &lineage[..8]);
-    assert_eq!(cloud.get("skyform-it-us-east-1", &key).as_deref(), Some("20 210\n"));
+    assert_checkpoint(&st, |k| cloud.get("skyform-it-us-east-1", k));
     let logs: Vec<String> = rt.block_on(async {
         let l = s3.list_objects_v2().bucket("skyform-it-us-east-1").prefix("skyform-runs/").send().await.unwrap();
         l.contents().iter().filter_map(|o| o.key()).filter(|k| k.ends_with("/log.txt")).map(str::to_string).collect()
@@ -152,15 +148,25 @@ task "count" {{
     job(&[("main.sky.hcl", &text)])
 }
 
-/// The URI of the task's output `out` in the state, split after the scheme into its
-/// first segment (bucket or account) and the rest.
-fn output_uri(dir: &Path) -> String {
+/// The job's state (the task succeeded in its second run) and the URI of the task's output
+/// `out` in it.
+fn output_uri(dir: &Path) -> (serde_json::Value, String) {
     let st = state_json(dir);
     assert_eq!(st["tasks"]["task.count"]["status"], "succeeded", "{st}");
     assert_eq!(st["tasks"]["task.count"]["runs"].as_array().unwrap().len(), 2);
     let data = st["tasks"]["task.count"]["data"].as_array().unwrap();
     let out = data.iter().find(|d| d["name"] == "out").expect("the output in the state");
-    out["uri"].as_str().unwrap().to_string()
+    let uri = out["uri"].as_str().unwrap().to_string();
+    (st, uri)
+}
+
+/// The stored checkpoint, read with `get` (a key in the location's bucket or container):
+/// the finished run's `state`, and no `scratch` (the final sync deleted it).
+fn assert_checkpoint(st: &serde_json::Value, get: impl Fn(&str) -> Option<String>) {
+    let lineage = st["lineage"].as_str().unwrap();
+    let key = |f: &str| format!("skyform-{}/checkpoints/task.count/ckpt/{f}", &lineage[..8]);
+    assert_eq!(get(&key("state")).as_deref(), Some("20 210\n"), "the finished run's checkpoint");
+    assert_eq!(get(&key("scratch")), None, "what the directory no longer holds is gone from the store");
 }
 
 /// The logs the VMs' task scripts wrote under the agent's `work` directory that say the
@@ -183,15 +189,20 @@ fn stopped_logs(work: &Path) -> usize {
     n
 }
 
-/// The checks every cloud's test makes once apply is done.
-fn assert_resumed(marks: &Path, result: Option<String>, work: &Path) {
+/// The runs' starts and the task's output (`out/result.txt`, read by the test).
+fn assert_resumed(marks: &Path, result: Option<String>) {
     let starts = starts(marks);
     println!("the runs started at {starts:?}");
     assert_eq!(starts.len(), 2, "{starts:?}");
     assert_eq!(starts[0], 0, "the first run starts from nothing");
     assert!(starts[1] > 0, "the rerun continues from the checkpoint, not from zero: {starts:?}");
+    // (A stop between the run's write of `state.tmp` and its rename may add that file.)
+    let restored = std::fs::read_to_string(marks.join("restored")).unwrap();
+    let found: Vec<Vec<&str>> = restored.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(found.len(), 2, "{restored:?}");
+    assert!(found[0].is_empty(), "the first run found nothing: {restored:?}");
+    assert!(found[1].starts_with(&["scratch", "state"]), "the rerun found the whole tree: {restored:?}");
     assert_eq!(result.as_deref(), Some("n=20 sum=210\n"), "an uninterrupted run's output");
-    assert_eq!(stopped_logs(work), 1, "the interrupted run saved its checkpoint at the stop");
 }
 
 #[test]
@@ -223,10 +234,12 @@ fn gcp_a_spot_instance_preempted_mid_run_continues_from_its_checkpoint_in_the_ne
         "{}",
         out.stderr
     );
-    let uri = output_uri(d.path());
+    let (st, uri) = output_uri(d.path());
     let (bucket, key) = uri.strip_prefix("gs://").unwrap().split_once('/').unwrap();
-    let result = gcs.object(bucket, &format!("{key}/result.txt")).map(|b| String::from_utf8(b).unwrap());
-    assert_resumed(marks.path(), result, work.path());
+    let text = |k: &str| gcs.object(bucket, k).map(|b| String::from_utf8(b).unwrap());
+    assert_resumed(marks.path(), text(&format!("{key}/result.txt")));
+    assert_eq!(stopped_logs(work.path()), 1, "the interrupted run saved its checkpoint at the stop");
+    assert_checkpoint(&st, text);
     assert!(gce.instances().is_empty(), "{:?}", gce.instances());
 }
 
@@ -250,7 +263,7 @@ fn azure_a_spot_vm_evicted_mid_run_continues_from_its_checkpoint() {
     println!("apply with an eviction took {:.1} s", t0.elapsed().as_secs_f64());
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("task.count: preempted in azure/eastus; recovering (SameZone)"), "{}", out.stderr);
-    let uri = output_uri(d.path());
+    let (st, uri) = output_uri(d.path());
     let rest = uri.strip_prefix("az://").unwrap();
     let (_account, rest) = rest.split_once('/').unwrap();
     let (container, key) = rest.split_once('/').unwrap();
@@ -258,7 +271,9 @@ fn azure_a_spot_vm_evicted_mid_run_continues_from_its_checkpoint() {
         .backend("azurerm", &backend_config(&azurite, container, "unused"))
         .unwrap()
         .objects;
-    let result = objects.get(&format!("{key}/result.txt")).unwrap().map(|(b, _)| String::from_utf8(b).unwrap());
-    assert_resumed(marks.path(), result, work.path());
+    let text = |k: &str| objects.get(k).unwrap().map(|(b, _)| String::from_utf8(b).unwrap());
+    assert_resumed(marks.path(), text(&format!("{key}/result.txt")));
+    assert_eq!(stopped_logs(work.path()), 1, "the interrupted run saved its checkpoint at the stop");
+    assert_checkpoint(&st, text);
     assert!(arm.vm_names().is_empty(), "{:?}", arm.vm_names());
 }
