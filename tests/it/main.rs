@@ -9,6 +9,7 @@ mod aws_reoptimize;
 mod azure;
 mod catalog;
 mod catalog_update;
+mod checkpoints;
 mod comment;
 mod compare;
 mod config;

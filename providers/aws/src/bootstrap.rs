@@ -14,7 +14,10 @@
 //! outputs, log and status, and — if skyform does not release the instance within
 //! `idle_shutdown_minutes` — shuts the machine down (the instance terminates on shutdown).
 //! It needs bash and the AWS CLI (`aws s3`), as on the default Ubuntu image with the CLI
-//! installed by the bootstrap when missing.
+//! installed by the bootstrap when missing. A task's checkpoint (restore, periodic sync,
+//! final sync, sync on SIGTERM) is the shared task script's (`skyform_provider::rundir`)
+//! with [`S3Commands`]; while the task runs, the bootstrap passes a shutdown's SIGTERM on to
+//! it, waits for it to save its checkpoint, uploads the log and exits without a status.
 
 /// Quotes a string for bash (single quotes).
 pub use skyform_provider::rundir::quote as q;
@@ -62,12 +65,16 @@ mkdir -p "$W" && cd "$W" || exit 1
 until s3 cp "$P/task.sh" task.sh --only-show-errors >/dev/null 2>&1; do sleep {poll}; done
 bash task.sh > log.txt 2>&1 &
 pid=$!
+# A shutdown (spot interruption, stop, terminate) sends SIGTERM: the task script saves its
+# checkpoint; its log goes up; no status (the run did not end).
+trap 'trap "" TERM; kill -TERM "$pid" 2>/dev/null; wait "$pid"; s3 cp log.txt "$P/log.txt" --only-show-errors >/dev/null 2>&1; exit 143' TERM
 while kill -0 "$pid" 2>/dev/null; do
   for _ in $(seq 15); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
   s3 cp log.txt "$P/log.txt" --only-show-errors >/dev/null 2>&1
 done
 wait "$pid"
 code=$?
+trap - TERM
 [ -d outputs ] && s3 sync outputs "$P/outputs" --only-show-errors >> log.txt 2>&1
 s3 cp log.txt "$P/log.txt" --only-show-errors
 printf '{{"exit_code": %d}}\n' "$code" > status.json
@@ -83,10 +90,21 @@ if [ -z "${{SKYFORM_NO_SHUTDOWN:-}}" ]; then sleep {idle}; shutdown -h now; fi
     )
 }
 
-/// The command of the task script (`skyform_provider::rundir::task_script`) that fills
-/// `"$W/inputs/NAME"` from the run directory `$P`.
-pub fn fetch_input(n: &str) -> String {
-    format!("s3 sync \"$P/inputs/{n}\" \"$W/inputs/{n}\" --only-show-errors")
+/// The AWS CLI commands of the task script (`skyform_provider::rundir::task_script`):
+/// inputs from the run directory `$P`, the checkpoint with `aws s3 sync` (`--delete` on the
+/// way up, so the stored tree is the directory's).
+pub struct S3Commands;
+
+impl skyform_provider::rundir::VmStore for S3Commands {
+    fn fetch_input(&self, n: &str) -> String {
+        format!("s3 sync \"$P/inputs/{n}\" \"$W/inputs/{n}\" --only-show-errors")
+    }
+    fn pull(&self, uri: &str, dir: &str) -> String {
+        format!("s3 sync {} {dir} --only-show-errors", q(uri))
+    }
+    fn push(&self, dir: &str, uri: &str) -> String {
+        format!("s3 sync {dir} {} --delete --only-show-errors", q(uri))
+    }
 }
 
 #[cfg(test)]
@@ -103,7 +121,8 @@ mod tests {
         r.inputs = vec!["data".into()];
         r.outputs = vec!["out".into()];
         r.workdir = Some("sub".into());
-        let t = skyform_provider::rundir::task_script(&r, fetch_input);
+        r.checkpoint = Some("s3://b/skyform-l/checkpoints/task.a/ckpt".into());
+        let t = skyform_provider::rundir::task_script(&r, &S3Commands);
         for s in [ud, t] {
             let st = std::process::Command::new("bash").arg("-n").arg("-c").arg(&s).status().unwrap();
             assert!(st.success(), "{s}");

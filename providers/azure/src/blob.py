@@ -4,12 +4,14 @@
 #   SKYFORM_BLOB_URL  the container's URL (https://ACCOUNT.blob.core.windows.net/CONTAINER)
 #   SKYFORM_BLOB_SAS  the SAS query string (no '?')
 #   SKYFORM_RUN       the run directory inside the container (skyform-runs/TOKEN)
-# Names on the command line are relative to the run directory.
+# Names on the command line are relative to the run directory; a name that starts with "/"
+# is relative to the container (a task's checkpoint lives there).
 #
 #   blob.py get NAME FILE        exit 0 when fetched, 3 when NAME does not exist
 #   blob.py put FILE NAME        one Put Blob up to 16 MiB, else 8 MiB blocks + Put Block List
 #   blob.py get-tree NAME DIR    every blob under NAME/ into DIR (nothing there is fine)
 #   blob.py put-tree DIR NAME    every file under DIR to NAME/
+#   blob.py mirror-tree DIR NAME put-tree, then delete the blobs under NAME/ that DIR lacks
 import base64
 import os
 import shutil
@@ -34,6 +36,8 @@ class Missing(Exception):
 
 
 def full(name):
+    if name.startswith("/"):  # from the container's root, not the run directory
+        return name.strip("/")
     name = name.strip("/")
     return RUN + "/" + name if RUN and name else (RUN or name)
 
@@ -134,17 +138,27 @@ def get_tree(name, d):
             call("GET", url(blob), sink=f)
 
 
-def put_tree(d, name):
+def put_tree(d, name, mirror=False):
+    keep = set()
     for root, _, files in os.walk(d):
         for fname in sorted(files):
             path = os.path.join(root, fname)
             rel = os.path.relpath(path, d).replace(os.sep, "/")
-            put(path, name.strip("/") + "/" + rel)
+            put(path, name.rstrip("/") + "/" + rel)
+            keep.add(full(name.rstrip("/") + "/" + rel))
+    if mirror:
+        for blob in list(listing(full(name) + "/")):
+            if blob not in keep:
+                try:
+                    call("DELETE", url(blob))
+                except Missing:
+                    pass
 
 
 def main(argv):
-    if len(argv) != 3 or argv[0] not in ("get", "put", "get-tree", "put-tree"):
-        sys.exit("usage: blob.py get NAME FILE | put FILE NAME | get-tree NAME DIR | put-tree DIR NAME")
+    if len(argv) != 3 or argv[0] not in ("get", "put", "get-tree", "put-tree", "mirror-tree"):
+        sys.exit("usage: blob.py get NAME FILE | put FILE NAME | get-tree NAME DIR | put-tree DIR NAME"
+                 " | mirror-tree DIR NAME")
     op, a, b = argv
     if op == "get":
         return 0 if get(a, b) else 3
@@ -153,7 +167,7 @@ def main(argv):
     elif op == "get-tree":
         get_tree(a, b)
     else:
-        put_tree(a, b)
+        put_tree(a, b, mirror=op == "mirror-tree")
     return 0
 
 

@@ -17,7 +17,11 @@
 //! with a SAS token the provider made for it (account key, or a user-delegation key with
 //! Entra ID), so the VM needs neither the Azure CLI nor a managed identity. It waits for
 //! `task.sh`, runs it, uploads outputs, log and status. A task whose outputs fail to
-//! upload ends with exit code 70 instead of 0.
+//! upload ends with exit code 70 instead of 0. A task's checkpoint (restore, periodic
+//! sync, final sync, sync on SIGTERM) is the shared task script's
+//! (`skyform_provider::rundir`) with [`BlobCommands`]; while the task runs, the bootstrap
+//! passes a shutdown's SIGTERM on to it, waits for it to save its checkpoint, uploads the
+//! log and exits without a status.
 //!
 //! Pure functions: no I/O here.
 
@@ -65,12 +69,16 @@ export -f blob
 until blob get task.sh task.sh >/dev/null 2>&1; do sleep {poll}; done
 bash task.sh > log.txt 2>&1 &
 pid=$!
+# A shutdown (eviction, deallocation, deletion) sends SIGTERM: the task script saves its
+# checkpoint; its log goes up; no status (the run did not end).
+trap 'trap "" TERM; kill -TERM "$pid" 2>/dev/null; wait "$pid"; blob put log.txt log.txt >/dev/null 2>&1; exit 143' TERM
 while kill -0 "$pid" 2>/dev/null; do
   for _ in $(seq 15); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
   blob put log.txt log.txt >/dev/null 2>&1
 done
 wait "$pid"
 code=$?
+trap - TERM
 if [ -d outputs ] && ! blob put-tree outputs outputs >> log.txt 2>&1; then
   echo "skyform: uploading the outputs failed" >> log.txt
   [ "$code" -eq 0 ] && code=70
@@ -89,10 +97,38 @@ blob put status.json status.json
     )
 }
 
-/// The command of the task script (`skyform_provider::rundir::task_script`) that fills
-/// `"$W/inputs/NAME"` from the run directory `$P`.
-pub fn fetch_input(n: &str) -> String {
-    format!("blob get-tree {} \"$W/inputs/{n}\"", q(&format!("inputs/{n}")))
+/// The Blob client's commands in the task script (`skyform_provider::rundir::task_script`):
+/// inputs from the run directory, the checkpoint with `get-tree` and `mirror-tree` by its
+/// name from the root of the run's container (`container_uri`, `az://ACCOUNT/CONTAINER`,
+/// the only container the VM's SAS reaches: [`BlobCommands::reaches`]).
+pub struct BlobCommands {
+    pub container_uri: String,
+}
+
+impl BlobCommands {
+    /// The name of `uri` from the container's root (with a leading `/`), when the VM
+    /// reaches it.
+    pub fn reaches(&self, uri: &str) -> Option<String> {
+        let rest = uri.strip_prefix(&self.container_uri)?.strip_prefix('/')?;
+        (!rest.is_empty()).then(|| format!("/{}", rest.trim_end_matches('/')))
+    }
+
+    fn name(&self, uri: &str) -> String {
+        // `run_task` checks `reaches` first; an unreachable URI fails on the VM.
+        q(&self.reaches(uri).unwrap_or_else(|| uri.to_string()))
+    }
+}
+
+impl skyform_provider::rundir::VmStore for BlobCommands {
+    fn fetch_input(&self, n: &str) -> String {
+        format!("blob get-tree {} \"$W/inputs/{n}\"", q(&format!("inputs/{n}")))
+    }
+    fn pull(&self, uri: &str, dir: &str) -> String {
+        format!("blob get-tree {} {dir}", self.name(uri))
+    }
+    fn push(&self, dir: &str, uri: &str) -> String {
+        format!("blob mirror-tree {dir} {}", self.name(uri))
+    }
 }
 
 #[cfg(test)]
@@ -109,7 +145,12 @@ mod tests {
         r.inputs = vec!["data".into()];
         r.outputs = vec!["out".into()];
         r.workdir = Some("sub".into());
-        let t = skyform_provider::rundir::task_script(&r, fetch_input);
+        let cmds = BlobCommands { container_uri: "az://acct/skyform-eastus".into() };
+        assert_eq!(cmds.reaches("az://acct/skyform-eastus/skyform-l/ck/").as_deref(), Some("/skyform-l/ck"));
+        assert_eq!(cmds.reaches("az://acct/other/skyform-l/ck"), None);
+        assert_eq!(cmds.reaches("az://acct/skyform-eastus2/x"), None);
+        r.checkpoint = Some("az://acct/skyform-eastus/skyform-l/checkpoints/task.a/ckpt".into());
+        let t = skyform_provider::rundir::task_script(&r, &cmds);
         for s in [&cd, &t] {
             let st = std::process::Command::new("bash").arg("-n").arg("-c").arg(s).status().unwrap();
             assert!(st.success(), "{s}");

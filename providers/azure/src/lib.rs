@@ -586,7 +586,16 @@ impl Provider for AzureProvider {
     fn run_task(&self, req: &RunTaskRequest) -> Result<RunTaskResponse, ProviderError> {
         let k = self.known(&req.provider_id)?;
         let rd = self.run_dir(&k);
-        let script = skyform_provider::rundir::task_script(req, bootstrap::fetch_input);
+        let cmds = bootstrap::BlobCommands { container_uri: format!("az://{}/{}", rd.account, rd.container) };
+        if let Some(uri) = req.checkpoint.as_deref().filter(|u| cmds.reaches(u).is_none()) {
+            // The VM's SAS reaches its run's container only.
+            return Err(ProviderError::new(
+                ErrorKind::Unsupported,
+                None,
+                format!("the checkpoint {uri} is outside {}, the only container the VM reaches", cmds.container_uri),
+            ));
+        }
+        let script = skyform_provider::rundir::task_script(req, &cmds);
         self.ensure_container(&rd.account, &rd.container)?;
         let c = self.blobs.container(&rd.account, &rd.container);
         let (key, status) = (rd.key("task.sh"), rd.key("status.json"));

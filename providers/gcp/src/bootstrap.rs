@@ -18,7 +18,11 @@
 //! (an emulator). It waits for `task.sh`, runs it, uploads the log every 15 s, then the
 //! outputs, the log and the status, and — when skyform does not release the instance within
 //! `idle_shutdown_minutes` — shuts the machine down. A boot that finds `status.json` already
-//! there (a restart after the run) does not run the task again.
+//! there (a restart after the run) does not run the task again. A task's checkpoint
+//! (restore, periodic sync, final sync, sync on SIGTERM) is the shared task script's
+//! (`skyform_provider::rundir`) with [`GcsCommands`]; while the task runs, the
+//! startup-script passes a shutdown's SIGTERM on to it, waits for it to save its
+//! checkpoint, uploads the log and exits without a status.
 
 /// Quotes a string for bash (single quotes).
 pub use skyform_provider::rundir::quote as q;
@@ -42,8 +46,9 @@ impl RunDir {
     }
 }
 
-/// The Cloud Storage helper the instance runs (`python3 gcs.py get|put|pull|push ...`).
-/// Exit status 3: the object to get does not exist.
+/// The Cloud Storage helper the instance runs (`python3 gcs.py get|put|pull|push|mirror
+/// ...`; `mirror DIR URI` is `push` that also deletes the objects under URI that DIR does
+/// not hold). Exit status 3: the object to get does not exist.
 pub const GCS_PY: &str = r#"import json, os, sys, time, urllib.error, urllib.parse, urllib.request
 EP = os.environ.get("SKYFORM_GCS_ENDPOINT", "").rstrip("/")
 EMULATOR = bool(EP)
@@ -138,14 +143,21 @@ def main(argv):
         for n in names(b, p):
             get(b, n, os.path.join(argv[2], n[len(p) + 1:]))
         return 0
-    if op == "push":
+    if op in ("push", "mirror"):
         b, p = split(argv[2])
+        keep = set()
         for root, _, files in os.walk(argv[1]):
             for name in sorted(files):
                 full = os.path.join(root, name)
-                put(full, b, p + "/" + os.path.relpath(full, argv[1]).replace(os.sep, "/"))
+                k = p + "/" + os.path.relpath(full, argv[1]).replace(os.sep, "/")
+                put(full, b, k)
+                keep.add(k)
+        if op == "mirror":
+            for n in names(b, p):
+                if n not in keep:
+                    call("DELETE", "%s/storage/v1/b/%s/o/%s" % (EP, b, quote(n)), missing_ok=True)
         return 0
-    print("usage: gcs.py get|put|pull|push ...", file=sys.stderr)
+    print("usage: gcs.py get|put|pull|push|mirror ...", file=sys.stderr)
     return 2
 
 if __name__ == "__main__":
@@ -183,12 +195,16 @@ if ! gcs get "$P/status.json" "$W/status.prev" 2>/dev/null; then
   until gcs get "$P/task.sh" task.sh 2>/dev/null; do sleep {poll}; done
   bash task.sh > log.txt 2>&1 &
   pid=$!
+  # A shutdown (preemption, stop, delete) sends SIGTERM: the task script saves its
+  # checkpoint; its log goes up; no status (the run did not end).
+  trap 'trap "" TERM; kill -TERM "$pid" 2>/dev/null; wait "$pid"; gcs put log.txt "$P/log.txt" 2>/dev/null; exit 143' TERM
   while kill -0 "$pid" 2>/dev/null; do
     for _ in $(seq 15); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
     gcs put log.txt "$P/log.txt" 2>/dev/null
   done
   wait "$pid"
   code=$?
+  trap - TERM
   [ -d outputs ] && gcs push outputs "$P/outputs" >> log.txt 2>&1
   gcs put log.txt "$P/log.txt"
   printf '{{"exit_code": %d}}\n' "$code" > status.json
@@ -205,10 +221,20 @@ if [ -z "${{SKYFORM_NO_SHUTDOWN:-}}" ]; then sleep {idle}; shutdown -h now; fi
     )
 }
 
-/// The command of the task script (`skyform_provider::rundir::task_script`) that fills
-/// `"$W/inputs/NAME"` from the run directory `$P`.
-pub fn fetch_input(n: &str) -> String {
-    format!("gcs pull \"$P/inputs/{n}\" \"$W/inputs/{n}\"")
+/// The helper's commands in the task script (`skyform_provider::rundir::task_script`):
+/// inputs from the run directory `$P`, the checkpoint with `pull` and `mirror`.
+pub struct GcsCommands;
+
+impl skyform_provider::rundir::VmStore for GcsCommands {
+    fn fetch_input(&self, n: &str) -> String {
+        format!("gcs pull \"$P/inputs/{n}\" \"$W/inputs/{n}\"")
+    }
+    fn pull(&self, uri: &str, dir: &str) -> String {
+        format!("gcs pull {} {dir}", q(uri))
+    }
+    fn push(&self, dir: &str, uri: &str) -> String {
+        format!("gcs mirror {dir} {}", q(uri))
+    }
 }
 
 #[cfg(test)]
@@ -226,7 +252,8 @@ mod tests {
         r.inputs = vec!["data".into()];
         r.outputs = vec!["out".into()];
         r.workdir = Some("sub".into());
-        let t = skyform_provider::rundir::task_script(&r, fetch_input);
+        r.checkpoint = Some("gs://b/skyform-l/checkpoints/task.a/ckpt".into());
+        let t = skyform_provider::rundir::task_script(&r, &GcsCommands);
         for s in [&ud, &t] {
             let st = std::process::Command::new("bash").arg("-n").arg("-c").arg(s).status().unwrap();
             assert!(st.success(), "{s}");

@@ -500,7 +500,7 @@ impl Provider for GcpProvider {
     fn run_task(&self, req: &RunTaskRequest) -> Result<RunTaskResponse, ProviderError> {
         let k = self.known(&req.provider_id)?;
         let rd = self.run_dir(&k);
-        let script = skyform_provider::rundir::task_script(req, bootstrap::fetch_input);
+        let script = skyform_provider::rundir::task_script(req, &bootstrap::GcsCommands);
         let g = self.gcs.clone();
         let (b, key, status) = (rd.bucket.clone(), rd.key("task.sh"), rd.key("status.json"));
         self.block(async move {

@@ -6,7 +6,8 @@
 //! - [`InstanceAgent`]: plays the VM. It watches moto for instances carrying skyform's
 //!   tags, reads their user data and runs it with bash on this host against moto's S3 (so
 //!   RunInstances → bootstrap → S3 status → poll → Terminate happens for real, all but the
-//!   machine); a terminated instance's processes are killed.
+//!   machine); a terminated instance's processes are stopped as a shutdown stops them:
+//!   SIGTERM, a grace of [`STOP_GRACE`], then SIGKILL.
 //! - [`FaultProxy`]: a loopback HTTP proxy in front of moto that answers chosen EC2 calls
 //!   in chosen zones with AWS's error XML, so failover goes through the SDK's own parsing.
 
@@ -157,6 +158,7 @@ impl InstanceAgent {
             let clients: Vec<(String, aws_sdk_ec2::Client)> =
                 regions.iter().map(|r| (r.clone(), clients_at(&endpoint, r).0)).collect();
             let mut vms: HashMap<String, Vm> = HashMap::new();
+            let mut stopping: Vec<std::thread::JoinHandle<()>> = Vec::new();
             while !stop2.load(Ordering::SeqCst) {
                 for (_region, ec2) in &clients {
                     let seen = rt.block_on(async {
@@ -203,8 +205,9 @@ impl InstanceAgent {
                                 vms.insert(id, Vm { child });
                             }
                         } else if !alive {
-                            if let Some(mut vm) = vms.remove(&id) {
-                                kill_vm(&mut vm);
+                            if let Some(vm) = vms.remove(&id) {
+                                // On a thread of its own: the others' VMs go on meanwhile.
+                                stopping.push(std::thread::spawn(move || stop_vms(vec![vm])));
                             }
                         }
                     }
@@ -214,8 +217,9 @@ impl InstanceAgent {
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
-            for (_, mut vm) in vms.drain() {
-                kill_vm(&mut vm);
+            stop_vms(vms.into_values().collect());
+            for t in stopping {
+                let _ = t.join();
             }
         });
         InstanceAgent { stop, thread: Some(thread), started }
@@ -227,16 +231,34 @@ impl InstanceAgent {
     }
 }
 
-/// Kills a VM's process group (its pgid is its own pid: it was started as a group leader).
-/// Only while the leader runs: once it has been reaped its pid may belong to someone else.
-fn kill_vm(vm: &mut Vm) {
-    let pid = vm.child.id();
-    let running = matches!(vm.child.try_wait(), Ok(None));
-    if running && pid > 1 && pid != std::process::id() {
-        let _ = Command::new("kill").arg("-KILL").arg("--").arg(format!("-{pid}")).stderr(Stdio::null()).status();
+/// How long a stopping VM's processes get between SIGTERM and SIGKILL (a real shutdown
+/// waits longer; the task script needs a few seconds to save its checkpoint).
+pub const STOP_GRACE: Duration = Duration::from_secs(20);
+
+/// Stops VMs as a machine's shutdown does: SIGTERM to each one's process group (its pgid is
+/// its own pid: it was started as a group leader), up to [`STOP_GRACE`] for the bootstraps
+/// to end, then SIGKILL to the groups of those still running. A group is signalled only
+/// while its leader runs: once it has been reaped its pid may belong to someone else.
+fn stop_vms(mut vms: Vec<Vm>) {
+    let signal = |vm: &mut Vm, sig: &str| {
+        let pid = vm.child.id();
+        let running = matches!(vm.child.try_wait(), Ok(None));
+        if running && pid > 1 && pid != std::process::id() {
+            let _ = Command::new("kill").arg(sig).arg("--").arg(format!("-{pid}")).stderr(Stdio::null()).status();
+        }
+    };
+    for vm in &mut vms {
+        signal(vm, "-TERM");
     }
-    let _ = vm.child.kill();
-    let _ = vm.child.wait();
+    let deadline = Instant::now() + STOP_GRACE;
+    while Instant::now() < deadline && vms.iter_mut().any(|vm| matches!(vm.child.try_wait(), Ok(None))) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for vm in &mut vms {
+        signal(vm, "-KILL");
+        let _ = vm.child.kill();
+        let _ = vm.child.wait();
+    }
 }
 
 impl Drop for InstanceAgent {

@@ -9,7 +9,8 @@
 //! - [`VmAgent`]: plays the VMs. It watches the fake for running VMs and runs each one's
 //!   custom data with bash on this host against Azurite (so PUT → cloud-init bootstrap →
 //!   status blob → poll → DELETE happens for real, all but the machine); a VM that is
-//!   deleted, evicted or deallocated has its process group killed.
+//!   deleted, evicted or deallocated has its process group stopped as a shutdown stops it
+//!   (SIGTERM, a grace, SIGKILL).
 //! - [`provider_config`] / [`backend_config`]: the `provider "azure"` and
 //!   `backend "azurerm"` bodies (as JSON) that point at them.
 
@@ -170,6 +171,7 @@ impl VmAgent {
         let work = work.to_path_buf();
         let thread = std::thread::spawn(move || {
             let mut vms: HashMap<String, Vm> = HashMap::new();
+            let mut stopping: Vec<std::thread::JoinHandle<()>> = Vec::new();
             while !stop2.load(Ordering::SeqCst) {
                 let running: HashMap<String, String> = FakeArm::running_of(&state).into_iter().collect();
                 for (name, cd) in &running {
@@ -180,11 +182,11 @@ impl VmAgent {
                     let log = std::fs::create_dir_all(&work)
                         .and_then(|_| std::fs::File::create(work.join(format!("{name}.agent.log"))));
                     // The VM is a process group led by a shell that waits on our stdin: when
-                    // this process goes (even by SIGKILL) the pipe closes and the shell kills
+                    // this process goes (even by SIGKILL) the pipe closes and the shell stops
                     // its group, so no VM outlives its test.
                     let mut cmd = Command::new("sh");
                     cmd.arg("-c")
-                        .arg("bash -c \"$SKYFORM_VM_SCRIPT\" </dev/null & read _; kill -KILL 0")
+                        .arg(STOP_SCRIPT)
                         .env("SKYFORM_VM_SCRIPT", script)
                         .env("SKYFORM_WORK", work.join(name))
                         .stdin(Stdio::piped());
@@ -205,8 +207,9 @@ impl VmAgent {
                 }
                 let gone: Vec<String> = vms.keys().filter(|n| !running.contains_key(*n)).cloned().collect();
                 for n in gone {
-                    if let Some(mut vm) = vms.remove(&n) {
-                        kill_vm(&mut vm);
+                    if let Some(vm) = vms.remove(&n) {
+                        // On a thread of its own: the other VMs go on meanwhile.
+                        stopping.push(std::thread::spawn(move || kill_vm(vm)));
                     }
                 }
                 for vm in vms.values_mut() {
@@ -214,8 +217,9 @@ impl VmAgent {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            for (_, mut vm) in vms.drain() {
-                kill_vm(&mut vm);
+            stopping.extend(vms.into_values().map(|vm| std::thread::spawn(move || kill_vm(vm))));
+            for t in stopping {
+                let _ = t.join();
             }
         });
         VmAgent { stop, thread: Some(thread), started }
@@ -227,12 +231,26 @@ impl VmAgent {
     }
 }
 
-/// Kills a VM's process group (its pgid is its leader's pid, the waiting shell, which lives
-/// until then). Only while the leader runs: once reaped, its pid may belong to someone else.
-fn kill_vm(vm: &mut Vm) {
+/// The VM's leader: starts the custom data (`$SKYFORM_VM_SCRIPT`) in the background and
+/// waits on its stdin; when that closes it stops the group as a machine's shutdown does —
+/// SIGTERM to every process, up to 20 s for the script to end (the task script saves its
+/// checkpoint then), SIGKILL to what is left.
+const STOP_SCRIPT: &str = r#"bash -c "$SKYFORM_VM_SCRIPT" </dev/null & b=$!; trap '' TERM; read _; kill -TERM 0; (sleep 20; kill -KILL 0) & wait $b; kill -KILL 0"#;
+
+/// Stops a VM: closing its leader's stdin stops its process group ([`STOP_SCRIPT`]); if the
+/// leader is still there after 25 s, the group is killed from here (only while the leader
+/// runs: once it has been reaped its pid may belong to someone else).
+fn kill_vm(mut vm: Vm) {
+    drop(vm.child.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while Instant::now() < deadline {
+        if !matches!(vm.child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let pid = vm.child.id();
-    let running = matches!(vm.child.try_wait(), Ok(None));
-    if running && pid > 1 && pid != std::process::id() {
+    if matches!(vm.child.try_wait(), Ok(None)) && pid > 1 && pid != std::process::id() {
         let _ = Command::new("kill").arg("-KILL").arg("--").arg(format!("-{pid}")).stderr(Stdio::null()).status();
     }
     let _ = vm.child.kill();

@@ -10,7 +10,8 @@
 //! - [`InstanceAgent`]: plays the VMs. It watches the fake for RUNNING instances and runs
 //!   each one's startup-script with bash on this host against fake-gcs-server (so insert →
 //!   startup-script → status.json in GCS → poll → delete happens for real, all but the
-//!   machine); an instance that is deleted, stopping or terminated has its processes killed.
+//!   machine); an instance that is deleted, stopping or terminated has its processes stopped as a
+//!   shutdown stops them (SIGTERM, a grace, SIGKILL).
 //! - [`provider_body`] / [`config`]: a `provider "gcp"` block pointing at the fakes.
 
 pub mod fake_gce;
@@ -191,7 +192,7 @@ impl Drop for FakeGcs {
 
 /// One instance the agent runs: a `sh` process group leader that started the
 /// startup-script in the background and waits on its stdin; closing that pipe (the agent
-/// stopping the VM, or the test process dying) kills the whole group.
+/// stopping the VM, or the test process dying) stops the whole group ([`STOP_SCRIPT`]).
 struct Vm {
     child: Child,
 }
@@ -214,6 +215,7 @@ impl InstanceAgent {
         let work = work.to_path_buf();
         let thread = std::thread::spawn(move || {
             let mut vms: HashMap<String, Vm> = HashMap::new();
+            let mut stopping: Vec<std::thread::JoinHandle<()>> = Vec::new();
             while !stop2.load(Ordering::SeqCst) {
                 let seen = state.lock().expect("lock").snapshot();
                 for i in &seen {
@@ -232,14 +234,16 @@ impl InstanceAgent {
                     .cloned()
                     .collect();
                 for id in gone {
-                    if let Some(mut vm) = vms.remove(&id) {
-                        kill_vm(&mut vm);
+                    if let Some(vm) = vms.remove(&id) {
+                        // On a thread of its own: the other VMs go on meanwhile.
+                        stopping.push(std::thread::spawn(move || kill_vm(vm)));
                     }
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            for (_, mut vm) in vms.drain() {
-                kill_vm(&mut vm);
+            stopping.extend(vms.into_values().map(|vm| std::thread::spawn(move || kill_vm(vm))));
+            for t in stopping {
+                let _ = t.join();
             }
         });
         InstanceAgent { stop, thread: Some(thread), started }
@@ -255,8 +259,8 @@ fn boot(script: &str, dir: &Path) -> Option<Vm> {
     let _ = std::fs::create_dir_all(dir);
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
-        .arg(r#"bash -c "$0" </dev/null >/dev/null 2>&1 & read _; kill -KILL 0"#)
-        .arg(script)
+        .arg(STOP_SCRIPT)
+        .env("SKYFORM_VM_SCRIPT", script)
         .env("SKYFORM_WORK", dir)
         .env("SKYFORM_NO_SHUTDOWN", "1")
         .stdin(Stdio::piped())
@@ -266,12 +270,18 @@ fn boot(script: &str, dir: &Path) -> Option<Vm> {
     cmd.spawn().ok().map(|child| Vm { child })
 }
 
-/// Stops a VM: closing its leader's stdin kills its process group; if the leader is still
-/// there after 2 s, the group is killed from here (only while the leader runs: once it has
-/// been reaped its pid may belong to someone else).
-fn kill_vm(vm: &mut Vm) {
+/// The VM's leader: starts the script (`$SKYFORM_VM_SCRIPT`) in the background and waits
+/// on its stdin; when that closes it stops the group as a machine's shutdown does —
+/// SIGTERM to every process, up to 20 s for the script to end (the task script saves its
+/// checkpoint then), SIGKILL to what is left.
+const STOP_SCRIPT: &str = r#"bash -c "$SKYFORM_VM_SCRIPT" </dev/null & b=$!; trap '' TERM; read _; kill -TERM 0; (sleep 20; kill -KILL 0) & wait $b; kill -KILL 0"#;
+
+/// Stops a VM: closing its leader's stdin stops its process group ([`STOP_SCRIPT`]); if the
+/// leader is still there after 25 s, the group is killed from here (only while the leader
+/// runs: once it has been reaped its pid may belong to someone else).
+fn kill_vm(mut vm: Vm) {
     drop(vm.child.stdin.take());
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(25);
     while Instant::now() < deadline {
         if !matches!(vm.child.try_wait(), Ok(None)) {
             return;
