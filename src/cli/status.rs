@@ -50,7 +50,7 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
                 serde_json::json!({
                     "address": k, "status": t.status, "tainted": t.tainted, "placement": t.placement,
                     "runs": t.runs.len(), "cost_so_far": crate::plan::money(t.cost_so_far()).to_string(),
-                    "drift": drift.get(k),
+                    "drift": drift.get(k), "migration": t.migration,
                 })
             })
             .collect();
@@ -79,12 +79,25 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
         if drift.contains_key(k) {
             status.push_str(" (drifted)");
         }
+        if t.migration.is_some() {
+            status.push_str(" (migrating)");
+        }
         rows.push(vec![k.to_string(), status, place, it, t.runs.len().to_string(), usd(t.cost_so_far())]);
     }
     out!("{}", views::table(&rows));
     outln!("Total cost so far: {}", usd(total));
     for (k, d) in &drift {
         outln!("Drift: {k}: {d}; the next apply releases it and runs the task again.");
+    }
+    for (k, m) in st.tasks.iter().filter_map(|(k, t)| Some((k, t.migration.as_ref()?))) {
+        let at = |p: &crate::state::PlacementRecord| format!("{}/{}/{}", p.cloud, p.region, p.zone);
+        let to = m.to.as_ref().map(at).unwrap_or_else(|| "-".into());
+        outln!(
+            "Migration: {k}: {} → {to}, at step `{}` since {}; an apply that stopped here left it, the next apply settles it.",
+            at(&m.from),
+            m.step,
+            crate::clock::format_time(m.since)
+        );
     }
     Ok(0)
 }

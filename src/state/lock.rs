@@ -26,6 +26,11 @@ pub struct LockInfo {
 }
 
 impl LockInfo {
+    /// The holder was a process on this host that is no longer running (a stale lock).
+    pub fn holder_gone(&self) -> bool {
+        self.host == hostname() && !pid_alive(self.pid)
+    }
+
     /// A new lock record for `operation` by this process.
     pub fn new(operation: &str) -> LockInfo {
         LockInfo {
@@ -156,7 +161,7 @@ pub fn acquire(
             Ok(()) => return Ok(LockGuard { path, info }),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let Some(holder) = read(&path)? else { continue };
-                if holder.host == hostname() && !pid_alive(holder.pid) {
+                if holder.holder_gone() {
                     return Err(LockError::Stale(Box::new(holder)));
                 }
                 if !waited && start.elapsed() >= Duration::from_millis(400) {

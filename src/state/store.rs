@@ -533,9 +533,10 @@ impl StateStore for SledStore {
         }
         if !self.is_held() {
             // Another process holds the state lock (a writer): read its snapshot rather
-            // than take the database's exclusive lock from under it.
+            // than take the database's exclusive lock from under it. A stale lock's holder
+            // is gone (the snapshot may lag its last commits): read the database itself.
             let writer = super::lock::read(&super::lock::lock_path(&self.path)).ok().flatten();
-            if writer.is_some_and(|w| w.pid != std::process::id()) {
+            if writer.is_some_and(|w| w.pid != std::process::id() && !w.holder_gone()) {
                 if let Ok(s) = std::fs::read_to_string(self.snapshot_path()).map(|t| State::from_json(&t)) {
                     return s;
                 }

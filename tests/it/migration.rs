@@ -124,6 +124,14 @@ fn trial(point: &str, expect_alive: usize, unrecorded_stop: bool) -> String {
     let steps: Vec<&str> = o.stderr.lines().filter(|l| l.contains(": migrating ")).collect();
     let live = alive(marks);
     assert_eq!(live, expect_alive, "{point}: live runs right after the kill; steps: {steps:#?}");
+    // `status` shows the migration the killed apply left.
+    let st = skyform(d.path(), &["status", "-refresh=false"]);
+    assert!(st.stdout.contains("(migrating)"), "{point}: {}", st.stdout);
+    assert!(
+        st.stdout.contains("Migration: task.train: local/local/zone-a → local/local/zone-b, at step `"),
+        "{point}: {}",
+        st.stdout
+    );
 
     // Apply again, as the messages say.
     let o = apply_recovering(d.path());
