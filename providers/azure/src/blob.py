@@ -11,8 +11,10 @@
 #   blob.py put FILE NAME        one Put Blob up to 16 MiB, else 8 MiB blocks + Put Block List
 #   blob.py get-tree NAME DIR    every blob under NAME/ into DIR (nothing there is fine)
 #   blob.py put-tree DIR NAME    every file under DIR to NAME/
-#   blob.py mirror-tree DIR NAME put-tree, then delete the blobs under NAME/ that DIR lacks
+#   blob.py mirror-tree DIR NAME put-tree of the files whose MD5 differs from the blob's
+#                                Content-MD5, then delete the blobs under NAME/ that DIR lacks
 import base64
+import hashlib
 import os
 import shutil
 import sys
@@ -91,12 +93,23 @@ def get(name, path):
     return True
 
 
-def put(path, name):
+def md5_of(path):
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1024 * 1024), b""):
+            h.update(chunk)
+    return base64.b64encode(h.digest()).decode()
+
+
+def put(path, name, md5=None):
+    """Uploads a file; the blob's Content-MD5 is the whole file's (for mirror-tree)."""
     blob = full(name)
     size = os.path.getsize(path)
+    md5 = md5 or md5_of(path)
     with open(path, "rb") as f:
         if size <= SINGLE:
-            call("PUT", url(blob), data=f.read(), headers={"x-ms-blob-type": "BlockBlob"})
+            headers = {"x-ms-blob-type": "BlockBlob", "x-ms-blob-content-md5": md5}
+            call("PUT", url(blob), data=f.read(), headers=headers)
             return
         ids = []
         while True:
@@ -108,10 +121,16 @@ def put(path, name):
             ids.append(bid)
     body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>"
     body += "".join("<Latest>%s</Latest>" % i for i in ids) + "</BlockList>"
-    call("PUT", url(blob, "comp=blocklist"), data=body.encode())
+    call("PUT", url(blob, "comp=blocklist"), data=body.encode(), headers={"x-ms-blob-content-md5": md5})
 
 
 def listing(prefix):
+    for name, _ in listing_md5(prefix):
+        yield name
+
+
+def listing_md5(prefix):
+    """(name, Content-MD5 or None) of every blob under prefix."""
     marker = ""
     while True:
         q = "restype=container&comp=list&prefix=" + urllib.parse.quote(prefix, safe="")
@@ -119,7 +138,7 @@ def listing(prefix):
             q += "&marker=" + urllib.parse.quote(marker, safe="")
         root = ET.fromstring(call("GET", url("", q)))
         for b in root.iter("Blob"):
-            yield b.findtext("Name")
+            yield b.findtext("Name"), b.findtext("Properties/Content-MD5") or None
         marker = root.findtext("NextMarker") or ""
         if not marker:
             return
@@ -139,15 +158,20 @@ def get_tree(name, d):
 
 
 def put_tree(d, name, mirror=False):
+    # A mirror sends only what changed (the blob's Content-MD5 differs).
+    there = dict(listing_md5(full(name) + "/")) if mirror else {}
     keep = set()
     for root, _, files in os.walk(d):
         for fname in sorted(files):
             path = os.path.join(root, fname)
             rel = os.path.relpath(path, d).replace(os.sep, "/")
-            put(path, name.rstrip("/") + "/" + rel)
-            keep.add(full(name.rstrip("/") + "/" + rel))
+            blob = full(name.rstrip("/") + "/" + rel)
+            md5 = md5_of(path)
+            if there.get(blob) != md5:
+                put(path, name.rstrip("/") + "/" + rel, md5)
+            keep.add(blob)
     if mirror:
-        for blob in list(listing(full(name) + "/")):
+        for blob in there:
             if blob not in keep:
                 try:
                     call("DELETE", url(blob))

@@ -47,9 +47,10 @@ impl RunDir {
 }
 
 /// The Cloud Storage helper the instance runs (`python3 gcs.py get|put|pull|push|mirror
-/// ...`; `mirror DIR URI` is `push` that also deletes the objects under URI that DIR does
-/// not hold). Exit status 3: the object to get does not exist.
-pub const GCS_PY: &str = r#"import json, os, sys, time, urllib.error, urllib.parse, urllib.request
+/// ...`; `mirror DIR URI` is `push` that sends only the files whose MD5 differs from the
+/// object's `md5Hash` and deletes the objects under URI that DIR does not hold). Exit
+/// status 3: the object to get does not exist.
+pub const GCS_PY: &str = r#"import base64, hashlib, json, os, sys, time, urllib.error, urllib.parse, urllib.request
 EP = os.environ.get("SKYFORM_GCS_ENDPOINT", "").rstrip("/")
 EMULATOR = bool(EP)
 EP = EP or "https://storage.googleapis.com"
@@ -116,18 +117,30 @@ def put(path, b, k):
     with f:
         call("POST", url, body, {"Content-Type": "application/octet-stream", "Content-Length": str(size)}).close()
 
-def names(b, prefix):
-    out, page = [], None
+def objects(b, prefix):
+    out, page = {}, None
     while True:
         url = "%s/storage/v1/b/%s/o?prefix=%s" % (EP, b, quote(prefix + "/"))
         if page:
             url += "&pageToken=" + quote(page)
         with call("GET", url) as r:
             d = json.load(r)
-        out += [i["name"] for i in d.get("items", []) if not i["name"].endswith("/")]
+        for i in d.get("items", []):
+            if not i["name"].endswith("/"):
+                out[i["name"]] = i.get("md5Hash")
         page = d.get("nextPageToken")
         if not page:
             return out
+
+def names(b, prefix):
+    return list(objects(b, prefix))
+
+def md5(path):
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for c in iter(lambda: f.read(1 << 20), b""):
+            h.update(c)
+    return base64.b64encode(h.digest()).decode()
 
 def main(argv):
     op = argv[0]
@@ -145,15 +158,18 @@ def main(argv):
         return 0
     if op in ("push", "mirror"):
         b, p = split(argv[2])
+        # A mirror sends only what changed (the object's MD5 differs).
+        there = objects(b, p) if op == "mirror" else {}
         keep = set()
         for root, _, files in os.walk(argv[1]):
             for name in sorted(files):
                 full = os.path.join(root, name)
                 k = p + "/" + os.path.relpath(full, argv[1]).replace(os.sep, "/")
-                put(full, b, k)
+                if there.get(k) is None or there[k] != md5(full):
+                    put(full, b, k)
                 keep.add(k)
         if op == "mirror":
-            for n in names(b, p):
+            for n in there:
                 if n not in keep:
                     call("DELETE", "%s/storage/v1/b/%s/o/%s" % (EP, b, quote(n)), missing_ok=True)
         return 0

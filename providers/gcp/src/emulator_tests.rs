@@ -352,6 +352,45 @@ fn gcs_trees_round_trip_with_resumable_uploads_and_copies() {
     assert_eq!(p.object_store(&loc("us-central1-a")).as_deref(), Some("gs://skyform-us-central1"));
 }
 
+/// The VM's `gcs.py mirror` (checkpoint syncs) sends only the files whose MD5 differs from
+/// the object's and deletes the objects the directory no longer holds.
+#[test]
+fn the_vm_helper_mirrors_a_directory_sending_only_what_changed() {
+    let gcs = FakeGcs::start();
+    gcs.create_bucket("ckpt");
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("gcs.py"), bootstrap::GCS_PY).unwrap();
+    let dir = d.path().join("checkpoint");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("model.bin"), vec![7u8; 100_000]).unwrap();
+    std::fs::write(dir.join("sub/step"), b"1").unwrap();
+    let mirror = || {
+        let o = std::process::Command::new("python3")
+            .arg(d.path().join("gcs.py"))
+            .args(["mirror", &dir.display().to_string(), "gs://ckpt/task/ckpt"])
+            .env("SKYFORM_GCS_ENDPOINT", &gcs.endpoint)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    mirror();
+    assert_eq!(gcs.names("ckpt", "task/ckpt/"), ["task/ckpt/model.bin", "task/ckpt/sub/step"]);
+    let (model, step) = (gcs.generation("ckpt", "task/ckpt/model.bin"), gcs.generation("ckpt", "task/ckpt/sub/step"));
+    assert!(model.is_some() && step.is_some());
+    // The step changes, the model does not; a new file appears.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(dir.join("sub/step"), b"2").unwrap();
+    std::fs::write(dir.join("sub/extra"), b"x").unwrap();
+    mirror();
+    assert_eq!(gcs.generation("ckpt", "task/ckpt/model.bin"), model, "an unchanged file is not sent again");
+    assert_ne!(gcs.generation("ckpt", "task/ckpt/sub/step"), step, "a changed file is");
+    assert_eq!(gcs.object("ckpt", "task/ckpt/sub/step").unwrap(), b"2");
+    // What the directory no longer holds goes.
+    std::fs::remove_file(dir.join("model.bin")).unwrap();
+    mirror();
+    assert_eq!(gcs.names("ckpt", "task/ckpt/"), ["task/ckpt/sub/extra", "task/ckpt/sub/step"]);
+}
+
 #[test]
 fn the_gcs_backend_passes_the_objects_conformance() {
     let gcs = FakeGcs::start();

@@ -166,6 +166,15 @@ impl FakeGcs {
         (status == 200).then_some(body)
     }
 
+    /// An object's generation (changes with every write), or None.
+    pub fn generation(&self, bucket: &str, key: &str) -> Option<String> {
+        let key = percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC);
+        let (status, body) = self.request(reqwest::Method::GET, &format!("/storage/v1/b/{bucket}/o/{key}"), None);
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        (status == 200)
+            .then(|| v["generation"].as_str().map(str::to_string).unwrap_or_else(|| v["generation"].to_string()))
+    }
+
     /// The names of the objects under `prefix`, sorted.
     pub fn names(&self, bucket: &str, prefix: &str) -> Vec<String> {
         let p = percent_encoding::utf8_percent_encode(prefix, percent_encoding::NON_ALPHANUMERIC);
