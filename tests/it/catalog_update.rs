@@ -23,6 +23,8 @@ pub(crate) enum Answer {
     CutShort { body: Vec<u8>, sent: usize },
     /// 200 with a gzip body cut in half (Content-Length matches what is sent).
     GzipCutShort { body: Vec<u8> },
+    /// No answer for this long, then the connection is closed.
+    Hang(std::time::Duration),
 }
 
 #[derive(Default)]
@@ -92,6 +94,10 @@ fn serve(mut s: TcpStream, routes: &Mutex<Routes>) {
             let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
             let _ = s.write_all(head.as_bytes()).and_then(|_| s.write_all(&body[..sent]));
             routes.lock().unwrap().log.push((path, 200));
+            return;
+        }
+        Some(Answer::Hang(d)) => {
+            std::thread::sleep(d);
             return;
         }
         Some(Answer::GzipCutShort { body }) => {

@@ -268,3 +268,24 @@ fn tracker_refresh_records_azure_and_gcp_spot_prices_and_plans_use_the_latest() 
     assert!(s.log().iter().all(|(path, _)| path.starts_with("/api/retail/prices")), "only Azure was asked");
     assert!(o.stderr.contains("azure: recorded 1 spot price observations"), "{}", o.stderr);
 }
+
+/// A price API that does not answer: after `--timeout` the cloud is reported and the
+/// others are recorded; the command does not wait for it.
+#[test]
+fn a_price_api_that_hangs_is_given_up_after_the_timeout_and_the_others_are_recorded() {
+    let s = Server::start();
+    serve_azure(&s, 0.021, 0.052);
+    serve_gcp(&s, 7_650_000, 740_000_000);
+    s.set(&azure_query("westus2"), Answer::Hang(std::time::Duration::from_secs(20)));
+    let home = tempfile::tempdir().unwrap();
+    let d = job(&[("main.sky.hcl", JOB)]);
+    let args = ["tracker", "refresh", "--azure-base-url", &s.url, "--gcp-base-url", &s.url, "--timeout", "2s"];
+    let t0 = std::time::Instant::now();
+    let o = sky(d.path(), home.path(), &args, &[("SKYFORM_GCP_API_KEY", "test-key")]);
+    let took = t0.elapsed();
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("Warning: azure: no spot prices recorded: no answer within 2 s"), "{}", o.stderr);
+    assert!(o.stderr.contains("gcp: recorded "), "{}", o.stderr);
+    assert!(took < std::time::Duration::from_secs(15), "the refresh waited for the hanging API: {took:?}");
+    assert_eq!(latest(d.path(), home.path(), "us-central1-b", "n2-standard-2"), 0.02354);
+}
