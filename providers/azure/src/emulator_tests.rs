@@ -490,6 +490,58 @@ fn blob_trees_round_trip_with_blocks_hashes_and_copies() {
     assert_eq!(e.kind, ErrorKind::Unsupported);
 }
 
+/// The VM's `blob.py mirror-tree` (checkpoint syncs) sends only the files whose MD5
+/// differs from the blob's Content-MD5 and deletes the blobs the directory no longer holds.
+#[test]
+fn the_vm_helper_mirrors_a_tree_sending_only_what_changed() {
+    let azurite = Azurite::start();
+    let arm = FakeArm::start();
+    let p = provider(&arm, &azurite, json!({}));
+    let d = tempfile::tempdir().unwrap();
+    // The container, made by a first upload.
+    std::fs::create_dir_all(d.path().join("seed")).unwrap();
+    std::fs::write(d.path().join("seed/x"), b"x").unwrap();
+    let seed = format!("file://{}", d.path().join("seed").display());
+    p.transfer(&TransferRequest::new(seed, format!("az://{ACCOUNT}/ckpts/seed"))).unwrap();
+    let c = p.blobs().container(ACCOUNT, "ckpts");
+    let url = c.url().unwrap().to_string();
+    let (blobs, c2) = (p.blobs().clone(), c.clone());
+    let sas = p.block(async move { blobs.sas(&c2, true, Duration::from_secs(3600)).await }).unwrap();
+    std::fs::write(d.path().join("blob.py"), bootstrap::BLOB_PY).unwrap();
+    let dir = d.path().join("checkpoint");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("model.bin"), vec![7u8; 100_000]).unwrap();
+    std::fs::write(dir.join("sub/step"), b"1").unwrap();
+    let mirror = || {
+        let o = std::process::Command::new("python3")
+            .arg(d.path().join("blob.py"))
+            .args(["mirror-tree", &dir.display().to_string(), "/task/ckpt"])
+            .env("SKYFORM_BLOB_URL", &url)
+            .env("SKYFORM_BLOB_SAS", &sas)
+            .env("SKYFORM_RUN", "skyform-runs/tok")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let etag = |name: &str| {
+        let b = c.blob_client(name);
+        p.block(async move { b.get_properties().await.map(|r| format!("{:?}", r.blob.properties.etag)).ok() })
+    };
+    mirror();
+    let (model, step) = (etag("task/ckpt/model.bin"), etag("task/ckpt/sub/step"));
+    assert!(model.is_some() && step.is_some(), "both uploaded from the container's root");
+    std::fs::write(dir.join("sub/step"), b"2").unwrap();
+    std::fs::write(dir.join("sub/extra"), b"x").unwrap();
+    mirror();
+    assert_eq!(etag("task/ckpt/model.bin"), model, "an unchanged file is not sent again");
+    assert_ne!(etag("task/ckpt/sub/step"), step, "a changed file is");
+    assert!(etag("task/ckpt/sub/extra").is_some());
+    std::fs::remove_file(dir.join("model.bin")).unwrap();
+    mirror();
+    assert_eq!(etag("task/ckpt/model.bin"), None, "what the directory no longer holds goes");
+    assert!(etag("task/ckpt/sub/step").is_some());
+}
+
 #[test]
 fn azurerm_backend_objects_conform() {
     let azurite = Azurite::start();
