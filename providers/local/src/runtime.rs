@@ -448,7 +448,7 @@ impl Provider for LocalProvider {
                 "umask 077; : > {log}; \
                  sync_ckpt() {{ rm -rf {tmp}; mkdir -p {tmp} && cp -a {ckpt}/. {tmp}/ && \
                    {{ [ ! -e {store} ] || {{ rm -rf {old} && mv {store} {old}; }}; }} && mv {tmp} {store} && rm -rf {old}; }}; \
-                 ( trap 'kill $s 2>/dev/null; exit 0' TERM; while :; do sleep {every} & s=$!; wait $s; sync_ckpt; done ) & syncer=$!; \
+                 ( trap 'kill $(jobs -p) 2>/dev/null; exit 0' TERM; while :; do sleep {every} & wait $!; sync_ckpt; done ) & syncer=$!; \
                  bash -c \"$SKYFORM_RUN_SCRIPT\" >> {log} 2>&1; code=$?; kill $syncer 2>/dev/null; wait $syncer 2>/dev/null; \
                  sync_ckpt; echo $code > {exit}.tmp && mv {exit}.tmp {exit}",
                 log = sh_quote(&log),
