@@ -236,6 +236,7 @@ pub mod factory;
 pub mod objects;
 pub mod plugin;
 pub mod rundir;
+pub mod vm_process;
 
 pub use factory::{BuildContext, ConfigError, EgressPrices, Factory, InstanceShape, OfferingSpec};
 

@@ -7,7 +7,7 @@
 //!   tags, reads their user data and runs it with bash on this host against moto's S3 (so
 //!   RunInstances → bootstrap → S3 status → poll → Terminate happens for real, all but the
 //!   machine); a terminated instance's processes are stopped as a shutdown stops them:
-//!   SIGTERM, a grace of [`STOP_GRACE`], then SIGKILL.
+//!   SIGTERM, a grace, then SIGKILL ([`skyform_provider::vm_process`]).
 //! - [`FaultProxy`]: a loopback HTTP proxy in front of moto that answers chosen EC2 calls
 //!   in chosen zones with AWS's error XML, so failover goes through the SDK's own parsing.
 
@@ -16,6 +16,7 @@ mod proxy;
 pub use proxy::{Fault, FaultProxy};
 
 use aws_sdk_ec2::types as ec2t;
+use skyform_provider::vm_process::VmProcess;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpStream;
@@ -131,11 +132,6 @@ impl Drop for Moto {
     }
 }
 
-/// One instance the agent runs.
-struct Vm {
-    child: Child,
-}
-
 /// Plays the VM for every skyform instance moto holds in `regions`.
 pub struct InstanceAgent {
     stop: Arc<AtomicBool>,
@@ -157,7 +153,7 @@ impl InstanceAgent {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             let clients: Vec<(String, aws_sdk_ec2::Client)> =
                 regions.iter().map(|r| (r.clone(), clients_at(&endpoint, r).0)).collect();
-            let mut vms: HashMap<String, Vm> = HashMap::new();
+            let mut vms: HashMap<String, VmProcess> = HashMap::new();
             let mut stopping: Vec<std::thread::JoinHandle<()>> = Vec::new();
             while !stop2.load(Ordering::SeqCst) {
                 for (_region, ec2) in &clients {
@@ -188,36 +184,29 @@ impl InstanceAgent {
                             else {
                                 continue;
                             };
-                            let mut cmd = Command::new("bash");
-                            cmd.arg("-c")
-                                .arg(script)
-                                .env("SKYFORM_WORK", work.join(&id))
-                                .env("SKYFORM_NO_SHUTDOWN", "1")
-                                .stdin(Stdio::null())
-                                .stdout(Stdio::null())
-                                .stderr(Stdio::null());
-                            for (k, v) in client_env() {
-                                cmd.env(k, v);
-                            }
-                            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-                            if let Ok(child) = cmd.spawn() {
+                            let mut env: Vec<(String, std::ffi::OsString)> = vec![
+                                ("SKYFORM_WORK".into(), work.join(&id).into()),
+                                ("SKYFORM_NO_SHUTDOWN".into(), "1".into()),
+                            ];
+                            env.extend(client_env().into_iter().map(|(k, v)| (k.to_string(), v.into())));
+                            if let Some(vm) = VmProcess::boot(&script, env, None) {
                                 started2.lock().expect("lock").push(id.clone());
-                                vms.insert(id, Vm { child });
+                                vms.insert(id, vm);
                             }
                         } else if !alive {
                             if let Some(vm) = vms.remove(&id) {
                                 // On a thread of its own: the others' VMs go on meanwhile.
-                                stopping.push(std::thread::spawn(move || stop_vms(vec![vm])));
+                                stopping.push(std::thread::spawn(move || vm.stop()));
                             }
                         }
                     }
                 }
                 for vm in vms.values_mut() {
-                    let _ = vm.child.try_wait();
+                    vm.reap();
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
-            stop_vms(vms.into_values().collect());
+            stopping.extend(vms.into_values().map(|vm| std::thread::spawn(move || vm.stop())));
             for t in stopping {
                 let _ = t.join();
             }
@@ -228,36 +217,6 @@ impl InstanceAgent {
     /// Instance ids the agent has booted so far.
     pub fn started(&self) -> Vec<String> {
         self.started.lock().expect("lock").clone()
-    }
-}
-
-/// How long a stopping VM's processes get between SIGTERM and SIGKILL (a real shutdown
-/// waits longer; the task script needs a few seconds to save its checkpoint).
-pub const STOP_GRACE: Duration = Duration::from_secs(20);
-
-/// Stops VMs as a machine's shutdown does: SIGTERM to each one's process group (its pgid is
-/// its own pid: it was started as a group leader), up to [`STOP_GRACE`] for the bootstraps
-/// to end, then SIGKILL to the groups of those still running. A group is signalled only
-/// while its leader runs: once it has been reaped its pid may belong to someone else.
-fn stop_vms(mut vms: Vec<Vm>) {
-    let signal = |vm: &mut Vm, sig: &str| {
-        let pid = vm.child.id();
-        let running = matches!(vm.child.try_wait(), Ok(None));
-        if running && pid > 1 && pid != std::process::id() {
-            let _ = Command::new("kill").arg(sig).arg("--").arg(format!("-{pid}")).stderr(Stdio::null()).status();
-        }
-    };
-    for vm in &mut vms {
-        signal(vm, "-TERM");
-    }
-    let deadline = Instant::now() + STOP_GRACE;
-    while Instant::now() < deadline && vms.iter_mut().any(|vm| matches!(vm.child.try_wait(), Ok(None))) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for vm in &mut vms {
-        signal(vm, "-KILL");
-        let _ = vm.child.kill();
-        let _ = vm.child.wait();
     }
 }
 

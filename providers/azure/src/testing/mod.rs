@@ -19,6 +19,7 @@ mod arm_fake;
 pub use arm_fake::{FakeArm, Fault, FaultKind, RecordedPut};
 
 use serde_json::{json, Value};
+use skyform_provider::vm_process::VmProcess;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpStream;
@@ -149,11 +150,6 @@ pub fn backend_config(azurite: &Azurite, container: &str, key: &str) -> Value {
     })
 }
 
-/// One VM the agent runs.
-struct Vm {
-    child: Child,
-}
-
 /// Plays the VMs of a [`FakeArm`].
 pub struct VmAgent {
     stop: Arc<AtomicBool>,
@@ -170,7 +166,7 @@ impl VmAgent {
         let (stop2, started2, state) = (stop.clone(), started.clone(), arm.shared());
         let work = work.to_path_buf();
         let thread = std::thread::spawn(move || {
-            let mut vms: HashMap<String, Vm> = HashMap::new();
+            let mut vms: HashMap<String, VmProcess> = HashMap::new();
             let mut stopping: Vec<std::thread::JoinHandle<()>> = Vec::new();
             while !stop2.load(Ordering::SeqCst) {
                 let running: HashMap<String, String> = FakeArm::running_of(&state).into_iter().collect();
@@ -179,45 +175,27 @@ impl VmAgent {
                         continue;
                     }
                     let Some(script) = base64_decode(cd) else { continue };
-                    let log = std::fs::create_dir_all(&work)
-                        .and_then(|_| std::fs::File::create(work.join(format!("{name}.agent.log"))));
-                    // The VM is a process group led by a shell that waits on our stdin: when
-                    // this process goes (even by SIGKILL) the pipe closes and the shell stops
-                    // its group, so no VM outlives its test.
-                    let mut cmd = Command::new("sh");
-                    cmd.arg("-c")
-                        .arg(STOP_SCRIPT)
-                        .env("SKYFORM_VM_SCRIPT", script)
-                        .env("SKYFORM_WORK", work.join(name))
-                        .stdin(Stdio::piped());
-                    match log {
-                        Ok(f) => {
-                            let f2 = f.try_clone().expect("log handle");
-                            cmd.stdout(f).stderr(f2);
-                        }
-                        Err(_) => {
-                            cmd.stdout(Stdio::null()).stderr(Stdio::null());
-                        }
-                    }
-                    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-                    if let Ok(child) = cmd.spawn() {
+                    let _ = std::fs::create_dir_all(&work);
+                    let log = work.join(format!("{name}.agent.log"));
+                    let env = [("SKYFORM_WORK", work.join(name))];
+                    if let Some(vm) = VmProcess::boot(&script, env, Some(&log)) {
                         started2.lock().expect("lock").push(name.clone());
-                        vms.insert(name.clone(), Vm { child });
+                        vms.insert(name.clone(), vm);
                     }
                 }
                 let gone: Vec<String> = vms.keys().filter(|n| !running.contains_key(*n)).cloned().collect();
                 for n in gone {
                     if let Some(vm) = vms.remove(&n) {
                         // On a thread of its own: the other VMs go on meanwhile.
-                        stopping.push(std::thread::spawn(move || kill_vm(vm)));
+                        stopping.push(std::thread::spawn(move || vm.stop()));
                     }
                 }
                 for vm in vms.values_mut() {
-                    let _ = vm.child.try_wait();
+                    vm.reap();
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            stopping.extend(vms.into_values().map(|vm| std::thread::spawn(move || kill_vm(vm))));
+            stopping.extend(vms.into_values().map(|vm| std::thread::spawn(move || vm.stop())));
             for t in stopping {
                 let _ = t.join();
             }
@@ -229,32 +207,6 @@ impl VmAgent {
     pub fn started(&self) -> Vec<String> {
         self.started.lock().expect("lock").clone()
     }
-}
-
-/// The VM's leader: starts the custom data (`$SKYFORM_VM_SCRIPT`) in the background and
-/// waits on its stdin; when that closes it stops the group as a machine's shutdown does —
-/// SIGTERM to every process, up to 20 s for the script to end (the task script saves its
-/// checkpoint then), SIGKILL to what is left.
-const STOP_SCRIPT: &str = r#"bash -c "$SKYFORM_VM_SCRIPT" </dev/null & b=$!; trap '' TERM; read _; kill -TERM 0; (sleep 20; kill -KILL 0) & wait $b; kill -KILL 0"#;
-
-/// Stops a VM: closing its leader's stdin stops its process group ([`STOP_SCRIPT`]); if the
-/// leader is still there after 25 s, the group is killed from here (only while the leader
-/// runs: once it has been reaped its pid may belong to someone else).
-fn kill_vm(mut vm: Vm) {
-    drop(vm.child.stdin.take());
-    let deadline = Instant::now() + Duration::from_secs(25);
-    while Instant::now() < deadline {
-        if !matches!(vm.child.try_wait(), Ok(None)) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let pid = vm.child.id();
-    if matches!(vm.child.try_wait(), Ok(None)) && pid > 1 && pid != std::process::id() {
-        let _ = Command::new("kill").arg("-KILL").arg("--").arg(format!("-{pid}")).stderr(Stdio::null()).status();
-    }
-    let _ = vm.child.kill();
-    let _ = vm.child.wait();
 }
 
 impl Drop for VmAgent {

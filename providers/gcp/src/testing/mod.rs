@@ -20,6 +20,7 @@ mod host_proxy;
 pub use fake_gce::{Effect, FakeGce, FakeInstance, Fault, InsertRecord};
 
 use crate::GcpConfig;
+use skyform_provider::vm_process::VmProcess;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpStream;
@@ -199,13 +200,6 @@ impl Drop for FakeGcs {
     }
 }
 
-/// One instance the agent runs: a `sh` process group leader that started the
-/// startup-script in the background and waits on its stdin; closing that pipe (the agent
-/// stopping the VM, or the test process dying) stops the whole group ([`STOP_SCRIPT`]).
-struct Vm {
-    child: Child,
-}
-
 /// Plays the VMs of a [`FakeGce`].
 pub struct InstanceAgent {
     stop: Arc<AtomicBool>,
@@ -223,7 +217,7 @@ impl InstanceAgent {
         let (stop2, started2, state) = (stop.clone(), started.clone(), gce.state.clone());
         let work = work.to_path_buf();
         let thread = std::thread::spawn(move || {
-            let mut vms: HashMap<String, Vm> = HashMap::new();
+            let mut vms: HashMap<String, VmProcess> = HashMap::new();
             let mut stopping: Vec<std::thread::JoinHandle<()>> = Vec::new();
             while !stop2.load(Ordering::SeqCst) {
                 let seen = state.lock().expect("lock").snapshot();
@@ -232,7 +226,10 @@ impl InstanceAgent {
                         continue;
                     }
                     let Some(script) = i.metadata("startup-script") else { continue };
-                    if let Some(vm) = boot(&script, &work.join(&i.zone).join(&i.name)) {
+                    let dir = work.join(&i.zone).join(&i.name);
+                    let _ = std::fs::create_dir_all(&dir);
+                    let env = [("SKYFORM_WORK", dir.as_os_str()), ("SKYFORM_NO_SHUTDOWN", "1".as_ref())];
+                    if let Some(vm) = VmProcess::boot(&script, env, None) {
                         started2.lock().expect("lock").push(i.id.clone());
                         vms.insert(i.id.clone(), vm);
                     }
@@ -245,12 +242,12 @@ impl InstanceAgent {
                 for id in gone {
                     if let Some(vm) = vms.remove(&id) {
                         // On a thread of its own: the other VMs go on meanwhile.
-                        stopping.push(std::thread::spawn(move || kill_vm(vm)));
+                        stopping.push(std::thread::spawn(move || vm.stop()));
                     }
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            stopping.extend(vms.into_values().map(|vm| std::thread::spawn(move || kill_vm(vm))));
+            stopping.extend(vms.into_values().map(|vm| std::thread::spawn(move || vm.stop())));
             for t in stopping {
                 let _ = t.join();
             }
@@ -262,47 +259,6 @@ impl InstanceAgent {
     pub fn started(&self) -> Vec<String> {
         self.started.lock().expect("lock").clone()
     }
-}
-
-fn boot(script: &str, dir: &Path) -> Option<Vm> {
-    let _ = std::fs::create_dir_all(dir);
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(STOP_SCRIPT)
-        .env("SKYFORM_VM_SCRIPT", script)
-        .env("SKYFORM_WORK", dir)
-        .env("SKYFORM_NO_SHUTDOWN", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    cmd.spawn().ok().map(|child| Vm { child })
-}
-
-/// The VM's leader: starts the script (`$SKYFORM_VM_SCRIPT`) in the background and waits
-/// on its stdin; when that closes it stops the group as a machine's shutdown does —
-/// SIGTERM to every process, up to 20 s for the script to end (the task script saves its
-/// checkpoint then), SIGKILL to what is left.
-const STOP_SCRIPT: &str = r#"bash -c "$SKYFORM_VM_SCRIPT" </dev/null & b=$!; trap '' TERM; read _; kill -TERM 0; (sleep 20; kill -KILL 0) & wait $b; kill -KILL 0"#;
-
-/// Stops a VM: closing its leader's stdin stops its process group ([`STOP_SCRIPT`]); if the
-/// leader is still there after 25 s, the group is killed from here (only while the leader
-/// runs: once it has been reaped its pid may belong to someone else).
-fn kill_vm(mut vm: Vm) {
-    drop(vm.child.stdin.take());
-    let deadline = Instant::now() + Duration::from_secs(25);
-    while Instant::now() < deadline {
-        if !matches!(vm.child.try_wait(), Ok(None)) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let pid = vm.child.id();
-    if matches!(vm.child.try_wait(), Ok(None)) && pid > 1 && pid != std::process::id() {
-        let _ = Command::new("kill").arg("-KILL").arg("--").arg(format!("-{pid}")).stderr(Stdio::null()).status();
-    }
-    let _ = vm.child.kill();
-    let _ = vm.child.wait();
 }
 
 impl Drop for InstanceAgent {
