@@ -70,6 +70,23 @@ fn alive(marks: &Path) -> usize {
         .count()
 }
 
+/// The runs alive right after an apply was killed. A run started just before the kill
+/// writes its pid a moment later (after its checkpoint is restored), so this waits up to
+/// 10 s for `expected` runs; when none is expected it checks that none appears within 2 s.
+fn alive_after_kill(marks: &Path, expected: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(if expected == 0 { 2 } else { 10 });
+    loop {
+        let n = alive(marks);
+        if (expected > 0 && n == expected) || Instant::now() >= deadline {
+            return n;
+        }
+        if expected == 0 && n > 0 {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn starts(marks: &Path) -> Vec<u32> {
     std::fs::read_to_string(marks.join("starts"))
         .unwrap_or_default()
@@ -122,7 +139,7 @@ fn trial(point: &str, expect_alive: usize, unrecorded_stop: bool) -> String {
     assert_eq!(o.code, -1, "{point}: the apply was killed (exit {}):\n{}\n{}", o.code, o.stdout, o.stderr);
     assert!(o.stdout.contains("# task.train will be migrated"), "{point}: {}", o.stdout);
     let steps: Vec<&str> = o.stderr.lines().filter(|l| l.contains(": migrating ")).collect();
-    let live = alive(marks);
+    let live = alive_after_kill(marks, expect_alive);
     assert_eq!(live, expect_alive, "{point}: live runs right after the kill; steps: {steps:#?}");
     // `status` shows the migration the killed apply left.
     let st = skyform(d.path(), &["status", "-refresh=false"]);
