@@ -302,7 +302,9 @@ fn mirror_once(
     pushed: &Mutex<Option<u64>>,
 ) -> Result<(), StateError> {
     let st = store.read()?;
-    if *pushed.lock().expect("lock") == Some(st.serial) {
+    // Serial 0: nothing committed yet. Each read of an empty store makes a fresh lineage,
+    // so pushing one would claim the remote for a lineage the first commit does not have.
+    if st.serial == 0 || *pushed.lock().expect("lock") == Some(st.serial) {
         return Ok(());
     }
     let prev = etag.lock().expect("lock").clone();
@@ -352,6 +354,22 @@ mod tests {
         assert!(r.lock_info().unwrap().is_some(), "still there until force-unlock");
         r.force_unlock(Some(&stale.info.id), false).unwrap();
         assert!(r.lock_info().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_store_with_nothing_committed_is_not_pushed() {
+        // An apply goes live before its first commit: the mirror must not push the empty
+        // state it reads then (its lineage is not the one the first commit will have).
+        let r = remote(Arc::new(MemoryObjects::default()), ManualClock::at(0));
+        let d = tempfile::tempdir().unwrap();
+        let store = SledStore::new(d.path().join("state"));
+        let (etag, pushed) = (Mutex::new(None), Mutex::new(None));
+        mirror_once(&r, &store, &etag, &pushed).unwrap();
+        assert!(r.pull().unwrap().is_none(), "nothing committed, nothing pushed");
+        let committed = store.commit(&store.read().unwrap()).unwrap();
+        mirror_once(&r, &store, &etag, &pushed).unwrap();
+        let (remote, _) = r.pull().unwrap().unwrap();
+        assert_eq!((remote.lineage, remote.serial), (committed.lineage, 1));
     }
 
     #[test]
