@@ -4,11 +4,13 @@
 //! (indicatif on a terminal, plain lines otherwise) or `-json` events on stdout. Ctrl-C
 //! stops new work and gives running tasks a grace period; a second one exits at once.
 
+use super::backend::Opened;
 use super::context::PlanRequest;
 use super::views::apply::ApplyView;
 use super::views::plan as render;
 use super::{Ctx, StateArgs, VarArgs};
 use crate::apply;
+use crate::config::Loaded;
 use crate::plan::{Action, Plan};
 use crate::state::{StateStore, TaskStatus};
 use crate::tracker::Tracker;
@@ -149,6 +151,18 @@ pub fn run_as(ctx: &Ctx, a: ApplyArgs, destroy: bool) -> anyhow::Result<i32> {
     ctx.set_compact_warnings(a.compact_warnings);
     let Some(loaded) = ctx.job_or_report() else { return Ok(1) };
     let opened = ctx.open_state(&a.state, Some(if destroy { "destroy" } else { "apply" }))?;
+    let code = apply_opened(ctx, a, destroy, loaded, &opened)?;
+    // The last push of a remote state: when it fails, so does the command (the commits
+    // stay in the local copy).
+    if let Err(e) = opened.finish() {
+        errln!("Error: {e}");
+        return Ok(1);
+    }
+    Ok(code)
+}
+
+/// `apply` or `destroy` on the opened (and locked) state.
+fn apply_opened(ctx: &Ctx, a: ApplyArgs, destroy: bool, loaded: &Loaded, opened: &Opened) -> anyhow::Result<i32> {
     let store = opened.store.clone();
     let plan = match &a.file {
         Some(f) => {

@@ -367,6 +367,28 @@ fn s3_backend_lets_one_of_two_concurrent_applies_hold_the_lock() {
     assert_eq!(again.code, 0, "nothing to do from the other clone: {}\n{}", again.stdout, again.stderr);
 }
 
+/// The state an apply cannot push at its end (the remote was replaced by another job's
+/// state while it ran) fails the apply: its exit code says the remote is not current.
+#[test]
+fn an_apply_whose_last_push_is_refused_fails() {
+    let cloud = Cloud::start();
+    cloud.put("team-state", ".keep", "");
+    let d = team_job(&cloud.moto.endpoint, 3);
+    let (first, _home) = spawn_apply(d.path(), &cloud);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cloud.get("team-state", "jobs/team.json").is_none() {
+        assert!(Instant::now() < deadline, "the apply never pushed its state");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let foreign = r#"{"version":1,"lineage":"another-job","serial":99,"tasks":{},"outputs":{}}"#;
+    cloud.put("team-state", "jobs/team.json", foreign);
+    let out = first.wait();
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("Error: remote state s3://team-state/jobs/team.json"), "{}", out.stderr);
+    assert_eq!(cloud.get("team-state", "jobs/team.json").as_deref(), Some(foreign), "the other state is kept");
+    assert!(cloud.get("team-state", "jobs/team.json.lock").is_none(), "the lock is released");
+}
+
 #[test]
 fn provider_regions_restrict_where_aws_tasks_are_placed() {
     let d = job(&[(
