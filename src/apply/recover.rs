@@ -4,7 +4,8 @@
 //! call) that is not released is looked up by its idempotency token: a run that finished
 //! (its `task_status`, when `read` only says the machine runs) is adopted — its outputs
 //! collected and the task recorded as succeeded — a run still running is resumed (the
-//! task's turn in the DAG follows it to its end), anything else is
+//! task's turn in the DAG follows it to its end), a run preempted meanwhile counts as a
+//! preemption seen live (tracker, and a block per the task's `recovery`), anything else is
 //! released. Resources carrying this state's lineage that the state does not know (a crash
 //! between the provider call and the commit of its id) are released too. So nothing is
 //! left that skyform cannot find, and a finished task does not run again.
@@ -13,7 +14,7 @@ use super::call::Shared;
 use super::events::{Event, Recovery};
 use super::ApplyError;
 use crate::config::TaskAddr;
-use crate::state::{Allocation, TaskStatus};
+use crate::state::{Allocation, PlacementRecord, TaskStatus};
 use skyform_provider::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -55,6 +56,34 @@ impl Shared {
             .await?;
         }
         Ok(())
+    }
+
+    /// Records a preemption that recovery found (the run was reclaimed while no apply
+    /// watched it) as a watched one is recorded: the preemption in the tracker and, per the
+    /// task's `recovery`, its zone or region blocked (in the tracker and for this apply), so
+    /// the run starts again elsewhere.
+    fn preempted_unwatched(&self, addr: &TaskAddr, at: &PlacementRecord, now: u64) {
+        let here = super::data::loc(at);
+        let recovery = self.spec.tasks.get(addr).map(|t| t.recovery).unwrap_or_default();
+        let scope = match recovery {
+            crate::config::Recovery::SameZone => None,
+            crate::config::Recovery::NextZone => Some(Scope::Zone),
+            crate::config::Recovery::NextRegion => Some(Scope::Region),
+        };
+        if let Some(t) = &self.tracker {
+            let _ = t.record_preemption(&here, &at.instance_type, now);
+            if let Some(scope) = scope {
+                let _ = t.record_failure(&here, scope, ErrorKind::Preempted, "preempted while no apply watched", now);
+            }
+        }
+        if let Some(scope) = scope {
+            self.blocks.lock().expect("lock").push((scope, here.clone()));
+        }
+        self.event(Event::Preempted {
+            task: addr.clone(),
+            location: here.to_string(),
+            recovery: format!("{recovery:?}"),
+        });
     }
 
     /// Settles intents left by an earlier apply that did not finish (see the module doc).
@@ -116,6 +145,13 @@ impl Shared {
                 let adopted = objects.is_some();
                 let cost = a.placement.hourly * a.placement.hours;
                 let now = self.now();
+                // A run preempted while no apply watched it counts as a watched one does.
+                let preempted = found.as_ref().is_some_and(|r| r.state == RunState::Preempted)
+                    && t.status == TaskStatus::Running
+                    && a.provider_id.is_some();
+                if preempted {
+                    self.preempted_unwatched(addr, &a.placement, now);
+                }
                 // Adopted: succeeded with its outputs, committed before the release.
                 if let Some(objects) = objects {
                     self.commit(addr, |s| {
@@ -148,6 +184,10 @@ impl Shared {
                         let goes_on = tt.allocations.iter().any(|x| x.released.is_none() && x.status == RESUMED);
                         if !adopted && tt.status == TaskStatus::Running && !goes_on {
                             tt.status = TaskStatus::Pending;
+                        }
+                        if let Some(r) = tt.runs.last_mut().filter(|r| preempted && r.end.is_none()) {
+                            r.status = TaskStatus::Preempted;
+                            r.end = Some(now);
                         }
                     }
                 })

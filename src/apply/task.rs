@@ -60,11 +60,14 @@ impl Walk {
         Some(Walk { candidates, idx: 0, attempts: 0, runs: 0, max_attempts: failover.max_attempts, budget })
     }
 
-    /// The next placement to try: not blocked in the tracker, within the attempts allowed.
+    /// The next placement to try: not blocked (in the tracker, or in this apply), within the
+    /// attempts allowed.
     fn next(&mut self, sh: &Shared) -> Option<PlacementRecord> {
         while let Some(c) = self.candidates.get(self.idx) {
+            let here = loc(c);
             let blocked =
-                sh.tracker.as_ref().and_then(|t| t.view(sh.now()).ok()).is_some_and(|v| v.blocked(&loc(c)).is_some());
+                sh.tracker.as_ref().and_then(|t| t.view(sh.now()).ok()).is_some_and(|v| v.blocked(&here).is_some())
+                    || sh.blocks.lock().expect("lock").iter().any(|(s, at)| here.within(*s, at));
             if !blocked {
                 break;
             }

@@ -159,6 +159,54 @@ fn preemption_is_recovered_per_the_recovery_setting() {
     }
 }
 
+/// A run preempted while no apply watched it (its apply was killed, the run went on alone)
+/// counts as a watched one: the next apply records the preemption, blocks the zone per
+/// `recovery`, and runs the task again where that setting says.
+#[test]
+fn a_preemption_found_by_recovery_follows_the_recovery_setting() {
+    for (recovery, zone, blocks) in [("next_zone", "zone-b", 1), ("same_zone", "zone-a", 0)] {
+        let d = job(&[("main.sky.hcl", ONE_TASK)]);
+        let recovery_var = format!("recovery={recovery}");
+        let apply = ["apply", "-auto-approve", "-var", "seconds=5", "-var", recovery_var.as_str()];
+        let (mut first, _home) = spawn_skyform(d.path(), &apply, &[]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let st = state_json(d.path());
+            if st["tasks"]["task.work"]["status"] == "running" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{recovery}: the run never started: {st}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        first.kill();
+        // The machine is reclaimed while nobody watches; the next apply finds it.
+        let faults = [("SKYFORM_LOCAL_FAULTS", r#"{"preempt_after_secs": 0, "preempt_zones": ["zone-a"]}"#)];
+        let mut o = skyform_env(d.path(), &apply, &faults);
+        if let Some(id) = o.stderr.split("skyform force-unlock ").nth(1) {
+            let id = id.split_whitespace().next().unwrap_or_default().to_string();
+            assert_eq!(skyform(d.path(), &["force-unlock", "-force", &id]).code, 0);
+            o = skyform_env(d.path(), &apply, &faults);
+        }
+        assert_eq!(o.code, 0, "{recovery}: {}\n{}", o.stdout, o.stderr);
+        assert!(o.stderr.contains("task.work: preempted in local/zone-a"), "{recovery}: {}", o.stderr);
+        let st = state_json(d.path());
+        let t = &st["tasks"]["task.work"];
+        assert_eq!(t["placement"]["zone"], zone, "{recovery}: {t}");
+        let runs: Vec<&str> = t["runs"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+        assert_eq!(runs, ["preempted", "succeeded"], "{recovery}");
+        assert_eq!(std::fs::read_to_string(d.path().join("result/r.txt")).unwrap(), "done\n");
+        let tr: serde_json::Value =
+            serde_json::from_str(&skyform(d.path(), &["tracker", "show", "-json"]).stdout).unwrap();
+        assert_eq!(tr["preemptions"].as_array().unwrap().len(), 1, "{recovery}: the preemption is recorded: {tr}");
+        let b = tracker_blocks(d.path());
+        assert_eq!(b.len(), blocks, "{recovery}: {b:?}");
+        if blocks == 1 {
+            assert_eq!((&b[0]["location"]["zone"], &b[0]["kind"]), (&"zone-a".into(), &"preempted".into()), "{b:?}");
+        }
+        assert!(processes_under(d.path()).is_empty(), "{recovery}");
+    }
+}
+
 #[test]
 fn a_failing_task_is_retried_then_failed_and_dependents_do_not_start() {
     let d = job(&[(
