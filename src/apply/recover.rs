@@ -14,7 +14,7 @@ use super::call::Shared;
 use super::events::{Event, Recovery};
 use super::ApplyError;
 use crate::config::TaskAddr;
-use crate::state::{Allocation, PlacementRecord, TaskStatus};
+use crate::state::{Allocation, MigrationStep, PlacementRecord, TaskStatus};
 use skyform_provider::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -98,11 +98,9 @@ impl Shared {
                 // Find it by token (the intent was written before the call).
                 let token = a.idempotency_token.clone();
                 let tags = lineage_tags(&lineage);
-                let found = self
-                    .call(&a.placement.cloud, move |p| p.read(&ReadRequest::tagged(tags.clone())))
-                    .await
-                    .ok()
-                    .and_then(|r| r.resources.into_iter().find(|x| x.idempotency_token == token));
+                let read = self.call(&a.placement.cloud, move |p| p.read(&ReadRequest::tagged(tags.clone()))).await;
+                let read_ok = read.is_ok();
+                let found = read.ok().and_then(|r| r.resources.into_iter().find(|x| x.idempotency_token == token));
                 // A cloud's read sees the machine, which runs on after its task ended: ask
                 // the run itself whether it finished.
                 let found = match found {
@@ -145,10 +143,17 @@ impl Shared {
                 let adopted = objects.is_some();
                 let cost = a.placement.hourly * a.placement.hours;
                 let now = self.now();
-                // A run preempted while no apply watched it counts as a watched one does.
-                let preempted = found.as_ref().is_some_and(|r| r.state == RunState::Preempted)
-                    && t.status == TaskStatus::Running
-                    && a.provider_id.is_some();
+                // A run reclaimed while no apply watched it (interrupted, or gone from a
+                // cloud that answered) counts as a preemption seen live — not the old run
+                // an interrupted migration stopped itself.
+                let stopped_by_migration =
+                    t.migration.as_ref().is_some_and(|m| m.step != MigrationStep::Allocate && m.from == a.placement);
+                let reclaimed = match &found {
+                    Some(r) => r.state == RunState::Preempted,
+                    None => read_ok,
+                };
+                let preempted =
+                    reclaimed && t.status == TaskStatus::Running && a.provider_id.is_some() && !stopped_by_migration;
                 if preempted {
                     self.preempted_unwatched(addr, &a.placement, now);
                 }
@@ -185,8 +190,19 @@ impl Shared {
                         if !adopted && tt.status == TaskStatus::Running && !goes_on {
                             tt.status = TaskStatus::Pending;
                         }
-                        if let Some(r) = tt.runs.last_mut().filter(|r| preempted && r.end.is_none()) {
-                            r.status = TaskStatus::Preempted;
+                        // The run the allocation carried ended while no apply watched.
+                        let ended = match &found {
+                            _ if preempted => Some((TaskStatus::Preempted, None)),
+                            Some(r) => match r.state {
+                                RunState::Failed { exit_code } => Some((TaskStatus::Failed, exit_code)),
+                                _ => None,
+                            },
+                            None => None,
+                        };
+                        let last_run = tt.runs.last_mut().filter(|r| r.end.is_none() && !adopted);
+                        if let (Some(r), Some((status, code))) = (last_run, ended) {
+                            r.status = status;
+                            r.exit_code = code;
                             r.end = Some(now);
                         }
                     }

@@ -307,6 +307,16 @@ task "slow" {{
     let st = state_json(d.path(), &cloud);
     assert_eq!(st["tasks"]["task.slow"]["status"], "succeeded");
     assert_eq!(cloud.instances().len(), 2, "the terminated first instance and the rerun's");
+    // Found terminated by recovery, the run counts as preempted (`recovery` = next_zone):
+    // its zone is blocked and the rerun is in another.
+    let t = &st["tasks"]["task.slow"];
+    let runs: Vec<&str> = t["runs"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(runs, ["preempted", "succeeded"]);
+    let zones: Vec<&str> =
+        t["allocations"].as_array().unwrap().iter().map(|a| a["placement"]["zone"].as_str().unwrap()).collect();
+    assert_eq!(zones.len(), 2, "{zones:?}");
+    assert_ne!(zones[0], zones[1], "the rerun left the zone");
+    assert!(o.stderr.contains(&format!("task.slow: preempted in aws/us-east-1/{}", zones[0])), "{}", o.stderr);
 }
 
 /// A job whose state lives in S3 (moto); `sleep` keeps an apply holding the lock.
