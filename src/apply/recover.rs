@@ -65,11 +65,7 @@ impl Shared {
     fn preempted_unwatched(&self, addr: &TaskAddr, at: &PlacementRecord, now: u64) {
         let here = super::data::loc(at);
         let recovery = self.spec.tasks.get(addr).map(|t| t.recovery).unwrap_or_default();
-        let scope = match recovery {
-            crate::config::Recovery::SameZone => None,
-            crate::config::Recovery::NextZone => Some(Scope::Zone),
-            crate::config::Recovery::NextRegion => Some(Scope::Region),
-        };
+        let scope = super::task::blocked_by(recovery);
         if let Some(t) = &self.tracker {
             let _ = t.record_preemption(&here, &at.instance_type, now);
             if let Some(scope) = scope {

@@ -111,6 +111,15 @@ impl Walk {
     }
 }
 
+/// What a preemption blocks under the task's `recovery` (None: it runs again in place).
+pub(crate) fn blocked_by(recovery: Recovery) -> Option<Scope> {
+    match recovery {
+        Recovery::SameZone => None,
+        Recovery::NextZone => Some(Scope::Zone),
+        Recovery::NextRegion => Some(Scope::Region),
+    }
+}
+
 /// An allocation that exists, for one placement.
 #[derive(Clone)]
 struct Placed {
@@ -683,15 +692,11 @@ async fn settle(sh: &Shared, task: &Task, placed: &Placed, walk: &mut Walk, ran:
                 location: here.to_string(),
                 recovery: format!("{recovery:?}"),
             });
-            match recovery {
-                Recovery::SameZone => {}
-                Recovery::NextZone | Recovery::NextRegion => {
-                    let scope = if recovery == Recovery::NextZone { Scope::Zone } else { Scope::Region };
-                    if let Some(t) = &sh.tracker {
-                        let _ = t.record_failure(&here, scope, ErrorKind::Preempted, "preempted", now);
-                    }
-                    walk.fail_over(sh, addr, cand, ErrorKind::Preempted, scope, &here).await?;
+            if let Some(scope) = blocked_by(recovery) {
+                if let Some(t) = &sh.tracker {
+                    let _ = t.record_failure(&here, scope, ErrorKind::Preempted, "preempted", now);
                 }
+                walk.fail_over(sh, addr, cand, ErrorKind::Preempted, scope, &here).await?;
             }
             Ok(Step::Next)
         }
