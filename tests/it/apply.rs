@@ -167,7 +167,7 @@ fn a_preemption_found_by_recovery_follows_the_recovery_setting() {
     for (recovery, zone, blocks) in [("next_zone", "zone-b", 1), ("same_zone", "zone-a", 0)] {
         let d = job(&[("main.sky.hcl", ONE_TASK)]);
         let recovery_var = format!("recovery={recovery}");
-        let apply = ["apply", "-auto-approve", "-var", "seconds=5", "-var", recovery_var.as_str()];
+        let apply = ["apply", "-auto-approve", "-var", "seconds=8", "-var", recovery_var.as_str()];
         let (mut first, _home) = spawn_skyform(d.path(), &apply, &[]);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
