@@ -181,12 +181,7 @@ fn a_preemption_found_by_recovery_follows_the_recovery_setting() {
         first.kill();
         // The machine is reclaimed while nobody watches; the next apply finds it.
         let faults = [("SKYFORM_LOCAL_FAULTS", r#"{"preempt_after_secs": 0, "preempt_zones": ["zone-a"]}"#)];
-        let mut o = skyform_env(d.path(), &apply, &faults);
-        if let Some(id) = o.stderr.split("skyform force-unlock ").nth(1) {
-            let id = id.split_whitespace().next().unwrap_or_default().to_string();
-            assert_eq!(skyform(d.path(), &["force-unlock", "-force", &id]).code, 0);
-            o = skyform_env(d.path(), &apply, &faults);
-        }
+        let o = crate::crash::unlocking(d.path(), &apply, &faults);
         assert_eq!(o.code, 0, "{recovery}: {}\n{}", o.stdout, o.stderr);
         assert!(o.stderr.contains("task.work: preempted in local/zone-a"), "{recovery}: {}", o.stderr);
         let st = state_json(d.path());

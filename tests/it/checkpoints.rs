@@ -26,7 +26,7 @@ fn counting_run(marks: &Path) -> String {
 }
 
 /// Where the runs started, from `MARKS/starts`.
-fn starts(marks: &Path) -> Vec<u32> {
+pub(crate) fn starts(marks: &Path) -> Vec<u32> {
     std::fs::read_to_string(marks.join("starts"))
         .unwrap_or_default()
         .lines()

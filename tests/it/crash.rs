@@ -74,8 +74,14 @@ pub(crate) fn processes_under(dir: &Path) -> Vec<String> {
 
 /// `apply`, following the printed way out of a stale lock.
 pub(crate) fn apply_recovering(dir: &Path) -> Out {
+    unlocking(dir, &["apply", "-auto-approve"], &[])
+}
+
+/// `skyform ARGS` with `env`, as a user runs it after a killed apply: the lock it left is
+/// force-unlocked as the message prints, then the command runs again.
+pub(crate) fn unlocking(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
     for _ in 0..3 {
-        let o = skyform(dir, &["apply", "-auto-approve"]);
+        let o = skyform_env(dir, args, env);
         if let Some(id) = o.stderr.split("skyform force-unlock ").nth(1) {
             let id = id.split_whitespace().next().unwrap_or_default();
             let u = skyform(dir, &["force-unlock", "-force", id]);

@@ -10,9 +10,10 @@
 //! unmigrated run; no run after the first started from zero (the checkpoint was never
 //! lost); nothing is left allocated, running or for `sweep`.
 
-use crate::crash::{apply_recovering, processes_under};
+use crate::checkpoints::starts;
+use crate::crash::{apply_recovering, processes_under, unlocking};
 use crate::reoptimize::prices;
-use crate::{job, skyform, skyform_env, spawn_skyform, state_json};
+use crate::{job, skyform, spawn_skyform, state_json};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -87,28 +88,10 @@ fn alive_after_kill(marks: &Path, expected: usize) -> usize {
     }
 }
 
-fn starts(marks: &Path) -> Vec<u32> {
-    std::fs::read_to_string(marks.join("starts"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| l.trim_start_matches("start ").parse().unwrap())
-        .collect()
-}
-
 /// `apply` with the crash point `point` armed, after force-unlocking the lock a killed
 /// apply left; returns what it printed before it was killed.
 fn apply_killed_at(dir: &Path, point: &str) -> crate::Out {
-    let armed = format!("{point}=return");
-    for _ in 0..3 {
-        let o = skyform_env(dir, &["apply", "-auto-approve"], &[("FAILPOINTS", armed.as_str())]);
-        if let Some(id) = o.stderr.split("skyform force-unlock ").nth(1) {
-            let id = id.split_whitespace().next().unwrap_or_default();
-            assert_eq!(skyform(dir, &["force-unlock", "-force", id]).code, 0);
-            continue;
-        }
-        return o;
-    }
-    panic!("apply kept failing on the lock");
+    unlocking(dir, &["apply", "-auto-approve"], &[("FAILPOINTS", format!("{point}=return").as_str())])
 }
 
 /// The job with its run going on alone in zone-a (started by an apply that was killed),
@@ -209,12 +192,7 @@ fn a_migration_to_a_zone_without_capacity_leaves_the_run_where_it_is() {
     let marks = marks_dir.path();
     let d = running_then_prices_move(marks);
     let faults = r#"{"capacity_zones":["zone-b"]}"#;
-    let mut o = skyform_env(d.path(), &["apply", "-auto-approve"], &[("SKYFORM_LOCAL_FAULTS", faults)]);
-    if let Some(id) = o.stderr.split("skyform force-unlock ").nth(1) {
-        let id = id.split_whitespace().next().unwrap_or_default().to_string();
-        assert_eq!(skyform(d.path(), &["force-unlock", "-force", &id]).code, 0);
-        o = skyform_env(d.path(), &["apply", "-auto-approve"], &[("SKYFORM_LOCAL_FAULTS", faults)]);
-    }
+    let o = unlocking(d.path(), &["apply", "-auto-approve"], &[("SKYFORM_LOCAL_FAULTS", faults)]);
     assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
     assert!(o.stdout.contains("# task.train will be migrated"), "{}", o.stdout);
     assert!(o.stderr.contains("task.train: capacity_unavailable in local/zone-b"), "{}", o.stderr);
